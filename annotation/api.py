@@ -1,0 +1,378 @@
+"""REST API for collecting feedback. Views parse input, call one service or selector, serialize output."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+
+from django.conf import settings
+from django.contrib.auth import authenticate
+from django.db.models import Prefetch
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers as drf_serializers
+from rest_framework import status
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response as HttpResponse
+from rest_framework.throttling import AnonRateThrottle
+from rest_framework.views import APIView
+
+from annotation import selectors, serializers, services
+from annotation.errors import NotFound, ValidationFailed
+from annotation.models import (
+    AnnotatorProfile,
+    Item,
+    Membership,
+    Question,
+    Response,
+    Role,
+)
+from annotation.pagination import DefaultCursorPagination
+from annotation.selectors import STAFF_ROLES
+
+ADMIN_ONLY = (Role.ADMIN,)
+
+
+def _validated(serializer_class, data, partial: bool = False) -> dict:
+    serializer = serializer_class(data=data, partial=partial)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)
+
+
+def _paginate(view: APIView, request: Request, queryset, serializer_class, **kwargs) -> HttpResponse:
+    paginator = DefaultCursorPagination()
+    page = paginator.paginate_queryset(queryset, request, view=view)
+    return paginator.get_paginated_response(serializer_class(page, many=True, **kwargs).data)
+
+
+# --- projects --------------------------------------------------------------------
+
+
+class ProjectListApi(APIView):
+    @extend_schema(responses=serializers.ProjectOut(many=True), summary="List my projects")
+    def get(self, request: Request) -> HttpResponse:
+        projects = selectors.project_list_for(user=request.user).prefetch_related("questions")
+        roles = dict(Membership.objects.filter(user=request.user).values_list("project_id", "role"))
+        return _paginate(self, request, projects, serializers.ProjectOut, context={"roles": roles})
+
+    @extend_schema(request=serializers.ProjectIn, responses={201: serializers.ProjectOut}, summary="Create a project")
+    def post(self, request: Request) -> HttpResponse:
+        data = _validated(serializers.ProjectIn, request.data)
+        questions = [dict(q) for q in data.pop("questions", [])]
+        project = services.project_create(user=request.user, questions=questions, **data)
+        return HttpResponse(
+            serializers.ProjectOut(project, context={"roles": {project.id: Role.ADMIN}}).data, status=status.HTTP_201_CREATED
+        )
+
+
+class ProjectDetailApi(APIView):
+    @extend_schema(responses=serializers.ProjectOut, summary="Read a project")
+    def get(self, request: Request, project_id: int) -> HttpResponse:
+        project, role = selectors.project_get_for(user=request.user, project_id=project_id)
+        return HttpResponse(serializers.ProjectOut(project, context={"roles": {project.id: role}}).data)
+
+    @extend_schema(request=serializers.ProjectPatch, responses=serializers.ProjectOut, summary="Change a project (admin)")
+    def patch(self, request: Request, project_id: int) -> HttpResponse:
+        project, role = selectors.project_get_for(user=request.user, project_id=project_id, roles=ADMIN_ONLY)
+        data = _validated(serializers.ProjectPatch, request.data, partial=True)
+        project = services.project_update(project=project, **data)
+        return HttpResponse(serializers.ProjectOut(project, context={"roles": {project.id: role}}).data)
+
+    @extend_schema(responses={204: None}, summary="Delete a project (admin)")
+    def delete(self, request: Request, project_id: int) -> HttpResponse:
+        project, _ = selectors.project_get_for(user=request.user, project_id=project_id, roles=ADMIN_ONLY)
+        project.delete()
+        return HttpResponse(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- questions ---------------------------------------------------------------------
+
+
+class QuestionListApi(APIView):
+    @extend_schema(responses=serializers.QuestionOut(many=True), summary="List a project's questions")
+    def get(self, request: Request, project_id: int) -> HttpResponse:
+        project, _ = selectors.project_get_for(user=request.user, project_id=project_id)
+        return HttpResponse(serializers.QuestionOut(selectors.question_list(project=project), many=True).data)
+
+    @extend_schema(request=serializers.QuestionIn, responses={201: serializers.QuestionOut}, summary="Add a question (admin)")
+    def post(self, request: Request, project_id: int) -> HttpResponse:
+        project, _ = selectors.project_get_for(user=request.user, project_id=project_id, roles=ADMIN_ONLY)
+        data = _validated(serializers.QuestionIn, request.data)
+        question = services.question_create(project=project, **data)
+        return HttpResponse(serializers.QuestionOut(question).data, status=status.HTTP_201_CREATED)
+
+
+class QuestionDetailApi(APIView):
+    def _get(self, request: Request, project_id: int, question_id: int, roles=None) -> Question:
+        project, _ = selectors.project_get_for(user=request.user, project_id=project_id, roles=roles)
+        question = Question.objects.filter(project=project, pk=question_id).first()
+        if question is None:
+            raise NotFound("No such question.")
+        return question
+
+    @extend_schema(responses=serializers.QuestionOut, summary="Read a question")
+    def get(self, request: Request, project_id: int, question_id: int) -> HttpResponse:
+        return HttpResponse(serializers.QuestionOut(self._get(request, project_id, question_id)).data)
+
+    @extend_schema(request=serializers.QuestionPatch, responses=serializers.QuestionOut, summary="Change a question (admin)")
+    def patch(self, request: Request, project_id: int, question_id: int) -> HttpResponse:
+        question = self._get(request, project_id, question_id, ADMIN_ONLY)
+        data = _validated(serializers.QuestionPatch, request.data, partial=True)
+        return HttpResponse(serializers.QuestionOut(services.question_update(question=question, **data)).data)
+
+    @extend_schema(responses={204: None}, summary="Delete a question (admin)")
+    def delete(self, request: Request, project_id: int, question_id: int) -> HttpResponse:
+        self._get(request, project_id, question_id, ADMIN_ONLY).delete()
+        return HttpResponse(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- items and import -----------------------------------------------------------------
+
+
+class ItemListApi(APIView):
+    @extend_schema(responses=serializers.ItemOut(many=True), summary="List items (admin, curator)")
+    def get(self, request: Request, project_id: int) -> HttpResponse:
+        project, _ = selectors.project_get_for(user=request.user, project_id=project_id, roles=STAFF_ROLES)
+        return _paginate(self, request, selectors.item_list_for(project=project), serializers.ItemOut)
+
+    @extend_schema(
+        request=serializers.ItemIn, responses={201: serializers.ItemOut}, summary="Add one item in Ballot's native format"
+    )
+    def post(self, request: Request, project_id: int) -> HttpResponse:
+        project, _ = selectors.project_get_for(user=request.user, project_id=project_id, roles=STAFF_ROLES)
+        if not isinstance(request.data, dict):
+            raise ValidationFailed("The body must be one item object.", field="body")
+        result = services.items_import(project=project, lines=[json.dumps(request.data)], fmt="native")
+        if result.created == 0:
+            from annotation.errors import Conflict
+
+            raise Conflict("An item with this external_id already exists.", field="external_id")
+        item = selectors.item_list_for(project=project).order_by("-id").first()
+        return HttpResponse(serializers.ItemOut(item).data, status=status.HTTP_201_CREATED)
+
+
+class ItemDetailApi(APIView):
+    @extend_schema(responses=serializers.ItemOut, summary="Read an item (admin, curator)")
+    def get(self, request: Request, project_id: int, item_id: int) -> HttpResponse:
+        item = selectors.item_get_for(user=request.user, project_id=project_id, item_id=item_id)
+        return HttpResponse(serializers.ItemOut(item).data)
+
+
+class ItemAnnotationsApi(APIView):
+    @extend_schema(responses=serializers.AnnotationOut(many=True), summary="Every annotation on one item (admin, curator)")
+    def get(self, request: Request, project_id: int, item_id: int) -> HttpResponse:
+        item = selectors.item_get_for(user=request.user, project_id=project_id, item_id=item_id)
+        annotations = selectors.annotation_list_for(user=request.user, project=item.project, role=Role.ADMIN).filter(item=item)
+        return HttpResponse(serializers.AnnotationOut(annotations, many=True).data)
+
+
+class ImportApi(APIView):
+    @extend_schema(
+        summary="Import a JSONL file of items (admin, curator)",
+        description=(
+            "Send the file as multipart `file`, or as the raw body with Content-Type `application/x-ndjson`. "
+            "`format` is one of auto, native, trl, hh, ranked, ratings. All or nothing: a bad line gets 400 "
+            "with its line number and reason and nothing is written. Re-importing a file changes nothing."
+        ),
+        parameters=[OpenApiParameter("format", OpenApiTypes.STR, enum=["auto", "native", "trl", "hh", "ranked", "ratings"])],
+        request={"multipart/form-data": serializers.ImportIn, "application/x-ndjson": OpenApiTypes.BINARY},
+        responses={200: OpenApiTypes.OBJECT, 201: OpenApiTypes.OBJECT},
+    )
+    def post(self, request: Request, project_id: int) -> HttpResponse:
+        project, _ = selectors.project_get_for(user=request.user, project_id=project_id, roles=STAFF_ROLES)
+        fmt = request.query_params.get("format") or request.POST.get("format") or "auto"
+        upload = request.FILES.get("file")
+        if upload is not None:
+            lines = upload
+        elif request.content_type and request.content_type.split(";")[0] in ("application/x-ndjson", "application/jsonl", "text/plain"):
+            lines = request.body.splitlines()
+        else:
+            raise ValidationFailed("Send a JSONL file as multipart 'file' or as an application/x-ndjson body.", field="file")
+        result = services.items_import(project=project, lines=lines, fmt=fmt)
+        return HttpResponse(result.as_dict(), status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
+
+
+class AnnotationListApi(APIView):
+    @extend_schema(responses=serializers.AnnotationOut(many=True), summary="List annotations (annotators see their own)")
+    def get(self, request: Request, project_id: int) -> HttpResponse:
+        project, role = selectors.project_get_for(user=request.user, project_id=project_id)
+        annotations = selectors.annotation_list_for(user=request.user, project=project, role=role)
+        return _paginate(self, request, annotations, serializers.AnnotationOut)
+
+
+# --- the queue --------------------------------------------------------------------------
+
+
+class NextApi(APIView):
+    @extend_schema(
+        responses={200: serializers.AssignmentOut, 204: None},
+        summary="Lease the next item to me",
+        description="Returns my live lease if I hold one, else leases a new item (204 when nothing is left for me).",
+    )
+    def get(self, request: Request, project_id: int) -> HttpResponse:
+        project, _ = selectors.project_get_for(user=request.user, project_id=project_id)
+        assignment = services.assignment_claim_next(project=project, annotator=request.user)
+        if assignment is None:
+            return HttpResponse(status=status.HTTP_204_NO_CONTENT)
+        item = (
+            Item.objects.filter(pk=assignment.item_id)
+            .prefetch_related(Prefetch("responses", queryset=Response.objects.order_by("position")))
+            .get()
+        )
+        assignment.item = item
+        return HttpResponse(serializers.AssignmentOut(assignment).data)
+
+
+class AssignmentListApi(APIView):
+    @extend_schema(responses=serializers.AssignmentBrief(many=True), summary="List my assignments")
+    def get(self, request: Request) -> HttpResponse:
+        return _paginate(self, request, selectors.assignment_list_for(user=request.user), serializers.AssignmentBrief)
+
+
+class AssignmentDetailApi(APIView):
+    @extend_schema(responses=serializers.AssignmentOut, summary="Read one of my assignments")
+    def get(self, request: Request, assignment_id: int) -> HttpResponse:
+        assignment = selectors.assignment_get_for(user=request.user, assignment_id=assignment_id)
+        assignment.item = (
+            Item.objects.filter(pk=assignment.item_id)
+            .prefetch_related(Prefetch("responses", queryset=Response.objects.order_by("position")))
+            .get()
+        )
+        return HttpResponse(serializers.AssignmentOut(assignment).data)
+
+
+class SubmitApi(APIView):
+    @extend_schema(
+        request=serializers.SubmitIn,
+        parameters=[OpenApiParameter("Idempotency-Key", OpenApiTypes.STR, location=OpenApiParameter.HEADER)],
+        responses={201: OpenApiTypes.OBJECT, 200: OpenApiTypes.OBJECT},
+        summary="Submit my answers for an assignment",
+        description=(
+            "Every answer is validated against its question; 400 names the field and reason and writes nothing. "
+            "A retry with the same Idempotency-Key returns the first result (200) and writes nothing. "
+            "410 means the lease expired and the item went to someone else."
+        ),
+    )
+    def post(self, request: Request, assignment_id: int) -> HttpResponse:
+        data = _validated(serializers.SubmitIn, request.data)
+        annotation, created = services.annotation_submit(
+            assignment_id=selectors._int(assignment_id),
+            user=request.user,
+            answers=data["answers"],
+            time_spent_ms=data.get("time_spent_ms"),
+            idempotency_key=request.headers.get("Idempotency-Key"),
+        )
+        body = {"annotation": annotation.id, "assignment": annotation.assignment_id, "created": created, "replayed": not created}
+        item = Item.objects.select_related("project").only("is_gold", "gold_answer", "project__show_gold_feedback").get(
+            pk=annotation.item_id
+        )
+        if item.is_gold and item.project.show_gold_feedback:
+            body["gold_answer"] = item.gold_answer
+        return HttpResponse(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+
+class SkipApi(APIView):
+    @extend_schema(request=None, responses=serializers.AssignmentBrief, summary="Skip an assignment")
+    def post(self, request: Request, assignment_id: int) -> HttpResponse:
+        assignment = selectors.assignment_get_for(user=request.user, assignment_id=assignment_id)
+        return HttpResponse(serializers.AssignmentBrief(services.assignment_skip(assignment=assignment)).data)
+
+
+# --- members and profiles ------------------------------------------------------------------
+
+
+class MembershipListApi(APIView):
+    @extend_schema(responses=serializers.MembershipOut(many=True), summary="List a project's members")
+    def get(self, request: Request, project_id: int) -> HttpResponse:
+        project, _ = selectors.project_get_for(user=request.user, project_id=project_id)
+        memberships = Membership.objects.filter(project=project).select_related("user")
+        return _paginate(self, request, memberships, serializers.MembershipOut)
+
+    @extend_schema(request=serializers.MembershipIn, responses={201: serializers.MembershipOut}, summary="Add a member (admin)")
+    def post(self, request: Request, project_id: int) -> HttpResponse:
+        project, _ = selectors.project_get_for(user=request.user, project_id=project_id, roles=ADMIN_ONLY)
+        data = _validated(serializers.MembershipIn, request.data)
+        membership = services.membership_add(project=project, username=data["username"], role=data["role"])
+        return HttpResponse(serializers.MembershipOut(membership).data, status=status.HTTP_201_CREATED)
+
+
+class MembershipDetailApi(APIView):
+    def _get(self, request: Request, project_id: int, membership_id: int) -> Membership:
+        project, _ = selectors.project_get_for(user=request.user, project_id=project_id, roles=ADMIN_ONLY)
+        membership = Membership.objects.filter(project=project, pk=membership_id).select_related("user", "project").first()
+        if membership is None:
+            raise NotFound("No such membership.")
+        return membership
+
+    @extend_schema(request=serializers.MembershipPatch, responses=serializers.MembershipOut, summary="Change a role (admin)")
+    def patch(self, request: Request, project_id: int, membership_id: int) -> HttpResponse:
+        membership = self._get(request, project_id, membership_id)
+        data = _validated(serializers.MembershipPatch, request.data)
+        return HttpResponse(serializers.MembershipOut(services.membership_update(membership=membership, role=data["role"])).data)
+
+    @extend_schema(responses={204: None}, summary="Remove a member (admin)")
+    def delete(self, request: Request, project_id: int, membership_id: int) -> HttpResponse:
+        services.membership_remove(membership=self._get(request, project_id, membership_id))
+        return HttpResponse(status=status.HTTP_204_NO_CONTENT)
+
+
+class MyProfileApi(APIView):
+    @extend_schema(responses=serializers.ProfileOut, summary="Read my annotator profile")
+    def get(self, request: Request) -> HttpResponse:
+        profile, _ = AnnotatorProfile.objects.get_or_create(user=request.user)
+        return HttpResponse(serializers.ProfileOut(profile).data)
+
+    @extend_schema(request=serializers.ProfileIn, responses=serializers.ProfileOut, summary="Fill in or change my profile")
+    def put(self, request: Request) -> HttpResponse:
+        data = _validated(serializers.ProfileIn, request.data, partial=True)
+        consent = data.pop("consent", None)
+        return HttpResponse(serializers.ProfileOut(services.profile_update(user=request.user, consent=consent, **data)).data)
+
+    patch = put
+
+
+def pseudonym(user_id: int, salt: str = "") -> str:
+    """A stable pseudonymous id for an annotator (keyed hash; not reversible without the secret)."""
+    digest = hmac.new(settings.SECRET_KEY.encode(), f"{salt}:{user_id}".encode(), hashlib.sha256).hexdigest()
+    return f"ann-{digest[:12]}"
+
+
+class ProjectProfilesApi(APIView):
+    @extend_schema(
+        responses=OpenApiTypes.OBJECT,
+        summary="Pseudonymised profiles of the project's annotators (admin, curator)",
+    )
+    def get(self, request: Request, project_id: int) -> HttpResponse:
+        project, _ = selectors.project_get_for(user=request.user, project_id=project_id, roles=STAFF_ROLES)
+        user_ids = set(Membership.objects.filter(project=project).values_list("user_id", flat=True))
+        user_ids |= set(project.annotations.filter(annotator__isnull=False).values_list("annotator_id", flat=True).distinct())
+        profiles = AnnotatorProfile.objects.filter(user_id__in=user_ids).order_by("user_id")
+        rows = []
+        for profile in profiles:
+            data = serializers.ProfileOut(profile).data
+            data["annotator"] = pseudonym(profile.user_id, str(project.id))
+            rows.append(data)
+        return HttpResponse({"count": len(rows), "results": rows})
+
+
+class TokenApi(APIView):
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+    throttle_classes = [AnonRateThrottle]
+
+    @extend_schema(
+        request=serializers.TokenIn,
+        responses={201: inline_serializer("TokenOut", {"token": drf_serializers.CharField(), "prefix": drf_serializers.CharField()})},
+        summary="Exchange a username and password for an API token (shown once)",
+    )
+    def post(self, request: Request) -> HttpResponse:
+        data = _validated(serializers.TokenIn, request.data)
+        user = authenticate(request, username=data["username"], password=data["password"])
+        if user is None:
+            from rest_framework.exceptions import AuthenticationFailed
+
+            raise AuthenticationFailed("Wrong username or password.")
+        token, raw = services.token_create(user=user, name=data.get("name", ""))
+        return HttpResponse({"token": raw, "prefix": token.prefix}, status=status.HTTP_201_CREATED)

@@ -1,0 +1,98 @@
+"""One domain exception type, mapped to HTTP in one handler.
+
+Services raise ``BallotError`` subclasses; views never build error responses by
+hand. Every 4xx body has the same shape::
+
+    {"error": "<code>", "detail": "<reason>", "field": "<field path or null>", "errors": [...]}
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+from rest_framework import exceptions as drf_exceptions
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+
+class BallotError(Exception):
+    status_code = 400
+    code = "invalid"
+
+    def __init__(self, detail: str, *, field: str | None = None, errors: list[dict] | None = None):
+        super().__init__(detail)
+        self.detail = detail
+        self.field = field
+        self.errors = errors or ([{"field": field, "detail": detail}] if field else [])
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"error": self.code, "detail": self.detail, "field": self.field, "errors": self.errors}
+
+
+class ValidationFailed(BallotError):
+    status_code = 400
+    code = "invalid"
+
+
+class NotFound(BallotError):
+    status_code = 404
+    code = "not_found"
+
+
+class Forbidden(BallotError):
+    status_code = 403
+    code = "forbidden"
+
+
+class Conflict(BallotError):
+    status_code = 409
+    code = "conflict"
+
+
+class LeaseLost(BallotError):
+    status_code = 410
+    code = "lease_lost"
+
+
+class NothingToDo(BallotError):
+    status_code = 204
+    code = "queue_empty"
+
+
+def _flatten(detail: Any, prefix: str = "") -> list[dict]:
+    if isinstance(detail, dict):
+        out: list[dict] = []
+        for key, value in detail.items():
+            path = f"{prefix}.{key}" if prefix else str(key)
+            out.extend(_flatten(value, path))
+        return out
+    if isinstance(detail, list):
+        if all(not isinstance(v, (dict, list)) for v in detail):
+            return [{"field": prefix or None, "detail": str(v)} for v in detail]
+        out = []
+        for index, value in enumerate(detail):
+            out.extend(_flatten(value, f"{prefix}[{index}]" if prefix else str(index)))
+        return out
+    return [{"field": prefix or None, "detail": str(detail)}]
+
+
+def exception_handler(exc: Exception, context: dict) -> Response | None:
+    if isinstance(exc, BallotError):
+        return Response(exc.as_dict(), status=exc.status_code)
+    if isinstance(exc, Http404):
+        exc = drf_exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = drf_exceptions.PermissionDenied()
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, drf_exceptions.ValidationError):
+        errors = _flatten(exc.detail)
+        first = errors[0] if errors else {"field": None, "detail": "Invalid input."}
+        response.data = {"error": "invalid", "detail": first["detail"], "field": first["field"], "errors": errors}
+    elif isinstance(exc, drf_exceptions.APIException):
+        code = exc.get_codes() if isinstance(exc.get_codes(), str) else "error"
+        response.data = {"error": code, "detail": str(exc.detail), "field": None, "errors": []}
+    return response

@@ -1,0 +1,324 @@
+"""Collected feedback: projects, their questions, items and responses, who annotates, and what they said.
+
+Models hold fields, constraints and small properties. Logic lives in
+``services`` (writes) and ``selectors`` (reads).
+"""
+
+from __future__ import annotations
+
+from django.conf import settings as django_settings
+from django.db import models
+from django.db.models import Q
+
+
+class Role(models.TextChoices):
+    ADMIN = "admin", "Admin"
+    CURATOR = "curator", "Curator"
+    ANNOTATOR = "annotator", "Annotator"
+
+
+class QuestionKind(models.TextChoices):
+    PAIRWISE = "pairwise", "Pairwise (A vs B)"
+    RANKING = "ranking", "Ranking"
+    RATING = "rating", "Rating (Likert)"
+    CORRECTION = "correction", "Segment correction"
+
+
+class Source(models.TextChoices):
+    HUMAN = "human", "Human"
+    AI = "ai", "AI judge"
+
+
+class Project(models.Model):
+    name = models.CharField(max_length=200)
+    instructions = models.TextField(blank=True, help_text="Markdown shown to annotators.")
+    overlap = models.PositiveSmallIntegerField(
+        default=1, help_text="How many distinct annotators label each (non-gold) item."
+    )
+    gold_rate = models.FloatField(default=0.0, help_text="Share of served items that are gold (0-1).")
+    require_profile = models.BooleanField(
+        default=False, help_text="Annotators give consent and fill in their profile before the first item."
+    )
+    show_gold_feedback = models.BooleanField(
+        default=False, help_text="Show a gold item's expected answer after submission."
+    )
+    quality_threshold = models.FloatField(
+        default=0.5, help_text="Annotators whose agreement with the majority falls below this are flagged."
+    )
+    lease_seconds = models.PositiveIntegerField(default=30 * 60)
+    settings = models.JSONField(default=dict, blank=True)
+    created_by = models.ForeignKey(
+        django_settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(overlap__gte=1), name="project_overlap_positive"),
+            models.CheckConstraint(
+                condition=Q(gold_rate__gte=0) & Q(gold_rate__lte=1), name="project_gold_rate_unit"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    user = models.ForeignKey(django_settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.ANNOTATOR)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [models.UniqueConstraint(fields=["user", "project"], name="membership_unique_user_project")]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.project} as {self.role}"
+
+
+class Question(models.Model):
+    """One thing the project asks about each item. ``config`` is validated per kind by services."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="questions")
+    kind = models.CharField(max_length=16, choices=QuestionKind.choices)
+    name = models.SlugField(max_length=64)
+    prompt = models.CharField(max_length=500, blank=True, help_text="The text shown to annotators.")
+    position = models.PositiveSmallIntegerField(default=0)
+    required = models.BooleanField(default=True)
+    config = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["project_id", "position", "id"]
+        constraints = [models.UniqueConstraint(fields=["project", "name"], name="question_unique_name")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.kind})"
+
+
+class Item(models.Model):
+    """A conversation (context) and the responses to judge.
+
+    ``slots_taken`` counts live leases plus submissions and is kept in step by
+    the assignment services under a row lock, so the queue never reads a count.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="items")
+    external_id = models.CharField(max_length=255)
+    conversation = models.JSONField(default=list)
+    metadata = models.JSONField(default=dict, blank=True)
+    tags = models.JSONField(default=list, blank=True)
+    is_gold = models.BooleanField(default=False)
+    gold_answer = models.JSONField(null=True, blank=True)
+    priority = models.FloatField(default=0.0, help_text="Higher is served first (routing sets it).")
+    slots_taken = models.PositiveIntegerField(default=0)
+    content_hash = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "external_id"], name="item_unique_external_id")
+        ]
+        indexes = [models.Index(fields=["project", "is_gold", "-priority", "id"], name="item_queue_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.project_id}/{self.external_id}"
+
+
+class Response(models.Model):
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="responses")
+    text = models.TextField()
+    model_name = models.CharField(max_length=200, blank=True)
+    position = models.PositiveSmallIntegerField(default=0)
+    metadata = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["item_id", "position"]
+        constraints = [models.UniqueConstraint(fields=["item", "position"], name="response_unique_position")]
+
+    def __str__(self) -> str:
+        return f"response {self.position} of {self.item_id}"
+
+
+class AnnotatorProfile(models.Model):
+    """Who an annotator is and what they want from a model (PRISM-style survey).
+
+    Curators only ever see these in aggregate or pseudonymised.
+    """
+
+    user = models.OneToOneField(django_settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="profile")
+    age_band = models.CharField(max_length=16, blank=True)
+    gender = models.CharField(max_length=64, blank=True)
+    birth_country = models.CharField(max_length=64, blank=True)
+    residence_country = models.CharField(max_length=64, blank=True)
+    languages = models.JSONField(
+        default=list, blank=True, help_text='[{"language": "en", "proficiency": "native"}, ...]'
+    )
+    education = models.CharField(max_length=64, blank=True)
+    employment = models.CharField(max_length=64, blank=True)
+    expertise = models.JSONField(default=list, blank=True, help_text="Expertise domains.")
+    llm_familiarity = models.CharField(max_length=32, blank=True)
+    llm_use_frequency = models.CharField(max_length=32, blank=True)
+    stated_preferences = models.JSONField(
+        default=dict, blank=True, help_text="Behaviour -> importance 0-100."
+    )
+    self_description = models.TextField(blank=True, help_text="What the annotator wants from a model.")
+    consented_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"profile of {self.user}"
+
+
+class AssignmentStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    SUBMITTED = "submitted", "Submitted"
+    SKIPPED = "skipped", "Skipped"
+    EXPIRED = "expired", "Expired"
+
+
+class Assignment(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="assignments")
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="assignments")
+    annotator = models.ForeignKey(
+        django_settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments"
+    )
+    status = models.CharField(max_length=16, choices=AssignmentStatus.choices, default=AssignmentStatus.ACTIVE)
+    leased_until = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["item", "annotator"], name="assignment_unique_item_annotator")
+        ]
+        indexes = [
+            models.Index(fields=["annotator", "project", "status"], name="assignment_mine_idx"),
+            models.Index(fields=["project", "status", "leased_until"], name="assignment_lease_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.item_id} -> {self.annotator_id} ({self.status})"
+
+
+class Annotation(models.Model):
+    """One submission for one item, by a person or an LM judge. Typed answers hang off it."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="annotations")
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="annotations")
+    assignment = models.OneToOneField(
+        Assignment, null=True, blank=True, on_delete=models.SET_NULL, related_name="annotation"
+    )
+    annotator = models.ForeignKey(
+        django_settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="annotations"
+    )
+    judge_name = models.CharField(max_length=200, blank=True, help_text="The LM judge, for AI annotations.")
+    source = models.CharField(max_length=8, choices=Source.choices, default=Source.HUMAN)
+    time_spent_ms = models.PositiveIntegerField(null=True, blank=True)
+    idempotency_key = models.CharField(max_length=128, null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["idempotency_key"], name="annotation_unique_idempotency_key"),
+            models.UniqueConstraint(
+                fields=["item", "annotator"],
+                condition=Q(annotator__isnull=False),
+                name="annotation_unique_item_annotator",
+            ),
+            models.UniqueConstraint(
+                fields=["item", "judge_name"],
+                condition=Q(source="ai"),
+                name="annotation_unique_item_judge",
+            ),
+            models.CheckConstraint(
+                condition=Q(source="ai") | Q(annotator__isnull=False), name="annotation_human_has_annotator"
+            ),
+        ]
+        indexes = [models.Index(fields=["project", "created_at"], name="annotation_project_time_idx")]
+
+    def __str__(self) -> str:
+        return f"annotation {self.pk} on {self.item_id}"
+
+
+class PairwiseAnswer(models.Model):
+    """A vs B. With ``tie`` the two responses are equally good and their order carries nothing."""
+
+    annotation = models.ForeignKey(Annotation, on_delete=models.CASCADE, related_name="pairwise_answers")
+    question = models.ForeignKey(Question, on_delete=models.CASCADE, related_name="+")
+    chosen = models.ForeignKey(Response, on_delete=models.CASCADE, related_name="+")
+    rejected = models.ForeignKey(Response, on_delete=models.CASCADE, related_name="+")
+    tie = models.BooleanField(default=False)
+    strength = models.PositiveSmallIntegerField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["annotation", "question"], name="pairwise_unique_per_question"),
+            models.CheckConstraint(condition=~Q(chosen=models.F("rejected")), name="pairwise_distinct"),
+        ]
+
+
+class RankingAnswer(models.Model):
+    """Responses best first, as groups: ``[[3], [1, 2]]`` ranks 3 above a tie of 1 and 2."""
+
+    annotation = models.ForeignKey(Annotation, on_delete=models.CASCADE, related_name="ranking_answers")
+    question = models.ForeignKey(Question, on_delete=models.CASCADE, related_name="+")
+    ranking = models.JSONField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["annotation", "question"], name="ranking_unique_per_question")
+        ]
+
+
+class RatingAnswer(models.Model):
+    annotation = models.ForeignKey(Annotation, on_delete=models.CASCADE, related_name="rating_answers")
+    question = models.ForeignKey(Question, on_delete=models.CASCADE, related_name="+")
+    response = models.ForeignKey(Response, on_delete=models.CASCADE, related_name="+")
+    aspect = models.CharField(max_length=64)
+    value = models.FloatField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["annotation", "question", "response", "aspect"], name="rating_unique_cell"
+            )
+        ]
+
+
+class CorrectionAnswer(models.Model):
+    """A wrong span of a response and its fix. Offsets count Unicode code points in the raw text."""
+
+    annotation = models.ForeignKey(Annotation, on_delete=models.CASCADE, related_name="correction_answers")
+    question = models.ForeignKey(Question, on_delete=models.CASCADE, related_name="+")
+    response = models.ForeignKey(Response, on_delete=models.CASCADE, related_name="+")
+    start = models.PositiveIntegerField()
+    end = models.PositiveIntegerField()
+    original_text = models.TextField()
+    corrected_text = models.TextField(blank=True)
+    category = models.CharField(max_length=64, blank=True)
+    comment = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [models.CheckConstraint(condition=Q(end__gt=models.F("start")), name="correction_span_nonempty")]
+
+
+class ApiToken(models.Model):
+    """A personal API token. Only its SHA-256 is stored; the secret is shown once at creation."""
+
+    user = models.ForeignKey(django_settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, blank=True)
+    prefix = models.CharField(max_length=12)
+    key_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.user})"

@@ -1,0 +1,148 @@
+"""Reads, always scoped to what the acting user may see.
+
+Not yours and missing look the same: both raise ``NotFound`` (HTTP 404), so an
+outsider learns nothing about which ids exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import Count, Prefetch, Q, QuerySet
+
+from annotation.errors import Forbidden, NotFound
+from annotation.models import (
+    Annotation,
+    Assignment,
+    AssignmentStatus,
+    Item,
+    Membership,
+    Project,
+    Question,
+    Response,
+    Role,
+)
+
+STAFF_ROLES = (Role.ADMIN, Role.CURATOR)
+
+
+def project_list_for(*, user: AbstractBaseUser) -> QuerySet[Project]:
+    """Projects the user belongs to (every project for a superuser)."""
+    if user.is_superuser:
+        return Project.objects.all()
+    return Project.objects.filter(memberships__user=user).distinct()
+
+
+def membership_role(*, user: AbstractBaseUser, project: Project) -> str | None:
+    if user.is_superuser:
+        return Role.ADMIN
+    return Membership.objects.filter(user=user, project=project).values_list("role", flat=True).first()
+
+
+def project_get_for(
+    *, user: AbstractBaseUser, project_id: int | str, roles: Iterable[str] | None = None
+) -> tuple[Project, str]:
+    """The project and the user's role in it.
+
+    Raises ``NotFound`` when the user is no member (or the id does not exist) and
+    ``Forbidden`` when they are a member without one of ``roles``.
+    """
+    try:
+        pid = int(project_id)
+    except (TypeError, ValueError):
+        raise NotFound("No such project.")
+    if user.is_superuser:
+        project = Project.objects.filter(pk=pid).first()
+        role = Role.ADMIN
+    else:
+        row = (
+            Membership.objects.select_related("project")
+            .filter(user=user, project_id=pid)
+            .only("role", "project")
+            .first()
+        )
+        project, role = (row.project, row.role) if row else (None, None)
+    if project is None:
+        raise NotFound("No such project.")
+    if roles is not None and role not in set(roles):
+        raise Forbidden(f"This needs one of the roles: {', '.join(sorted(roles))}.")
+    return project, role
+
+
+def question_list(*, project: Project) -> list[Question]:
+    return list(Question.objects.filter(project=project).order_by("position", "id"))
+
+
+def item_list_for(*, project: Project) -> QuerySet[Item]:
+    return Item.objects.filter(project=project).prefetch_related(
+        Prefetch("responses", queryset=Response.objects.order_by("position"))
+    )
+
+
+def item_get_for(*, user: AbstractBaseUser, project_id: int | str, item_id: int | str) -> Item:
+    """An item, for the project's admins and curators."""
+    project, _ = project_get_for(user=user, project_id=project_id, roles=STAFF_ROLES)
+    item = item_list_for(project=project).filter(pk=_int(item_id)).first()
+    if item is None:
+        raise NotFound("No such item.")
+    return item
+
+
+def annotation_list_for(*, user: AbstractBaseUser, project: Project, role: str) -> QuerySet[Annotation]:
+    """Every annotation for staff; an annotator sees only their own."""
+    qs = Annotation.objects.filter(project=project).select_related("annotator").prefetch_related(
+        "pairwise_answers", "ranking_answers", "rating_answers", "correction_answers"
+    )
+    if role not in STAFF_ROLES:
+        qs = qs.filter(annotator=user)
+    return qs
+
+
+def assignment_get_for(*, user: AbstractBaseUser, assignment_id: int | str) -> Assignment:
+    """The user's own assignment (nobody else's, whatever their role)."""
+    assignment = (
+        Assignment.objects.select_related("item", "project")
+        .filter(pk=_int(assignment_id), annotator=user)
+        .first()
+    )
+    if assignment is None:
+        raise NotFound("No such assignment.")
+    return assignment
+
+
+def assignment_list_for(*, user: AbstractBaseUser) -> QuerySet[Assignment]:
+    return Assignment.objects.filter(annotator=user).select_related("item")
+
+
+def project_progress_for(*, user: AbstractBaseUser, projects: Iterable[Project]) -> dict[int, dict]:
+    """Per project: the user's submitted and skipped counts and the items still open to them."""
+    project_list = list(projects)
+    ids = [p.id for p in project_list]
+    mine = (
+        Assignment.objects.filter(annotator=user, project_id__in=ids)
+        .values("project_id")
+        .annotate(
+            done=Count("id", filter=Q(status=AssignmentStatus.SUBMITTED)),
+            skipped=Count("id", filter=Q(status=AssignmentStatus.SKIPPED)),
+            touched=Count("id"),
+        )
+    )
+    by_project = {row["project_id"]: row for row in mine}
+    out: dict[int, dict] = {}
+    for project in project_list:
+        row = by_project.get(project.id, {"done": 0, "skipped": 0, "touched": 0})
+        open_items = (
+            Item.objects.filter(project=project, is_gold=False, slots_taken__lt=project.overlap)
+            .exclude(assignments__annotator=user)
+            .count()
+        )
+        out[project.id] = {"done": row["done"], "skipped": row["skipped"], "remaining": open_items}
+    return out
+
+
+def _int(value: int | str) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise NotFound("Not found.")

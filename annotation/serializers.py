@@ -1,0 +1,276 @@
+"""Output shapes and light input parsing. No logic here: services validate."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from annotation.models import (
+    Annotation,
+    AnnotatorProfile,
+    Assignment,
+    Item,
+    Membership,
+    Project,
+    Question,
+    Response,
+)
+
+
+class QuestionOut(serializers.ModelSerializer):
+    class Meta:
+        model = Question
+        fields = ["id", "kind", "name", "prompt", "position", "required", "config"]
+
+
+class QuestionIn(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=["pairwise", "ranking", "rating", "correction"])
+    name = serializers.CharField(max_length=64, required=False)
+    prompt = serializers.CharField(max_length=500, required=False, allow_blank=True)
+    position = serializers.IntegerField(min_value=0, required=False)
+    required = serializers.BooleanField(required=False, default=True)
+    config = serializers.JSONField(required=False, default=dict)
+
+
+class QuestionPatch(serializers.Serializer):
+    name = serializers.CharField(max_length=64, required=False)
+    prompt = serializers.CharField(max_length=500, required=False, allow_blank=True)
+    position = serializers.IntegerField(min_value=0, required=False)
+    required = serializers.BooleanField(required=False)
+    config = serializers.JSONField(required=False)
+
+
+class ProjectOut(serializers.ModelSerializer):
+    questions = QuestionOut(many=True, read_only=True)
+    role = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Project
+        fields = [
+            "id",
+            "name",
+            "instructions",
+            "overlap",
+            "gold_rate",
+            "require_profile",
+            "show_gold_feedback",
+            "quality_threshold",
+            "lease_seconds",
+            "settings",
+            "created_at",
+            "role",
+            "questions",
+        ]
+
+    def get_role(self, obj: Project) -> str | None:
+        roles = self.context.get("roles", {})
+        return roles.get(obj.id)
+
+
+class ProjectIn(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    instructions = serializers.CharField(required=False, allow_blank=True)
+    overlap = serializers.IntegerField(min_value=1, max_value=100, required=False)
+    gold_rate = serializers.FloatField(min_value=0, max_value=1, required=False)
+    require_profile = serializers.BooleanField(required=False)
+    show_gold_feedback = serializers.BooleanField(required=False)
+    quality_threshold = serializers.FloatField(min_value=0, max_value=1, required=False)
+    lease_seconds = serializers.IntegerField(min_value=30, max_value=7 * 86400, required=False)
+    settings = serializers.JSONField(required=False)
+    questions = QuestionIn(many=True, required=False)
+
+
+class ProjectPatch(ProjectIn):
+    name = serializers.CharField(max_length=200, required=False)
+    questions = None
+
+
+class ResponseOut(serializers.ModelSerializer):
+    model = serializers.CharField(source="model_name")
+
+    class Meta:
+        model = Response
+        fields = ["id", "position", "text", "model", "metadata"]
+
+
+class ResponseBlind(serializers.ModelSerializer):
+    """What an annotator sees: no model names, so they cannot favour a brand."""
+
+    class Meta:
+        model = Response
+        fields = ["id", "position", "text"]
+
+
+class ItemOut(serializers.ModelSerializer):
+    responses = ResponseOut(many=True, read_only=True)
+
+    class Meta:
+        model = Item
+        fields = [
+            "id",
+            "external_id",
+            "conversation",
+            "responses",
+            "metadata",
+            "tags",
+            "is_gold",
+            "gold_answer",
+            "priority",
+            "slots_taken",
+            "created_at",
+        ]
+
+
+class ItemIn(serializers.Serializer):
+    external_id = serializers.CharField(max_length=255, required=False)
+    conversation = serializers.JSONField(required=False)
+    prompt = serializers.JSONField(required=False)
+    responses = serializers.JSONField()
+    metadata = serializers.JSONField(required=False)
+    tags = serializers.JSONField(required=False)
+    is_gold = serializers.BooleanField(required=False)
+    gold_answer = serializers.JSONField(required=False)
+    priority = serializers.FloatField(required=False)
+
+
+class ItemForAnnotator(serializers.ModelSerializer):
+    responses = ResponseBlind(many=True, read_only=True)
+
+    class Meta:
+        model = Item
+        fields = ["id", "external_id", "conversation", "responses"]
+
+
+class AssignmentOut(serializers.ModelSerializer):
+    item = ItemForAnnotator(read_only=True)
+    project = serializers.IntegerField(source="project_id", read_only=True)
+
+    class Meta:
+        model = Assignment
+        fields = ["id", "project", "status", "leased_until", "created_at", "finished_at", "item"]
+
+
+class AssignmentBrief(serializers.ModelSerializer):
+    project = serializers.IntegerField(source="project_id", read_only=True)
+    item = serializers.IntegerField(source="item_id", read_only=True)
+
+    class Meta:
+        model = Assignment
+        fields = ["id", "project", "item", "status", "leased_until", "created_at", "finished_at"]
+
+
+class SubmitIn(serializers.Serializer):
+    answers = serializers.JSONField()
+    time_spent_ms = serializers.JSONField(required=False, allow_null=True)
+
+
+def annotation_answers(annotation: Annotation) -> list[dict]:
+    """An annotation's answers in the submission shape, from prefetched rows."""
+    out: list[dict] = []
+    for row in annotation.pairwise_answers.all():
+        out.append(
+            {"question": row.question_id, "chosen": row.chosen_id, "rejected": row.rejected_id, "tie": row.tie, "strength": row.strength}
+        )
+    for row in annotation.ranking_answers.all():
+        out.append({"question": row.question_id, "ranking": row.ranking})
+    ratings: dict[int, list] = {}
+    for row in annotation.rating_answers.all():
+        ratings.setdefault(row.question_id, []).append({"response": row.response_id, "aspect": row.aspect, "value": row.value})
+    out.extend({"question": qid, "ratings": rows} for qid, rows in ratings.items())
+    corrections: dict[int, list] = {}
+    for row in annotation.correction_answers.all():
+        corrections.setdefault(row.question_id, []).append(
+            {
+                "id": row.id,
+                "response": row.response_id,
+                "start": row.start,
+                "end": row.end,
+                "original_text": row.original_text,
+                "corrected_text": row.corrected_text,
+                "category": row.category,
+                "comment": row.comment,
+            }
+        )
+    out.extend({"question": qid, "corrections": rows} for qid, rows in corrections.items())
+    return out
+
+
+class AnnotationOut(serializers.ModelSerializer):
+    annotator = serializers.SerializerMethodField()
+    item = serializers.IntegerField(source="item_id")
+    assignment = serializers.IntegerField(source="assignment_id", allow_null=True)
+    answers = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Annotation
+        fields = ["id", "item", "assignment", "annotator", "source", "judge_name", "time_spent_ms", "created_at", "answers"]
+
+    def get_annotator(self, obj: Annotation) -> str | None:
+        return obj.annotator.username if obj.annotator_id else None
+
+    def get_answers(self, obj: Annotation) -> list[dict]:
+        return annotation_answers(obj)
+
+
+class MembershipOut(serializers.ModelSerializer):
+    username = serializers.CharField(source="user.username")
+
+    class Meta:
+        model = Membership
+        fields = ["id", "username", "role", "created_at"]
+
+
+class MembershipIn(serializers.Serializer):
+    username = serializers.CharField()
+    role = serializers.CharField(required=False, default="annotator")
+
+
+class MembershipPatch(serializers.Serializer):
+    role = serializers.CharField()
+
+
+class ProfileOut(serializers.ModelSerializer):
+    class Meta:
+        model = AnnotatorProfile
+        fields = [
+            "age_band",
+            "gender",
+            "birth_country",
+            "residence_country",
+            "languages",
+            "education",
+            "employment",
+            "expertise",
+            "llm_familiarity",
+            "llm_use_frequency",
+            "stated_preferences",
+            "self_description",
+            "consented_at",
+            "completed_at",
+        ]
+
+
+class ProfileIn(serializers.Serializer):
+    consent = serializers.BooleanField(required=False, allow_null=True, default=None)
+    age_band = serializers.CharField(required=False, allow_blank=True)
+    gender = serializers.CharField(required=False, allow_blank=True, max_length=64)
+    birth_country = serializers.CharField(required=False, allow_blank=True, max_length=64)
+    residence_country = serializers.CharField(required=False, allow_blank=True, max_length=64)
+    languages = serializers.JSONField(required=False)
+    education = serializers.CharField(required=False, allow_blank=True, max_length=64)
+    employment = serializers.CharField(required=False, allow_blank=True, max_length=64)
+    expertise = serializers.JSONField(required=False)
+    llm_familiarity = serializers.CharField(required=False, allow_blank=True, max_length=32)
+    llm_use_frequency = serializers.CharField(required=False, allow_blank=True, max_length=32)
+    stated_preferences = serializers.JSONField(required=False)
+    self_description = serializers.CharField(required=False, allow_blank=True, max_length=5000)
+
+
+class TokenIn(serializers.Serializer):
+    username = serializers.CharField()
+    password = serializers.CharField()
+    name = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class ImportIn(serializers.Serializer):
+    file = serializers.FileField(required=False)
+    format = serializers.ChoiceField(choices=["auto", "native", "trl", "hh", "ranked", "ratings"], required=False)

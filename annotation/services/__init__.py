@@ -1,0 +1,39 @@
+"""Writes. Keyword-only, typed, named ``entity_action``; multi-row writes are atomic."""
+
+from __future__ import annotations
+
+from annotation.services.assignments import assignment_claim_next, assignment_skip, leases_release_expired
+from annotation.services.imports import ImportResult, items_import
+from annotation.services.projects import (
+    membership_add,
+    membership_remove,
+    membership_update,
+    profile_update,
+    project_create,
+    project_update,
+    question_config_validate,
+    question_create,
+    question_update,
+    token_create,
+)
+from annotation.services.submissions import annotation_submit, answers_validate
+
+__all__ = [
+    "ImportResult",
+    "annotation_submit",
+    "answers_validate",
+    "assignment_claim_next",
+    "assignment_skip",
+    "items_import",
+    "leases_release_expired",
+    "membership_add",
+    "membership_remove",
+    "membership_update",
+    "profile_update",
+    "project_create",
+    "project_update",
+    "question_config_validate",
+    "question_create",
+    "question_update",
+    "token_create",
+]

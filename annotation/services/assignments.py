@@ -1,0 +1,179 @@
+"""The annotation queue: leasing items to annotators.
+
+Invariants, all enforced under concurrency:
+- an annotator never gets the same item twice (unique (item, annotator));
+- a non-gold item never has more than ``project.overlap`` live leases plus
+  submissions (``Item.slots_taken``, changed only by compare-and-set);
+- an expired lease gives its slot back; a skip gives its slot back.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Count, F, Q
+from django.utils import timezone
+
+from annotation.errors import Conflict, NotFound
+from annotation.models import Assignment, AssignmentStatus, Item, Project
+
+CLAIM_ATTEMPTS = 8
+
+
+def _locking(qs):
+    # SKIP LOCKED lets concurrent claimants pass each other instead of queueing
+    # on the same head-of-queue row; NO KEY keeps foreign-key inserts unblocked.
+    # SQLite has no row locks: there the compare-and-set below is the guard.
+    if connection.vendor == "postgresql":
+        return qs.select_for_update(skip_locked=True, no_key=True)
+    return qs
+
+
+def leases_release_expired(*, project: Project, now: datetime | None = None, limit: int = 500) -> int:
+    """Mark leases past their time as expired and give their items' slots back.
+
+    Precondition: runs in its own short transaction; rows another process is
+    already expiring are skipped (SKIP LOCKED), so two sweeps never double-free.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        expired = list(
+            _locking(
+                Assignment.objects.filter(
+                    project=project, status=AssignmentStatus.ACTIVE, leased_until__lt=now
+                ).order_by("id")
+            ).values_list("id", "item_id")[:limit]
+        )
+        if not expired:
+            return 0
+        ids = [row[0] for row in expired]
+        changed = Assignment.objects.filter(id__in=ids, status=AssignmentStatus.ACTIVE).update(
+            status=AssignmentStatus.EXPIRED, finished_at=now
+        )
+        freed: dict[int, int] = {}
+        for _, item_id in expired:
+            freed[item_id] = freed.get(item_id, 0) + 1
+        for item_id, count in freed.items():
+            Item.objects.filter(pk=item_id, is_gold=False, slots_taken__gte=count).update(
+                slots_taken=F("slots_taken") - count
+            )
+        return changed
+
+
+def _wants_gold(*, project: Project, annotator: AbstractBaseUser) -> bool:
+    """Serve gold so the annotator's gold share tracks ``gold_rate`` exactly, not by chance."""
+    if project.gold_rate <= 0:
+        return False
+    counts = Assignment.objects.filter(project=project, annotator=annotator).aggregate(
+        total=Count("id"), gold=Count("id", filter=Q(item__is_gold=True))
+    )
+    return counts["gold"] < project.gold_rate * (counts["total"] + 1)
+
+
+def assignment_claim_next(
+    *, project: Project, annotator: AbstractBaseUser, now: datetime | None = None
+) -> Assignment | None:
+    """Lease the next item to ``annotator``, or return ``None`` when nothing is left for them.
+
+    An annotator holding a live lease in this project gets that one back, so a
+    reload never burns a slot. Otherwise items are taken by priority (highest
+    first), then id. Each claim locks one item row with SKIP LOCKED and takes a
+    slot by compare-and-set, in a transaction that holds no network or disk work.
+    """
+    now = now or timezone.now()
+    current = (
+        Assignment.objects.select_related("item")
+        .filter(project=project, annotator=annotator, status=AssignmentStatus.ACTIVE, leased_until__gt=now)
+        .order_by("id")
+        .first()
+    )
+    if current is not None:
+        return current
+    leases_release_expired(project=project, now=now)
+    pools = [True, False] if _wants_gold(project=project, annotator=annotator) else [False]
+    lease_until = now + timedelta(seconds=project.lease_seconds)
+    for gold in pools:
+        for _ in range(CLAIM_ATTEMPTS):
+            outcome = _claim_one(project=project, annotator=annotator, gold=gold, lease_until=lease_until)
+            if outcome == "empty":
+                break
+            if isinstance(outcome, Assignment):
+                return outcome
+            # "raced": someone took the slot or this annotator claimed in another tab; try again.
+            if outcome == "mine":
+                mine = (
+                    Assignment.objects.select_related("item")
+                    .filter(project=project, annotator=annotator, status=AssignmentStatus.ACTIVE)
+                    .order_by("id")
+                    .first()
+                )
+                if mine is not None:
+                    return mine
+    return None
+
+
+def _claim_one(*, project: Project, annotator: AbstractBaseUser, gold: bool, lease_until: datetime):
+    seen = Assignment.objects.filter(project=project, annotator=annotator).values("item_id")
+    candidates = Item.objects.filter(project=project, is_gold=gold).exclude(id__in=seen)
+    if not gold:
+        candidates = candidates.filter(slots_taken__lt=project.overlap)
+    try:
+        with transaction.atomic():
+            item = _locking(candidates.order_by("-priority", "id")).only("id", "slots_taken").first()
+            if item is None:
+                return "empty"
+            if not gold:
+                took = Item.objects.filter(pk=item.pk, slots_taken__lt=project.overlap).update(
+                    slots_taken=F("slots_taken") + 1
+                )
+                if took != 1:
+                    return "raced"
+            return Assignment.objects.create(
+                project=project, item_id=item.pk, annotator=annotator, leased_until=lease_until
+            )
+    except IntegrityError:
+        # Unique (item, annotator): this annotator claimed it concurrently (two tabs).
+        return "mine"
+
+
+@transaction.atomic
+def assignment_skip(*, assignment: Assignment, now: datetime | None = None) -> Assignment:
+    """Record a skip. The item goes back to the pool for others, never to this annotator."""
+    now = now or timezone.now()
+    locked = Assignment.objects.select_for_update().select_related("item").get(pk=assignment.pk)
+    if locked.status == AssignmentStatus.SKIPPED:
+        return locked
+    if locked.status == AssignmentStatus.SUBMITTED:
+        raise Conflict("This assignment was already submitted.")
+    if locked.status == AssignmentStatus.ACTIVE and not locked.item.is_gold:
+        Item.objects.filter(pk=locked.item_id, slots_taken__gt=0).update(slots_taken=F("slots_taken") - 1)
+    locked.status = AssignmentStatus.SKIPPED
+    locked.finished_at = now
+    locked.save(update_fields=["status", "finished_at"])
+    return locked
+
+
+def assignment_reacquire(*, assignment: Assignment, now: datetime) -> bool:
+    """Try to take a slot again for an expired lease. Caller holds the assignment's row lock."""
+    if assignment.item.is_gold:
+        ok = True
+    else:
+        ok = (
+            Item.objects.filter(pk=assignment.item_id, slots_taken__lt=assignment.project.overlap).update(
+                slots_taken=F("slots_taken") + 1
+            )
+            == 1
+        )
+    if ok:
+        assignment.status = AssignmentStatus.ACTIVE
+        assignment.leased_until = now + timedelta(seconds=assignment.project.lease_seconds)
+    return ok
+
+
+def assignment_for_user(*, assignment_id: int, user: AbstractBaseUser) -> Assignment:
+    assignment = Assignment.objects.filter(pk=assignment_id, annotator=user).first()
+    if assignment is None:
+        raise NotFound("No such assignment.")
+    return assignment

@@ -1,0 +1,389 @@
+"""Validating and storing answers.
+
+``answers_validate`` is shared by the submit endpoint and the importer, so an
+imported label and a label typed in the browser obey exactly the same rules.
+Responses are referred to by an opaque key: the response id for submissions,
+the response's position for imports (whose rows do not exist yet).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from annotation.errors import Conflict, LeaseLost, ValidationFailed
+from annotation.models import (
+    Annotation,
+    Assignment,
+    AssignmentStatus,
+    CorrectionAnswer,
+    PairwiseAnswer,
+    Question,
+    QuestionKind,
+    RankingAnswer,
+    RatingAnswer,
+    Response,
+    Source,
+)
+from annotation.services.assignments import assignment_reacquire
+
+MAX_TIME_SPENT_MS = 24 * 3600 * 1000
+
+
+@dataclass
+class AnswerSpec:
+    """A validated answer, not yet stored. ``rows`` hold per-table field dicts."""
+
+    question: Question
+    kind: str
+    rows: list[dict] = field(default_factory=list)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _question_lookup(questions: Sequence[Question]) -> dict[Any, Question]:
+    lookup: dict[Any, Question] = {}
+    for q in questions:
+        lookup[q.id] = q
+        lookup[str(q.id)] = q
+        lookup[q.name] = q
+    return lookup
+
+
+def answers_validate(
+    *,
+    questions: Sequence[Question],
+    responses: Mapping[Hashable, str],
+    answers: Any,
+    prefix: str = "answers",
+    require_all: bool = True,
+) -> list[AnswerSpec]:
+    """Check every answer against its question and the item's responses.
+
+    ``responses`` maps a response key to its raw text. Raises ``ValidationFailed``
+    naming the field (``answers[2].ranking``) and the reason; returns specs ready
+    to store. Every required question must be answered exactly once.
+    """
+    if not isinstance(answers, list):
+        raise ValidationFailed("answers must be a list.", field=prefix)
+    lookup = _question_lookup(questions)
+    specs: list[AnswerSpec] = []
+    seen: set[int] = set()
+    for index, answer in enumerate(answers):
+        path = f"{prefix}[{index}]"
+        if not isinstance(answer, dict):
+            raise ValidationFailed("Each answer must be an object.", field=path)
+        question = lookup.get(answer.get("question"))
+        if question is None:
+            raise ValidationFailed(f"Unknown question {answer.get('question')!r}.", field=f"{path}.question")
+        if question.id in seen:
+            raise ValidationFailed("This question is answered twice.", field=f"{path}.question")
+        seen.add(question.id)
+        validator = _VALIDATORS[question.kind]
+        specs.append(AnswerSpec(question=question, kind=question.kind, rows=validator(question, responses, answer, path, require_all)))
+    missing = [q.name for q in questions if q.required and q.id not in seen]
+    if missing and require_all:
+        raise ValidationFailed(f"Required question(s) not answered: {', '.join(missing)}.", field=prefix)
+    return specs
+
+
+def _response_key(responses: Mapping[Hashable, str], value: Any, path: str) -> Hashable:
+    if isinstance(value, bool) or value not in responses:
+        # Keys may arrive as strings from forms; accept "12" for 12.
+        if isinstance(value, str) and value.isdigit() and int(value) in responses:
+            return int(value)
+        raise ValidationFailed(f"Response {value!r} does not belong to this item.", field=path)
+    return value
+
+
+def _validate_pairwise(question: Question, responses, answer: dict, path: str, strict: bool = True) -> list[dict]:
+    config = question.config
+    tie = answer.get("tie", False)
+    if not isinstance(tie, bool):
+        raise ValidationFailed("tie must be true or false.", field=f"{path}.tie")
+    if tie and not config.get("allow_tie", True):
+        raise ValidationFailed("This question does not allow ties.", field=f"{path}.tie")
+    chosen = _response_key(responses, answer.get("chosen"), f"{path}.chosen")
+    rejected = _response_key(responses, answer.get("rejected"), f"{path}.rejected")
+    if chosen == rejected:
+        raise ValidationFailed("chosen and rejected must be two different responses.", field=f"{path}.rejected")
+    strength = answer.get("strength")
+    scale = config.get("strength_scale")
+    if strength is not None:
+        if scale is None:
+            raise ValidationFailed("This question has no strength scale.", field=f"{path}.strength")
+        if not isinstance(strength, int) or isinstance(strength, bool) or not scale["min"] <= strength <= scale["max"]:
+            raise ValidationFailed(
+                f"strength must be an integer from {scale['min']} to {scale['max']}.", field=f"{path}.strength"
+            )
+        if tie:
+            raise ValidationFailed("A tie has no strength.", field=f"{path}.strength")
+    return [{"chosen": chosen, "rejected": rejected, "tie": tie, "strength": strength}]
+
+
+def _validate_ranking(question: Question, responses, answer: dict, path: str, strict: bool = True) -> list[dict]:
+    ranking = answer.get("ranking")
+    if not isinstance(ranking, list) or not ranking:
+        raise ValidationFailed("ranking must be a non-empty list, best first.", field=f"{path}.ranking")
+    groups: list[list] = []
+    for position, entry in enumerate(ranking):
+        group = entry if isinstance(entry, list) else [entry]
+        if not group:
+            raise ValidationFailed("A tie group cannot be empty.", field=f"{path}.ranking[{position}]")
+        if len(group) > 1 and not question.config.get("allow_ties", True):
+            raise ValidationFailed("This question does not allow ties.", field=f"{path}.ranking[{position}]")
+        groups.append([_response_key(responses, r, f"{path}.ranking[{position}]") for r in group])
+    flat = [r for group in groups for r in group]
+    if len(set(flat)) != len(flat):
+        raise ValidationFailed("Each response may appear only once in a ranking.", field=f"{path}.ranking")
+    missing = set(responses) - set(flat)
+    if missing:
+        raise ValidationFailed(
+            f"The ranking must cover every response; missing {sorted(missing, key=str)}.", field=f"{path}.ranking"
+        )
+    return [{"ranking": groups}]
+
+
+def _validate_rating(question: Question, responses, answer: dict, path: str, strict: bool = True) -> list[dict]:
+    ratings = answer.get("ratings")
+    if not isinstance(ratings, list) or not ratings:
+        raise ValidationFailed("ratings must be a non-empty list of {response, aspect, value}.", field=f"{path}.ratings")
+    scales = {a["name"]: a.get("scale") or question.config["scale"] for a in question.config["aspects"]}
+    aspects = set(scales)
+    rows: list[dict] = []
+    cells: set[tuple] = set()
+    for index, rating in enumerate(ratings):
+        rpath = f"{path}.ratings[{index}]"
+        if not isinstance(rating, dict):
+            raise ValidationFailed("Each rating must be an object.", field=rpath)
+        response = _response_key(responses, rating.get("response"), f"{rpath}.response")
+        aspect = rating.get("aspect")
+        if aspect not in aspects:
+            raise ValidationFailed(f"Unknown aspect {aspect!r}; use {', '.join(sorted(aspects))}.", field=f"{rpath}.aspect")
+        value = rating.get("value")
+        scale = scales[aspect]
+        if not _is_number(value) or not scale["min"] <= value <= scale["max"]:
+            raise ValidationFailed(f"value must be a number from {scale['min']} to {scale['max']}.", field=f"{rpath}.value")
+        if scale.get("step"):
+            steps = (value - scale["min"]) / scale["step"]
+            if abs(steps - round(steps)) > 1e-6:
+                raise ValidationFailed(f"value must be on the scale's step of {scale['step']}.", field=f"{rpath}.value")
+        if (response, aspect) in cells:
+            raise ValidationFailed("This response and aspect are rated twice.", field=rpath)
+        cells.add((response, aspect))
+        rows.append({"response": response, "aspect": aspect, "value": float(value)})
+    if question.required and strict:
+        wanted = {(r, a) for r in responses for a in aspects}
+        if cells != wanted:
+            raise ValidationFailed(
+                f"Rate every response on every aspect: {len(wanted - cells)} rating(s) missing.", field=f"{path}.ratings"
+            )
+    return rows
+
+
+def _validate_correction(question: Question, responses, answer: dict, path: str, strict: bool = True) -> list[dict]:
+    corrections = answer.get("corrections", [])
+    if not isinstance(corrections, list):
+        raise ValidationFailed("corrections must be a list (empty when nothing is wrong).", field=f"{path}.corrections")
+    categories = question.config.get("categories") or []
+    rows: list[dict] = []
+    spans: dict[Hashable, list[tuple[int, int]]] = {}
+    for index, correction in enumerate(corrections):
+        cpath = f"{path}.corrections[{index}]"
+        if not isinstance(correction, dict):
+            raise ValidationFailed("Each correction must be an object.", field=cpath)
+        response = _response_key(responses, correction.get("response"), f"{cpath}.response")
+        text = responses[response]
+        start, end = correction.get("start"), correction.get("end")
+        for name, value in (("start", start), ("end", end)):
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ValidationFailed(f"{name} must be an integer (Unicode code points).", field=f"{cpath}.{name}")
+        if not 0 <= start < end <= len(text):
+            raise ValidationFailed(
+                f"The span [{start}, {end}) must lie inside the response (0..{len(text)}) and be non-empty.",
+                field=f"{cpath}.end" if start >= 0 else f"{cpath}.start",
+            )
+        original = correction.get("original_text")
+        if original != text[start:end]:
+            raise ValidationFailed(
+                f"original_text does not match the response's text at [{start}, {end}): expected {text[start:end]!r}.",
+                field=f"{cpath}.original_text",
+            )
+        corrected = correction.get("corrected_text", "")
+        if not isinstance(corrected, str):
+            raise ValidationFailed("corrected_text must be text.", field=f"{cpath}.corrected_text")
+        category = correction.get("category", "") or ""
+        if category and categories and category not in categories:
+            raise ValidationFailed(f"Unknown category {category!r}; use {', '.join(categories)}.", field=f"{cpath}.category")
+        if not category and question.config.get("require_category"):
+            raise ValidationFailed("A category is required.", field=f"{cpath}.category")
+        comment = correction.get("comment", "") or ""
+        if not isinstance(comment, str):
+            raise ValidationFailed("comment must be text.", field=f"{cpath}.comment")
+        for other_start, other_end in spans.get(response, []):
+            if start < other_end and other_start < end:
+                raise ValidationFailed("Corrections on one response must not overlap.", field=cpath)
+        spans.setdefault(response, []).append((start, end))
+        rows.append(
+            {
+                "response": response,
+                "start": start,
+                "end": end,
+                "original_text": original,
+                "corrected_text": corrected,
+                "category": category,
+                "comment": comment,
+            }
+        )
+    return rows
+
+
+_VALIDATORS = {
+    QuestionKind.PAIRWISE: _validate_pairwise,
+    QuestionKind.RANKING: _validate_ranking,
+    QuestionKind.RATING: _validate_rating,
+    QuestionKind.CORRECTION: _validate_correction,
+}
+
+
+def answer_rows_build(*, annotation_id: int, specs: Sequence[AnswerSpec], response_ids: Mapping[Hashable, int]):
+    """Model instances for the specs, response keys mapped to ids. Not saved."""
+    out: dict[type, list] = {PairwiseAnswer: [], RankingAnswer: [], RatingAnswer: [], CorrectionAnswer: []}
+    for spec in specs:
+        qid = spec.question.id
+        for row in spec.rows:
+            if spec.kind == QuestionKind.PAIRWISE:
+                out[PairwiseAnswer].append(
+                    PairwiseAnswer(
+                        annotation_id=annotation_id,
+                        question_id=qid,
+                        chosen_id=response_ids[row["chosen"]],
+                        rejected_id=response_ids[row["rejected"]],
+                        tie=row["tie"],
+                        strength=row["strength"],
+                    )
+                )
+            elif spec.kind == QuestionKind.RANKING:
+                ranking = [[response_ids[r] for r in group] for group in row["ranking"]]
+                out[RankingAnswer].append(RankingAnswer(annotation_id=annotation_id, question_id=qid, ranking=ranking))
+            elif spec.kind == QuestionKind.RATING:
+                out[RatingAnswer].append(
+                    RatingAnswer(
+                        annotation_id=annotation_id,
+                        question_id=qid,
+                        response_id=response_ids[row["response"]],
+                        aspect=row["aspect"],
+                        value=row["value"],
+                    )
+                )
+            else:
+                fields = {k: v for k, v in row.items() if k != "response"}
+                out[CorrectionAnswer].append(
+                    CorrectionAnswer(
+                        annotation_id=annotation_id, question_id=qid, response_id=response_ids[row["response"]], **fields
+                    )
+                )
+    return out
+
+
+def _validate_time(value: Any) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_TIME_SPENT_MS:
+        raise ValidationFailed("time_spent_ms must be an integer from 0 to 86400000.", field="time_spent_ms")
+    return value
+
+
+def _validate_key(key: str | None) -> str | None:
+    if key is None or key == "":
+        return None
+    if len(key) > 128 or not key.isprintable():
+        raise ValidationFailed("Idempotency-Key must be 1-128 printable characters.", field="Idempotency-Key")
+    return key
+
+
+def _replay(*, key: str, assignment_id: int, user: AbstractBaseUser) -> Annotation | None:
+    existing = Annotation.objects.filter(idempotency_key=key).first()
+    if existing is None:
+        return None
+    if existing.assignment_id != assignment_id or existing.annotator_id != user.pk:
+        raise Conflict("This Idempotency-Key was already used for another submission.", field="Idempotency-Key")
+    return existing
+
+
+def annotation_submit(
+    *,
+    assignment_id: int,
+    user: AbstractBaseUser,
+    answers: Any,
+    time_spent_ms: Any = None,
+    idempotency_key: str | None = None,
+    now: datetime | None = None,
+) -> tuple[Annotation, bool]:
+    """Store one submission and complete its assignment, atomically.
+
+    Returns ``(annotation, created)``. A retry with the same idempotency key
+    returns the first annotation with ``created=False`` and writes nothing.
+    Validation happens before the transaction, so the row lock on the
+    assignment is held only for the inserts.
+    """
+    now = now or timezone.now()
+    key = _validate_key(idempotency_key)
+    time_spent = _validate_time(time_spent_ms)
+    if key:
+        replay = _replay(key=key, assignment_id=int(assignment_id), user=user)
+        if replay is not None:
+            return replay, False
+    assignment = Assignment.objects.select_related("item", "project").filter(pk=assignment_id, annotator=user).first()
+    if assignment is None:
+        from annotation.errors import NotFound
+
+        raise NotFound("No such assignment.")
+    questions = list(Question.objects.filter(project_id=assignment.project_id).order_by("position", "id"))
+    response_texts = dict(Response.objects.filter(item_id=assignment.item_id).values_list("id", "text"))
+    specs = answers_validate(questions=questions, responses=response_texts, answers=answers)
+    try:
+        with transaction.atomic():
+            locked = Assignment.objects.select_for_update().select_related("item", "project").get(pk=assignment.pk)
+            if locked.status == AssignmentStatus.SUBMITTED:
+                previous = Annotation.objects.filter(assignment=locked).first()
+                if key and previous is not None and previous.idempotency_key == key:
+                    return previous, False
+                raise Conflict("This assignment was already submitted.")
+            if locked.status == AssignmentStatus.SKIPPED:
+                raise Conflict("This assignment was skipped; ask for the next item.")
+            if locked.status == AssignmentStatus.EXPIRED and not assignment_reacquire(assignment=locked, now=now):
+                raise LeaseLost("Your lease on this item expired and others have taken it. Ask for the next item.")
+            annotation = Annotation.objects.create(
+                project_id=locked.project_id,
+                item_id=locked.item_id,
+                assignment=locked,
+                annotator=user,
+                source=Source.HUMAN,
+                time_spent_ms=time_spent,
+                idempotency_key=key,
+            )
+            identity = {rid: rid for rid in response_texts}
+            for model, rows in answer_rows_build(annotation_id=annotation.id, specs=specs, response_ids=identity).items():
+                if rows:
+                    model.objects.bulk_create(rows)
+            locked.status = AssignmentStatus.SUBMITTED
+            locked.finished_at = now
+            locked.save(update_fields=["status", "finished_at", "leased_until"])
+            return annotation, True
+    except IntegrityError:
+        # A concurrent retry with the same key won the race: answer with its result.
+        if key:
+            replay = _replay(key=key, assignment_id=int(assignment_id), user=user)
+            if replay is not None:
+                return replay, False
+        raise Conflict("This item already has a submission from you.")
