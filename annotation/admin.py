@@ -43,7 +43,15 @@ class QuestionAdmin(admin.ModelAdmin):
 
 @admin.register(models.Item)
 class ItemAdmin(admin.ModelAdmin):
-    list_display = ["id", "project", "external_id", "is_gold", "priority", "slots_taken", "created_at"]
+    list_display = [
+        "id",
+        "project",
+        "external_id",
+        "is_gold",
+        "priority",
+        "slots_taken",
+        "created_at",
+    ]
     list_filter = ["is_gold", "project"]
     search_fields = ["external_id"]
     inlines = [ResponseInline]
@@ -92,14 +100,30 @@ class CorrectionInline(admin.TabularInline):
 
 @admin.register(models.Annotation)
 class AnnotationAdmin(admin.ModelAdmin):
-    list_display = ["id", "project", "item", "annotator", "source", "judge_name", "time_spent_ms", "created_at"]
+    list_display = [
+        "id",
+        "project",
+        "item",
+        "annotator",
+        "source",
+        "judge_name",
+        "time_spent_ms",
+        "created_at",
+    ]
     list_filter = ["source"]
     raw_id_fields = ["item", "assignment", "annotator", "project"]
     inlines = [PairwiseInline, RankingInline, RatingInline, CorrectionInline]
 
 
-for answer_model in (models.PairwiseAnswer, models.RankingAnswer, models.RatingAnswer, models.CorrectionAnswer):
-    admin.site.register(answer_model, list_display=["id", "annotation", "question"], raw_id_fields=["annotation"])
+for answer_model in (
+    models.PairwiseAnswer,
+    models.RankingAnswer,
+    models.RatingAnswer,
+    models.CorrectionAnswer,
+):
+    admin.site.register(
+        answer_model, list_display=["id", "annotation", "question"], raw_id_fields=["annotation"]
+    )
 
 
 @admin.register(models.ApiToken)

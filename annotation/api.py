@@ -13,6 +13,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers as drf_serializers
 from rest_framework import status
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response as HttpResponse
@@ -30,6 +31,7 @@ from annotation.models import (
     Role,
 )
 from annotation.pagination import DefaultCursorPagination
+from annotation.parsers import JsonLinesParser, JsonlParser
 from annotation.selectors import STAFF_ROLES
 
 ADMIN_ONLY = (Role.ADMIN,)
@@ -41,7 +43,9 @@ def _validated(serializer_class, data, partial: bool = False) -> dict:
     return dict(serializer.validated_data)
 
 
-def _paginate(view: APIView, request: Request, queryset, serializer_class, **kwargs) -> HttpResponse:
+def _paginate(
+    view: APIView, request: Request, queryset, serializer_class, **kwargs
+) -> HttpResponse:
     paginator = DefaultCursorPagination()
     page = paginator.paginate_queryset(queryset, request, view=view)
     return paginator.get_paginated_response(serializer_class(page, many=True, **kwargs).data)
@@ -57,13 +61,18 @@ class ProjectListApi(APIView):
         roles = dict(Membership.objects.filter(user=request.user).values_list("project_id", "role"))
         return _paginate(self, request, projects, serializers.ProjectOut, context={"roles": roles})
 
-    @extend_schema(request=serializers.ProjectIn, responses={201: serializers.ProjectOut}, summary="Create a project")
+    @extend_schema(
+        request=serializers.ProjectIn,
+        responses={201: serializers.ProjectOut},
+        summary="Create a project",
+    )
     def post(self, request: Request) -> HttpResponse:
         data = _validated(serializers.ProjectIn, request.data)
         questions = [dict(q) for q in data.pop("questions", [])]
         project = services.project_create(user=request.user, questions=questions, **data)
         return HttpResponse(
-            serializers.ProjectOut(project, context={"roles": {project.id: Role.ADMIN}}).data, status=status.HTTP_201_CREATED
+            serializers.ProjectOut(project, context={"roles": {project.id: Role.ADMIN}}).data,
+            status=status.HTTP_201_CREATED,
         )
 
 
@@ -71,18 +80,30 @@ class ProjectDetailApi(APIView):
     @extend_schema(responses=serializers.ProjectOut, summary="Read a project")
     def get(self, request: Request, project_id: int) -> HttpResponse:
         project, role = selectors.project_get_for(user=request.user, project_id=project_id)
-        return HttpResponse(serializers.ProjectOut(project, context={"roles": {project.id: role}}).data)
+        return HttpResponse(
+            serializers.ProjectOut(project, context={"roles": {project.id: role}}).data
+        )
 
-    @extend_schema(request=serializers.ProjectPatch, responses=serializers.ProjectOut, summary="Change a project (admin)")
+    @extend_schema(
+        request=serializers.ProjectPatch,
+        responses=serializers.ProjectOut,
+        summary="Change a project (admin)",
+    )
     def patch(self, request: Request, project_id: int) -> HttpResponse:
-        project, role = selectors.project_get_for(user=request.user, project_id=project_id, roles=ADMIN_ONLY)
+        project, role = selectors.project_get_for(
+            user=request.user, project_id=project_id, roles=ADMIN_ONLY
+        )
         data = _validated(serializers.ProjectPatch, request.data, partial=True)
         project = services.project_update(project=project, **data)
-        return HttpResponse(serializers.ProjectOut(project, context={"roles": {project.id: role}}).data)
+        return HttpResponse(
+            serializers.ProjectOut(project, context={"roles": {project.id: role}}).data
+        )
 
     @extend_schema(responses={204: None}, summary="Delete a project (admin)")
     def delete(self, request: Request, project_id: int) -> HttpResponse:
-        project, _ = selectors.project_get_for(user=request.user, project_id=project_id, roles=ADMIN_ONLY)
+        project, _ = selectors.project_get_for(
+            user=request.user, project_id=project_id, roles=ADMIN_ONLY
+        )
         project.delete()
         return HttpResponse(status=status.HTTP_204_NO_CONTENT)
 
@@ -91,14 +112,24 @@ class ProjectDetailApi(APIView):
 
 
 class QuestionListApi(APIView):
-    @extend_schema(responses=serializers.QuestionOut(many=True), summary="List a project's questions")
+    @extend_schema(
+        responses=serializers.QuestionOut(many=True), summary="List a project's questions"
+    )
     def get(self, request: Request, project_id: int) -> HttpResponse:
         project, _ = selectors.project_get_for(user=request.user, project_id=project_id)
-        return HttpResponse(serializers.QuestionOut(selectors.question_list(project=project), many=True).data)
+        return HttpResponse(
+            serializers.QuestionOut(selectors.question_list(project=project), many=True).data
+        )
 
-    @extend_schema(request=serializers.QuestionIn, responses={201: serializers.QuestionOut}, summary="Add a question (admin)")
+    @extend_schema(
+        request=serializers.QuestionIn,
+        responses={201: serializers.QuestionOut},
+        summary="Add a question (admin)",
+    )
     def post(self, request: Request, project_id: int) -> HttpResponse:
-        project, _ = selectors.project_get_for(user=request.user, project_id=project_id, roles=ADMIN_ONLY)
+        project, _ = selectors.project_get_for(
+            user=request.user, project_id=project_id, roles=ADMIN_ONLY
+        )
         data = _validated(serializers.QuestionIn, request.data)
         question = services.question_create(project=project, **data)
         return HttpResponse(serializers.QuestionOut(question).data, status=status.HTTP_201_CREATED)
@@ -106,7 +137,9 @@ class QuestionListApi(APIView):
 
 class QuestionDetailApi(APIView):
     def _get(self, request: Request, project_id: int, question_id: int, roles=None) -> Question:
-        project, _ = selectors.project_get_for(user=request.user, project_id=project_id, roles=roles)
+        project, _ = selectors.project_get_for(
+            user=request.user, project_id=project_id, roles=roles
+        )
         question = Question.objects.filter(project=project, pk=question_id).first()
         if question is None:
             raise NotFound("No such question.")
@@ -114,13 +147,21 @@ class QuestionDetailApi(APIView):
 
     @extend_schema(responses=serializers.QuestionOut, summary="Read a question")
     def get(self, request: Request, project_id: int, question_id: int) -> HttpResponse:
-        return HttpResponse(serializers.QuestionOut(self._get(request, project_id, question_id)).data)
+        return HttpResponse(
+            serializers.QuestionOut(self._get(request, project_id, question_id)).data
+        )
 
-    @extend_schema(request=serializers.QuestionPatch, responses=serializers.QuestionOut, summary="Change a question (admin)")
+    @extend_schema(
+        request=serializers.QuestionPatch,
+        responses=serializers.QuestionOut,
+        summary="Change a question (admin)",
+    )
     def patch(self, request: Request, project_id: int, question_id: int) -> HttpResponse:
         question = self._get(request, project_id, question_id, ADMIN_ONLY)
         data = _validated(serializers.QuestionPatch, request.data, partial=True)
-        return HttpResponse(serializers.QuestionOut(services.question_update(question=question, **data)).data)
+        return HttpResponse(
+            serializers.QuestionOut(services.question_update(question=question, **data)).data
+        )
 
     @extend_schema(responses={204: None}, summary="Delete a question (admin)")
     def delete(self, request: Request, project_id: int, question_id: int) -> HttpResponse:
@@ -134,17 +175,27 @@ class QuestionDetailApi(APIView):
 class ItemListApi(APIView):
     @extend_schema(responses=serializers.ItemOut(many=True), summary="List items (admin, curator)")
     def get(self, request: Request, project_id: int) -> HttpResponse:
-        project, _ = selectors.project_get_for(user=request.user, project_id=project_id, roles=STAFF_ROLES)
-        return _paginate(self, request, selectors.item_list_for(project=project), serializers.ItemOut)
+        project, _ = selectors.project_get_for(
+            user=request.user, project_id=project_id, roles=STAFF_ROLES
+        )
+        return _paginate(
+            self, request, selectors.item_list_for(project=project), serializers.ItemOut
+        )
 
     @extend_schema(
-        request=serializers.ItemIn, responses={201: serializers.ItemOut}, summary="Add one item in Ballot's native format"
+        request=serializers.ItemIn,
+        responses={201: serializers.ItemOut},
+        summary="Add one item in Ballot's native format",
     )
     def post(self, request: Request, project_id: int) -> HttpResponse:
-        project, _ = selectors.project_get_for(user=request.user, project_id=project_id, roles=STAFF_ROLES)
+        project, _ = selectors.project_get_for(
+            user=request.user, project_id=project_id, roles=STAFF_ROLES
+        )
         if not isinstance(request.data, dict):
             raise ValidationFailed("The body must be one item object.", field="body")
-        result = services.items_import(project=project, lines=[json.dumps(request.data)], fmt="native")
+        result = services.items_import(
+            project=project, lines=[json.dumps(request.data)], fmt="native"
+        )
         if result.created == 0:
             from annotation.errors import Conflict
 
@@ -161,14 +212,21 @@ class ItemDetailApi(APIView):
 
 
 class ItemAnnotationsApi(APIView):
-    @extend_schema(responses=serializers.AnnotationOut(many=True), summary="Every annotation on one item (admin, curator)")
+    @extend_schema(
+        responses=serializers.AnnotationOut(many=True),
+        summary="Every annotation on one item (admin, curator)",
+    )
     def get(self, request: Request, project_id: int, item_id: int) -> HttpResponse:
         item = selectors.item_get_for(user=request.user, project_id=project_id, item_id=item_id)
-        annotations = selectors.annotation_list_for(user=request.user, project=item.project, role=Role.ADMIN).filter(item=item)
+        annotations = selectors.annotation_list_for(
+            user=request.user, project=item.project, role=Role.ADMIN
+        ).filter(item=item)
         return HttpResponse(serializers.AnnotationOut(annotations, many=True).data)
 
 
 class ImportApi(APIView):
+    parser_classes = [JsonLinesParser, JsonlParser, MultiPartParser, FormParser]
+
     @extend_schema(
         summary="Import a JSONL file of items (admin, curator)",
         description=(
@@ -176,26 +234,47 @@ class ImportApi(APIView):
             "`format` is one of auto, native, trl, hh, ranked, ratings. All or nothing: a bad line gets 400 "
             "with its line number and reason and nothing is written. Re-importing a file changes nothing."
         ),
-        parameters=[OpenApiParameter("format", OpenApiTypes.STR, enum=["auto", "native", "trl", "hh", "ranked", "ratings"])],
-        request={"multipart/form-data": serializers.ImportIn, "application/x-ndjson": OpenApiTypes.BINARY},
+        parameters=[
+            OpenApiParameter(
+                "format",
+                OpenApiTypes.STR,
+                enum=["auto", "native", "trl", "hh", "ranked", "ratings"],
+            )
+        ],
+        request={
+            "multipart/form-data": serializers.ImportIn,
+            "application/x-ndjson": OpenApiTypes.BINARY,
+        },
         responses={200: OpenApiTypes.OBJECT, 201: OpenApiTypes.OBJECT},
     )
     def post(self, request: Request, project_id: int) -> HttpResponse:
-        project, _ = selectors.project_get_for(user=request.user, project_id=project_id, roles=STAFF_ROLES)
+        project, _ = selectors.project_get_for(
+            user=request.user, project_id=project_id, roles=STAFF_ROLES
+        )
         fmt = request.query_params.get("format") or request.POST.get("format") or "auto"
-        upload = request.FILES.get("file")
+        data = request.data
+        upload = request.FILES.get("file") if not isinstance(data, bytes) else None
         if upload is not None:
             lines = upload
-        elif request.content_type and request.content_type.split(";")[0] in ("application/x-ndjson", "application/jsonl", "text/plain"):
-            lines = request.body.splitlines()
+        elif isinstance(data, bytes):
+            lines = data.splitlines()
         else:
-            raise ValidationFailed("Send a JSONL file as multipart 'file' or as an application/x-ndjson body.", field="file")
+            raise ValidationFailed(
+                "Send a JSONL file as multipart 'file' or as an application/x-ndjson body.",
+                field="file",
+            )
         result = services.items_import(project=project, lines=lines, fmt=fmt)
-        return HttpResponse(result.as_dict(), status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
+        return HttpResponse(
+            result.as_dict(),
+            status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK,
+        )
 
 
 class AnnotationListApi(APIView):
-    @extend_schema(responses=serializers.AnnotationOut(many=True), summary="List annotations (annotators see their own)")
+    @extend_schema(
+        responses=serializers.AnnotationOut(many=True),
+        summary="List annotations (annotators see their own)",
+    )
     def get(self, request: Request, project_id: int) -> HttpResponse:
         project, role = selectors.project_get_for(user=request.user, project_id=project_id)
         annotations = selectors.annotation_list_for(user=request.user, project=project, role=role)
@@ -228,7 +307,12 @@ class NextApi(APIView):
 class AssignmentListApi(APIView):
     @extend_schema(responses=serializers.AssignmentBrief(many=True), summary="List my assignments")
     def get(self, request: Request) -> HttpResponse:
-        return _paginate(self, request, selectors.assignment_list_for(user=request.user), serializers.AssignmentBrief)
+        return _paginate(
+            self,
+            request,
+            selectors.assignment_list_for(user=request.user),
+            serializers.AssignmentBrief,
+        )
 
 
 class AssignmentDetailApi(APIView):
@@ -246,7 +330,9 @@ class AssignmentDetailApi(APIView):
 class SubmitApi(APIView):
     @extend_schema(
         request=serializers.SubmitIn,
-        parameters=[OpenApiParameter("Idempotency-Key", OpenApiTypes.STR, location=OpenApiParameter.HEADER)],
+        parameters=[
+            OpenApiParameter("Idempotency-Key", OpenApiTypes.STR, location=OpenApiParameter.HEADER)
+        ],
         responses={201: OpenApiTypes.OBJECT, 200: OpenApiTypes.OBJECT},
         summary="Submit my answers for an assignment",
         description=(
@@ -264,9 +350,16 @@ class SubmitApi(APIView):
             time_spent_ms=data.get("time_spent_ms"),
             idempotency_key=request.headers.get("Idempotency-Key"),
         )
-        body = {"annotation": annotation.id, "assignment": annotation.assignment_id, "created": created, "replayed": not created}
-        item = Item.objects.select_related("project").only("is_gold", "gold_answer", "project__show_gold_feedback").get(
-            pk=annotation.item_id
+        body = {
+            "annotation": annotation.id,
+            "assignment": annotation.assignment_id,
+            "created": created,
+            "replayed": not created,
+        }
+        item = (
+            Item.objects.select_related("project")
+            .only("is_gold", "gold_answer", "project__show_gold_feedback")
+            .get(pk=annotation.item_id)
         )
         if item.is_gold and item.project.show_gold_feedback:
             body["gold_answer"] = item.gold_answer
@@ -274,43 +367,73 @@ class SubmitApi(APIView):
 
 
 class SkipApi(APIView):
-    @extend_schema(request=None, responses=serializers.AssignmentBrief, summary="Skip an assignment")
+    @extend_schema(
+        request=None, responses=serializers.AssignmentBrief, summary="Skip an assignment"
+    )
     def post(self, request: Request, assignment_id: int) -> HttpResponse:
         assignment = selectors.assignment_get_for(user=request.user, assignment_id=assignment_id)
-        return HttpResponse(serializers.AssignmentBrief(services.assignment_skip(assignment=assignment)).data)
+        return HttpResponse(
+            serializers.AssignmentBrief(services.assignment_skip(assignment=assignment)).data
+        )
 
 
 # --- members and profiles ------------------------------------------------------------------
 
 
 class MembershipListApi(APIView):
-    @extend_schema(responses=serializers.MembershipOut(many=True), summary="List a project's members")
+    @extend_schema(
+        responses=serializers.MembershipOut(many=True), summary="List a project's members"
+    )
     def get(self, request: Request, project_id: int) -> HttpResponse:
         project, _ = selectors.project_get_for(user=request.user, project_id=project_id)
         memberships = Membership.objects.filter(project=project).select_related("user")
         return _paginate(self, request, memberships, serializers.MembershipOut)
 
-    @extend_schema(request=serializers.MembershipIn, responses={201: serializers.MembershipOut}, summary="Add a member (admin)")
+    @extend_schema(
+        request=serializers.MembershipIn,
+        responses={201: serializers.MembershipOut},
+        summary="Add a member (admin)",
+    )
     def post(self, request: Request, project_id: int) -> HttpResponse:
-        project, _ = selectors.project_get_for(user=request.user, project_id=project_id, roles=ADMIN_ONLY)
+        project, _ = selectors.project_get_for(
+            user=request.user, project_id=project_id, roles=ADMIN_ONLY
+        )
         data = _validated(serializers.MembershipIn, request.data)
-        membership = services.membership_add(project=project, username=data["username"], role=data["role"])
-        return HttpResponse(serializers.MembershipOut(membership).data, status=status.HTTP_201_CREATED)
+        membership = services.membership_add(
+            project=project, username=data["username"], role=data["role"]
+        )
+        return HttpResponse(
+            serializers.MembershipOut(membership).data, status=status.HTTP_201_CREATED
+        )
 
 
 class MembershipDetailApi(APIView):
     def _get(self, request: Request, project_id: int, membership_id: int) -> Membership:
-        project, _ = selectors.project_get_for(user=request.user, project_id=project_id, roles=ADMIN_ONLY)
-        membership = Membership.objects.filter(project=project, pk=membership_id).select_related("user", "project").first()
+        project, _ = selectors.project_get_for(
+            user=request.user, project_id=project_id, roles=ADMIN_ONLY
+        )
+        membership = (
+            Membership.objects.filter(project=project, pk=membership_id)
+            .select_related("user", "project")
+            .first()
+        )
         if membership is None:
             raise NotFound("No such membership.")
         return membership
 
-    @extend_schema(request=serializers.MembershipPatch, responses=serializers.MembershipOut, summary="Change a role (admin)")
+    @extend_schema(
+        request=serializers.MembershipPatch,
+        responses=serializers.MembershipOut,
+        summary="Change a role (admin)",
+    )
     def patch(self, request: Request, project_id: int, membership_id: int) -> HttpResponse:
         membership = self._get(request, project_id, membership_id)
         data = _validated(serializers.MembershipPatch, request.data)
-        return HttpResponse(serializers.MembershipOut(services.membership_update(membership=membership, role=data["role"])).data)
+        return HttpResponse(
+            serializers.MembershipOut(
+                services.membership_update(membership=membership, role=data["role"])
+            ).data
+        )
 
     @extend_schema(responses={204: None}, summary="Remove a member (admin)")
     def delete(self, request: Request, project_id: int, membership_id: int) -> HttpResponse:
@@ -324,18 +447,28 @@ class MyProfileApi(APIView):
         profile, _ = AnnotatorProfile.objects.get_or_create(user=request.user)
         return HttpResponse(serializers.ProfileOut(profile).data)
 
-    @extend_schema(request=serializers.ProfileIn, responses=serializers.ProfileOut, summary="Fill in or change my profile")
+    @extend_schema(
+        request=serializers.ProfileIn,
+        responses=serializers.ProfileOut,
+        summary="Fill in or change my profile",
+    )
     def put(self, request: Request) -> HttpResponse:
         data = _validated(serializers.ProfileIn, request.data, partial=True)
         consent = data.pop("consent", None)
-        return HttpResponse(serializers.ProfileOut(services.profile_update(user=request.user, consent=consent, **data)).data)
+        return HttpResponse(
+            serializers.ProfileOut(
+                services.profile_update(user=request.user, consent=consent, **data)
+            ).data
+        )
 
     patch = put
 
 
 def pseudonym(user_id: int, salt: str = "") -> str:
     """A stable pseudonymous id for an annotator (keyed hash; not reversible without the secret)."""
-    digest = hmac.new(settings.SECRET_KEY.encode(), f"{salt}:{user_id}".encode(), hashlib.sha256).hexdigest()
+    digest = hmac.new(
+        settings.SECRET_KEY.encode(), f"{salt}:{user_id}".encode(), hashlib.sha256
+    ).hexdigest()
     return f"ann-{digest[:12]}"
 
 
@@ -345,9 +478,15 @@ class ProjectProfilesApi(APIView):
         summary="Pseudonymised profiles of the project's annotators (admin, curator)",
     )
     def get(self, request: Request, project_id: int) -> HttpResponse:
-        project, _ = selectors.project_get_for(user=request.user, project_id=project_id, roles=STAFF_ROLES)
+        project, _ = selectors.project_get_for(
+            user=request.user, project_id=project_id, roles=STAFF_ROLES
+        )
         user_ids = set(Membership.objects.filter(project=project).values_list("user_id", flat=True))
-        user_ids |= set(project.annotations.filter(annotator__isnull=False).values_list("annotator_id", flat=True).distinct())
+        user_ids |= set(
+            project.annotations.filter(annotator__isnull=False)
+            .values_list("annotator_id", flat=True)
+            .distinct()
+        )
         profiles = AnnotatorProfile.objects.filter(user_id__in=user_ids).order_by("user_id")
         rows = []
         for profile in profiles:
@@ -364,7 +503,12 @@ class TokenApi(APIView):
 
     @extend_schema(
         request=serializers.TokenIn,
-        responses={201: inline_serializer("TokenOut", {"token": drf_serializers.CharField(), "prefix": drf_serializers.CharField()})},
+        responses={
+            201: inline_serializer(
+                "TokenOut",
+                {"token": drf_serializers.CharField(), "prefix": drf_serializers.CharField()},
+            )
+        },
         summary="Exchange a username and password for an API token (shown once)",
     )
     def post(self, request: Request) -> HttpResponse:

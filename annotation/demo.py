@@ -41,31 +41,58 @@ QUESTIONS = [
         "kind": "correction",
         "name": "corrections",
         "prompt": "Select any wrong span and write its correction.",
-        "config": {"categories": ["factual", "reasoning", "instruction", "safety", "style", "other"]},
+        "config": {
+            "categories": ["factual", "reasoning", "instruction", "safety", "style", "other"]
+        },
         "required": False,
     },
 ]
 
 _TOPICS = [
-    ("What is the boiling point of water at sea level?",
-     ["Water boils at 100 °C (212 °F) at sea level.", "Water boils at 90 °C at sea level.",
-      "It depends on pressure; at standard sea-level pressure it is 100 °C."]),
-    ("Write a Python function that reverses a string.",
-     ["```python\ndef reverse(text: str) -> str:\n    return text[::-1]\n```",
-      "```python\ndef reverse(s):\n    return ''.join(reversed(s))\n```\nBoth slicing and `reversed` work.",
-      "Use `s.reverse()`; strings have a reverse method."]),
-    ("Who wrote *Pride and Prejudice*?",
-     ["Jane Austen, published in 1813.", "Charlotte Brontë wrote it in 1847.", "Jane Austen."]),
-    ("Translate 'peace' into Arabic.",
-     ["'Peace' in Arabic is سلام (salām).", "السلام عليكم means 'peace be upon you'; the word is سلام.",
-      "It is 'paz'."]),
-    ("How many planets are in the Solar System?",
-     ["Eight: Mercury, Venus, Earth, Mars, Jupiter, Saturn, Uranus and Neptune. 🪐",
-      "Nine, including Pluto.", "There are eight planets since Pluto was reclassified in 2006."]),
-    ("Give me a tip for falling asleep faster.",
-     ["Keep a regular schedule and avoid screens for an hour before bed.",
-      "Drink two cups of coffee before bed to tire yourself out.",
-      "Try the 4-7-8 breathing technique: inhale 4 s, hold 7 s, exhale 8 s."]),
+    (
+        "What is the boiling point of water at sea level?",
+        [
+            "Water boils at 100 °C (212 °F) at sea level.",
+            "Water boils at 90 °C at sea level.",
+            "It depends on pressure; at standard sea-level pressure it is 100 °C.",
+        ],
+    ),
+    (
+        "Write a Python function that reverses a string.",
+        [
+            "```python\ndef reverse(text: str) -> str:\n    return text[::-1]\n```",
+            "```python\ndef reverse(s):\n    return ''.join(reversed(s))\n```\nBoth slicing and `reversed` work.",
+            "Use `s.reverse()`; strings have a reverse method.",
+        ],
+    ),
+    (
+        "Who wrote *Pride and Prejudice*?",
+        ["Jane Austen, published in 1813.", "Charlotte Brontë wrote it in 1847.", "Jane Austen."],
+    ),
+    (
+        "Translate 'peace' into Arabic.",
+        [
+            "'Peace' in Arabic is سلام (salām).",
+            "السلام عليكم means 'peace be upon you'; the word is سلام.",
+            "It is 'paz'.",
+        ],
+    ),
+    (
+        "How many planets are in the Solar System?",
+        [
+            "Eight: Mercury, Venus, Earth, Mars, Jupiter, Saturn, Uranus and Neptune. 🪐",
+            "Nine, including Pluto.",
+            "There are eight planets since Pluto was reclassified in 2006.",
+        ],
+    ),
+    (
+        "Give me a tip for falling asleep faster.",
+        [
+            "Keep a regular schedule and avoid screens for an hour before bed.",
+            "Drink two cups of coffee before bed to tire yourself out.",
+            "Try the 4-7-8 breathing technique: inhale 4 s, hold 7 s, exhale 8 s.",
+        ],
+    ),
 ]
 
 
@@ -82,7 +109,9 @@ def _demo_lines(count: int) -> list[dict]:
                 {"role": "assistant", "content": "Of course — what would you like to know?"},
                 {"role": "user", "content": question},
             ]
-        responses = [{"text": a, "model": f"demo-model-{chr(97 + i)}"} for i, a in enumerate(answers)]
+        responses = [
+            {"text": a, "model": f"demo-model-{chr(97 + i)}"} for i, a in enumerate(answers)
+        ]
         rows.append(
             {
                 "external_id": f"demo-{index:03d}",
@@ -97,9 +126,14 @@ def _demo_lines(count: int) -> list[dict]:
         {
             "external_id": "demo-gold-000",
             "conversation": [{"role": "user", "content": "What is 2 + 2?"}],
-            "responses": [{"text": "4", "model": "demo-model-a"}, {"text": "5", "model": "demo-model-b"}],
+            "responses": [
+                {"text": "4", "model": "demo-model-a"},
+                {"text": "5", "model": "demo-model-b"},
+            ],
             "is_gold": True,
-            "gold_answer": {"answers": [{"question": "preference", "chosen": 0, "rejected": 1, "strength": 3}]},
+            "gold_answer": {
+                "answers": [{"question": "preference", "chosen": 0, "rejected": 1, "strength": 3}]
+            },
             "tags": ["demo", "gold"],
         }
     )
@@ -115,7 +149,9 @@ def demo_seed(*, items: int = 30) -> tuple[Project, dict[str, str]]:
     logins: dict[str, str] = {}
     users = {}
     for username, (password, _, is_super) in DEMO_USERS.items():
-        user, created = User.objects.get_or_create(username=username, defaults={"is_staff": is_super, "is_superuser": is_super})
+        user, created = User.objects.get_or_create(
+            username=username, defaults={"is_staff": is_super, "is_superuser": is_super}
+        )
         if created:
             user.set_password(password)
             user.save()
@@ -142,5 +178,7 @@ def demo_seed(*, items: int = 30) -> tuple[Project, dict[str, str]]:
         for username, (_, role, _) in DEMO_USERS.items():
             if username != "admin":
                 Membership.objects.create(user=users[username], project=project, role=role)
-    items_import(project=project, lines=[json.dumps(row) for row in _demo_lines(items)], fmt="native")
+    items_import(
+        project=project, lines=[json.dumps(row) for row in _demo_lines(items)], fmt="native"
+    )
     return project, logins

@@ -28,7 +28,12 @@ class BallotError(Exception):
         self.errors = errors or ([{"field": field, "detail": detail}] if field else [])
 
     def as_dict(self) -> dict[str, Any]:
-        return {"error": self.code, "detail": self.detail, "field": self.field, "errors": self.errors}
+        return {
+            "error": self.code,
+            "detail": self.detail,
+            "field": self.field,
+            "errors": self.errors,
+        }
 
 
 class ValidationFailed(BallotError):
@@ -91,7 +96,12 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, drf_exceptions.ValidationError):
         errors = _flatten(exc.detail)
         first = errors[0] if errors else {"field": None, "detail": "Invalid input."}
-        response.data = {"error": "invalid", "detail": first["detail"], "field": first["field"], "errors": errors}
+        response.data = {
+            "error": "invalid",
+            "detail": first["detail"],
+            "field": first["field"],
+            "errors": errors,
+        }
     elif isinstance(exc, drf_exceptions.APIException):
         code = exc.get_codes() if isinstance(exc.get_codes(), str) else "error"
         response.data = {"error": code, "detail": str(exc.detail), "field": None, "errors": []}

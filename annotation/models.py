@@ -35,20 +35,28 @@ class Project(models.Model):
     overlap = models.PositiveSmallIntegerField(
         default=1, help_text="How many distinct annotators label each (non-gold) item."
     )
-    gold_rate = models.FloatField(default=0.0, help_text="Share of served items that are gold (0-1).")
+    gold_rate = models.FloatField(
+        default=0.0, help_text="Share of served items that are gold (0-1)."
+    )
     require_profile = models.BooleanField(
-        default=False, help_text="Annotators give consent and fill in their profile before the first item."
+        default=False,
+        help_text="Annotators give consent and fill in their profile before the first item.",
     )
     show_gold_feedback = models.BooleanField(
         default=False, help_text="Show a gold item's expected answer after submission."
     )
     quality_threshold = models.FloatField(
-        default=0.5, help_text="Annotators whose agreement with the majority falls below this are flagged."
+        default=0.5,
+        help_text="Annotators whose agreement with the majority falls below this are flagged.",
     )
     lease_seconds = models.PositiveIntegerField(default=30 * 60)
     settings = models.JSONField(default=dict, blank=True)
     created_by = models.ForeignKey(
-        django_settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        django_settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -66,14 +74,20 @@ class Project(models.Model):
 
 
 class Membership(models.Model):
-    user = models.ForeignKey(django_settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(
+        django_settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.ANNOTATOR)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["id"]
-        constraints = [models.UniqueConstraint(fields=["user", "project"], name="membership_unique_user_project")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "project"], name="membership_unique_user_project"
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.user} in {self.project} as {self.role}"
@@ -92,7 +106,9 @@ class Question(models.Model):
 
     class Meta:
         ordering = ["project_id", "position", "id"]
-        constraints = [models.UniqueConstraint(fields=["project", "name"], name="question_unique_name")]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "name"], name="question_unique_name")
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.kind})"
@@ -120,9 +136,13 @@ class Item(models.Model):
     class Meta:
         ordering = ["id"]
         constraints = [
-            models.UniqueConstraint(fields=["project", "external_id"], name="item_unique_external_id")
+            models.UniqueConstraint(
+                fields=["project", "external_id"], name="item_unique_external_id"
+            )
         ]
-        indexes = [models.Index(fields=["project", "is_gold", "-priority", "id"], name="item_queue_idx")]
+        indexes = [
+            models.Index(fields=["project", "is_gold", "-priority", "id"], name="item_queue_idx")
+        ]
 
     def __str__(self) -> str:
         return f"{self.project_id}/{self.external_id}"
@@ -137,7 +157,9 @@ class Response(models.Model):
 
     class Meta:
         ordering = ["item_id", "position"]
-        constraints = [models.UniqueConstraint(fields=["item", "position"], name="response_unique_position")]
+        constraints = [
+            models.UniqueConstraint(fields=["item", "position"], name="response_unique_position")
+        ]
 
     def __str__(self) -> str:
         return f"response {self.position} of {self.item_id}"
@@ -149,7 +171,9 @@ class AnnotatorProfile(models.Model):
     Curators only ever see these in aggregate or pseudonymised.
     """
 
-    user = models.OneToOneField(django_settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="profile")
+    user = models.OneToOneField(
+        django_settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="profile"
+    )
     age_band = models.CharField(max_length=16, blank=True)
     gender = models.CharField(max_length=64, blank=True)
     birth_country = models.CharField(max_length=64, blank=True)
@@ -165,7 +189,9 @@ class AnnotatorProfile(models.Model):
     stated_preferences = models.JSONField(
         default=dict, blank=True, help_text="Behaviour -> importance 0-100."
     )
-    self_description = models.TextField(blank=True, help_text="What the annotator wants from a model.")
+    self_description = models.TextField(
+        blank=True, help_text="What the annotator wants from a model."
+    )
     consented_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -187,7 +213,9 @@ class Assignment(models.Model):
     annotator = models.ForeignKey(
         django_settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments"
     )
-    status = models.CharField(max_length=16, choices=AssignmentStatus.choices, default=AssignmentStatus.ACTIVE)
+    status = models.CharField(
+        max_length=16, choices=AssignmentStatus.choices, default=AssignmentStatus.ACTIVE
+    )
     leased_until = models.DateTimeField()
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -195,7 +223,9 @@ class Assignment(models.Model):
     class Meta:
         ordering = ["id"]
         constraints = [
-            models.UniqueConstraint(fields=["item", "annotator"], name="assignment_unique_item_annotator")
+            models.UniqueConstraint(
+                fields=["item", "annotator"], name="assignment_unique_item_annotator"
+            )
         ]
         indexes = [
             models.Index(fields=["annotator", "project", "status"], name="assignment_mine_idx"),
@@ -215,9 +245,15 @@ class Annotation(models.Model):
         Assignment, null=True, blank=True, on_delete=models.SET_NULL, related_name="annotation"
     )
     annotator = models.ForeignKey(
-        django_settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="annotations"
+        django_settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="annotations",
     )
-    judge_name = models.CharField(max_length=200, blank=True, help_text="The LM judge, for AI annotations.")
+    judge_name = models.CharField(
+        max_length=200, blank=True, help_text="The LM judge, for AI annotations."
+    )
     source = models.CharField(max_length=8, choices=Source.choices, default=Source.HUMAN)
     time_spent_ms = models.PositiveIntegerField(null=True, blank=True)
     idempotency_key = models.CharField(max_length=128, null=True, blank=True)
@@ -226,7 +262,9 @@ class Annotation(models.Model):
     class Meta:
         ordering = ["id"]
         constraints = [
-            models.UniqueConstraint(fields=["idempotency_key"], name="annotation_unique_idempotency_key"),
+            models.UniqueConstraint(
+                fields=["idempotency_key"], name="annotation_unique_idempotency_key"
+            ),
             models.UniqueConstraint(
                 fields=["item", "annotator"],
                 condition=Q(annotator__isnull=False),
@@ -238,10 +276,13 @@ class Annotation(models.Model):
                 name="annotation_unique_item_judge",
             ),
             models.CheckConstraint(
-                condition=Q(source="ai") | Q(annotator__isnull=False), name="annotation_human_has_annotator"
+                condition=Q(source="ai") | Q(annotator__isnull=False),
+                name="annotation_human_has_annotator",
             ),
         ]
-        indexes = [models.Index(fields=["project", "created_at"], name="annotation_project_time_idx")]
+        indexes = [
+            models.Index(fields=["project", "created_at"], name="annotation_project_time_idx")
+        ]
 
     def __str__(self) -> str:
         return f"annotation {self.pk} on {self.item_id}"
@@ -250,39 +291,60 @@ class Annotation(models.Model):
 class PairwiseAnswer(models.Model):
     """A vs B. With ``tie`` the two responses are equally good and their order carries nothing."""
 
-    annotation = models.ForeignKey(Annotation, on_delete=models.CASCADE, related_name="pairwise_answers")
+    annotation = models.ForeignKey(
+        Annotation, on_delete=models.CASCADE, related_name="pairwise_answers"
+    )
     question = models.ForeignKey(Question, on_delete=models.CASCADE, related_name="+")
     chosen = models.ForeignKey(Response, on_delete=models.CASCADE, related_name="+")
     rejected = models.ForeignKey(Response, on_delete=models.CASCADE, related_name="+")
     tie = models.BooleanField(default=False)
     strength = models.PositiveSmallIntegerField(null=True, blank=True)
 
+    def __str__(self) -> str:
+        return f"{self.chosen_id} > {self.rejected_id}" + (" (tie)" if self.tie else "")
+
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["annotation", "question"], name="pairwise_unique_per_question"),
-            models.CheckConstraint(condition=~Q(chosen=models.F("rejected")), name="pairwise_distinct"),
+            models.UniqueConstraint(
+                fields=["annotation", "question"], name="pairwise_unique_per_question"
+            ),
+            models.CheckConstraint(
+                condition=~Q(chosen=models.F("rejected")), name="pairwise_distinct"
+            ),
         ]
 
 
 class RankingAnswer(models.Model):
     """Responses best first, as groups: ``[[3], [1, 2]]`` ranks 3 above a tie of 1 and 2."""
 
-    annotation = models.ForeignKey(Annotation, on_delete=models.CASCADE, related_name="ranking_answers")
+    annotation = models.ForeignKey(
+        Annotation, on_delete=models.CASCADE, related_name="ranking_answers"
+    )
     question = models.ForeignKey(Question, on_delete=models.CASCADE, related_name="+")
     ranking = models.JSONField()
 
+    def __str__(self) -> str:
+        return f"ranking {self.ranking}"
+
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["annotation", "question"], name="ranking_unique_per_question")
+            models.UniqueConstraint(
+                fields=["annotation", "question"], name="ranking_unique_per_question"
+            )
         ]
 
 
 class RatingAnswer(models.Model):
-    annotation = models.ForeignKey(Annotation, on_delete=models.CASCADE, related_name="rating_answers")
+    annotation = models.ForeignKey(
+        Annotation, on_delete=models.CASCADE, related_name="rating_answers"
+    )
     question = models.ForeignKey(Question, on_delete=models.CASCADE, related_name="+")
     response = models.ForeignKey(Response, on_delete=models.CASCADE, related_name="+")
     aspect = models.CharField(max_length=64)
     value = models.FloatField()
+
+    def __str__(self) -> str:
+        return f"{self.aspect}={self.value} on {self.response_id}"
 
     class Meta:
         constraints = [
@@ -295,7 +357,9 @@ class RatingAnswer(models.Model):
 class CorrectionAnswer(models.Model):
     """A wrong span of a response and its fix. Offsets count Unicode code points in the raw text."""
 
-    annotation = models.ForeignKey(Annotation, on_delete=models.CASCADE, related_name="correction_answers")
+    annotation = models.ForeignKey(
+        Annotation, on_delete=models.CASCADE, related_name="correction_answers"
+    )
     question = models.ForeignKey(Question, on_delete=models.CASCADE, related_name="+")
     response = models.ForeignKey(Response, on_delete=models.CASCADE, related_name="+")
     start = models.PositiveIntegerField()
@@ -305,15 +369,24 @@ class CorrectionAnswer(models.Model):
     category = models.CharField(max_length=64, blank=True)
     comment = models.TextField(blank=True)
 
+    def __str__(self) -> str:
+        return f"[{self.start}, {self.end}) on {self.response_id}"
+
     class Meta:
         ordering = ["id"]
-        constraints = [models.CheckConstraint(condition=Q(end__gt=models.F("start")), name="correction_span_nonempty")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(end__gt=models.F("start")), name="correction_span_nonempty"
+            )
+        ]
 
 
 class ApiToken(models.Model):
     """A personal API token. Only its SHA-256 is stored; the secret is shown once at creation."""
 
-    user = models.ForeignKey(django_settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    user = models.ForeignKey(
+        django_settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
     name = models.CharField(max_length=100, blank=True)
     prefix = models.CharField(max_length=12)
     key_hash = models.CharField(max_length=64, unique=True)

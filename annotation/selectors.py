@@ -37,7 +37,9 @@ def project_list_for(*, user: AbstractBaseUser) -> QuerySet[Project]:
 def membership_role(*, user: AbstractBaseUser, project: Project) -> str | None:
     if user.is_superuser:
         return Role.ADMIN
-    return Membership.objects.filter(user=user, project=project).values_list("role", flat=True).first()
+    return (
+        Membership.objects.filter(user=user, project=project).values_list("role", flat=True).first()
+    )
 
 
 def project_get_for(
@@ -89,10 +91,16 @@ def item_get_for(*, user: AbstractBaseUser, project_id: int | str, item_id: int 
     return item
 
 
-def annotation_list_for(*, user: AbstractBaseUser, project: Project, role: str) -> QuerySet[Annotation]:
+def annotation_list_for(
+    *, user: AbstractBaseUser, project: Project, role: str
+) -> QuerySet[Annotation]:
     """Every annotation for staff; an annotator sees only their own."""
-    qs = Annotation.objects.filter(project=project).select_related("annotator").prefetch_related(
-        "pairwise_answers", "ranking_answers", "rating_answers", "correction_answers"
+    qs = (
+        Annotation.objects.filter(project=project)
+        .select_related("annotator")
+        .prefetch_related(
+            "pairwise_answers", "ranking_answers", "rating_answers", "correction_answers"
+        )
     )
     if role not in STAFF_ROLES:
         qs = qs.filter(annotator=user)

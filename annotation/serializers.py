@@ -168,13 +168,21 @@ def annotation_answers(annotation: Annotation) -> list[dict]:
     out: list[dict] = []
     for row in annotation.pairwise_answers.all():
         out.append(
-            {"question": row.question_id, "chosen": row.chosen_id, "rejected": row.rejected_id, "tie": row.tie, "strength": row.strength}
+            {
+                "question": row.question_id,
+                "chosen": row.chosen_id,
+                "rejected": row.rejected_id,
+                "tie": row.tie,
+                "strength": row.strength,
+            }
         )
     for row in annotation.ranking_answers.all():
         out.append({"question": row.question_id, "ranking": row.ranking})
     ratings: dict[int, list] = {}
     for row in annotation.rating_answers.all():
-        ratings.setdefault(row.question_id, []).append({"response": row.response_id, "aspect": row.aspect, "value": row.value})
+        ratings.setdefault(row.question_id, []).append(
+            {"response": row.response_id, "aspect": row.aspect, "value": row.value}
+        )
     out.extend({"question": qid, "ratings": rows} for qid, rows in ratings.items())
     corrections: dict[int, list] = {}
     for row in annotation.correction_answers.all():
@@ -202,7 +210,17 @@ class AnnotationOut(serializers.ModelSerializer):
 
     class Meta:
         model = Annotation
-        fields = ["id", "item", "assignment", "annotator", "source", "judge_name", "time_spent_ms", "created_at", "answers"]
+        fields = [
+            "id",
+            "item",
+            "assignment",
+            "annotator",
+            "source",
+            "judge_name",
+            "time_spent_ms",
+            "created_at",
+            "answers",
+        ]
 
     def get_annotator(self, obj: Annotation) -> str | None:
         return obj.annotator.username if obj.annotator_id else None
@@ -273,4 +291,6 @@ class TokenIn(serializers.Serializer):
 
 class ImportIn(serializers.Serializer):
     file = serializers.FileField(required=False)
-    format = serializers.ChoiceField(choices=["auto", "native", "trl", "hh", "ranked", "ratings"], required=False)
+    format = serializers.ChoiceField(
+        choices=["auto", "native", "trl", "hh", "ranked", "ratings"], required=False
+    )

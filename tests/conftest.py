@@ -8,7 +8,13 @@ from rest_framework.test import APIClient
 
 from annotation.models import Role
 from annotation.services import token_create
-from tests.factories import ItemFactory, MembershipFactory, ProjectFactory, UserFactory, make_questions
+from tests.factories import (
+    ItemFactory,
+    MembershipFactory,
+    ProjectFactory,
+    UserFactory,
+    make_questions,
+)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -58,7 +64,10 @@ def project(alice, bob):
 
 @pytest.fixture
 def items(project):
-    return [ItemFactory(project=project, responses=["First answer.", "Second answer.", "Third answer."]) for _ in range(5)]
+    return [
+        ItemFactory(project=project, responses=["First answer.", "Second answer.", "Third answer."])
+        for _ in range(5)
+    ]
 
 
 def _client_for(user) -> APIClient:
@@ -73,3 +82,6 @@ def _client_for(user) -> APIClient:
 def api():
     """``api(user)`` returns a client authenticated with a fresh token; ``api(None)`` is anonymous."""
     return _client_for
+
+
+from tests.api_mixins import world  # noqa: E402, F401  (shared fixture for the permission matrix)

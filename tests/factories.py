@@ -35,22 +35,33 @@ class ItemFactory(factory.django.DjangoModelFactory):
         model = Item
 
     external_id = factory.Sequence(lambda n: f"item-{n}")
-    conversation = factory.LazyFunction(lambda: [{"role": "user", "content": "Say something nice."}])
+    conversation = factory.LazyFunction(
+        lambda: [{"role": "user", "content": "Say something nice."}]
+    )
 
     @factory.post_generation
     def responses(self, create, extracted, **kwargs):
         texts = extracted if extracted is not None else ["Response A text.", "Response B text."]
         for position, text in enumerate(texts):
-            Response.objects.create(item=self, text=text, position=position, model_name=f"m{position}")
+            Response.objects.create(
+                item=self, text=text, position=position, model_name=f"m{position}"
+            )
 
 
 ALL_KINDS_QUESTIONS = [
-    {"kind": "pairwise", "name": "preference", "config": {"allow_tie": True, "strength_scale": {"min": 1, "max": 3}}},
+    {
+        "kind": "pairwise",
+        "name": "preference",
+        "config": {"allow_tie": True, "strength_scale": {"min": 1, "max": 3}},
+    },
     {"kind": "ranking", "name": "ranking"},
     {
         "kind": "rating",
         "name": "aspects",
-        "config": {"aspects": ["helpfulness", "harmlessness", "honesty"], "scale": {"min": 1, "max": 5}},
+        "config": {
+            "aspects": ["helpfulness", "harmlessness", "honesty"],
+            "scale": {"min": 1, "max": 5},
+        },
     },
     {"kind": "correction", "name": "corrections", "required": False},
 ]
@@ -59,4 +70,7 @@ ALL_KINDS_QUESTIONS = [
 def make_questions(project: Project, specs: list[dict] | None = None) -> list[Question]:
     from annotation.services import question_create
 
-    return [question_create(project=project, position=i, **spec) for i, spec in enumerate(specs or ALL_KINDS_QUESTIONS)]
+    return [
+        question_create(project=project, position=i, **spec)
+        for i, spec in enumerate(specs or ALL_KINDS_QUESTIONS)
+    ]

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from annotation.services.assignments import assignment_claim_next, assignment_skip, leases_release_expired
+from annotation.services.assignments import (
+    assignment_claim_next,
+    assignment_skip,
+    leases_release_expired,
+)
 from annotation.services.imports import ImportResult, items_import
 from annotation.services.projects import (
     membership_add,

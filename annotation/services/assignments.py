@@ -31,7 +31,9 @@ def _locking(qs):
     return qs
 
 
-def leases_release_expired(*, project: Project, now: datetime | None = None, limit: int = 500) -> int:
+def leases_release_expired(
+    *, project: Project, now: datetime | None = None, limit: int = 500
+) -> int:
     """Mark leases past their time as expired and give their items' slots back.
 
     Precondition: runs in its own short transaction; rows another process is
@@ -85,7 +87,12 @@ def assignment_claim_next(
     now = now or timezone.now()
     current = (
         Assignment.objects.select_related("item")
-        .filter(project=project, annotator=annotator, status=AssignmentStatus.ACTIVE, leased_until__gt=now)
+        .filter(
+            project=project,
+            annotator=annotator,
+            status=AssignmentStatus.ACTIVE,
+            leased_until__gt=now,
+        )
         .order_by("id")
         .first()
     )
@@ -96,7 +103,9 @@ def assignment_claim_next(
     lease_until = now + timedelta(seconds=project.lease_seconds)
     for gold in pools:
         for _ in range(CLAIM_ATTEMPTS):
-            outcome = _claim_one(project=project, annotator=annotator, gold=gold, lease_until=lease_until)
+            outcome = _claim_one(
+                project=project, annotator=annotator, gold=gold, lease_until=lease_until
+            )
             if outcome == "empty":
                 break
             if isinstance(outcome, Assignment):
@@ -121,7 +130,9 @@ def _claim_one(*, project: Project, annotator: AbstractBaseUser, gold: bool, lea
         candidates = candidates.filter(slots_taken__lt=project.overlap)
     try:
         with transaction.atomic():
-            item = _locking(candidates.order_by("-priority", "id")).only("id", "slots_taken").first()
+            item = (
+                _locking(candidates.order_by("-priority", "id")).only("id", "slots_taken").first()
+            )
             if item is None:
                 return "empty"
             if not gold:
@@ -142,13 +153,19 @@ def _claim_one(*, project: Project, annotator: AbstractBaseUser, gold: bool, lea
 def assignment_skip(*, assignment: Assignment, now: datetime | None = None) -> Assignment:
     """Record a skip. The item goes back to the pool for others, never to this annotator."""
     now = now or timezone.now()
-    locked = Assignment.objects.select_for_update().select_related("item").get(pk=assignment.pk)
+    locked = (
+        Assignment.objects.select_for_update(of=("self",), no_key=True)
+        .select_related("item")
+        .get(pk=assignment.pk)
+    )
     if locked.status == AssignmentStatus.SKIPPED:
         return locked
     if locked.status == AssignmentStatus.SUBMITTED:
         raise Conflict("This assignment was already submitted.")
     if locked.status == AssignmentStatus.ACTIVE and not locked.item.is_gold:
-        Item.objects.filter(pk=locked.item_id, slots_taken__gt=0).update(slots_taken=F("slots_taken") - 1)
+        Item.objects.filter(pk=locked.item_id, slots_taken__gt=0).update(
+            slots_taken=F("slots_taken") - 1
+        )
     locked.status = AssignmentStatus.SKIPPED
     locked.finished_at = now
     locked.save(update_fields=["status", "finished_at"])
@@ -161,9 +178,9 @@ def assignment_reacquire(*, assignment: Assignment, now: datetime) -> bool:
         ok = True
     else:
         ok = (
-            Item.objects.filter(pk=assignment.item_id, slots_taken__lt=assignment.project.overlap).update(
-                slots_taken=F("slots_taken") + 1
-            )
+            Item.objects.filter(
+                pk=assignment.item_id, slots_taken__lt=assignment.project.overlap
+            ).update(slots_taken=F("slots_taken") + 1)
             == 1
         )
     if ok:

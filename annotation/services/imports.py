@@ -123,10 +123,18 @@ def _response(value: Any, name: str) -> dict:
         meta = value.get("metadata", {})
         if not isinstance(meta, dict):
             raise LineError("metadata must be an object.", f"{name}.metadata")
-        return {"text": value["text"], "model_name": str(value.get("model") or value.get("model_name") or "")[:200], "metadata": meta}
+        return {
+            "text": value["text"],
+            "model_name": str(value.get("model") or value.get("model_name") or "")[:200],
+            "metadata": meta,
+        }
     if isinstance(value, list) and value and all(isinstance(m, dict) for m in value):
         # A conversational completion: the assistant message(s) after the prompt.
-        return {"text": "\n\n".join(str(m.get("content", "")) for m in value), "model_name": "", "metadata": {}}
+        return {
+            "text": "\n\n".join(str(m.get("content", "")) for m in value),
+            "model_name": "",
+            "metadata": {},
+        }
     raise LineError("A response must be text, {text, model} or a list of assistant messages.", name)
 
 
@@ -161,13 +169,21 @@ def _split_shared_prefix(chosen: list[dict], rejected: list[dict]) -> tuple[list
         prefix += 1
     tail_c, tail_r = chosen[prefix:], rejected[prefix:]
     if not chosen[:prefix] or any(m["role"] != "assistant" for m in tail_c + tail_r):
-        raise LineError("chosen and rejected must share a prompt and differ only in the final assistant turn(s).")
-    return chosen[:prefix], "\n\n".join(m["content"] for m in tail_c), "\n\n".join(m["content"] for m in tail_r)
+        raise LineError(
+            "chosen and rejected must share a prompt and differ only in the final assistant turn(s)."
+        )
+    return (
+        chosen[:prefix],
+        "\n\n".join(m["content"] for m in tail_c),
+        "\n\n".join(m["content"] for m in tail_r),
+    )
 
 
 def _content_id(conversation: list[dict], responses: list[dict]) -> str:
     # Responses are sorted so that the same pair with its order swapped is one item.
-    payload = json.dumps([conversation, sorted(r["text"] for r in responses)], sort_keys=True, ensure_ascii=False)
+    payload = json.dumps(
+        [conversation, sorted(r["text"] for r in responses)], sort_keys=True, ensure_ascii=False
+    )
     return "sha-" + hashlib.sha256(payload.encode()).hexdigest()[:32]
 
 
@@ -207,14 +223,20 @@ def _external_id(row: dict, conversation: list[dict], responses: list[dict]) -> 
     return external
 
 
-def _parse_pair(row: dict, line: int, conversation: list[dict], chosen: str, rejected: str) -> ParsedItem:
+def _parse_pair(
+    row: dict, line: int, conversation: list[dict], chosen: str, rejected: str
+) -> ParsedItem:
     texts = [chosen, rejected]
     base = [{"text": t, "model_name": "", "metadata": {}} for t in texts]
     external = _external_id(row, conversation, base)
     order = _order(external, 2)
     responses = [base[i] for i in order]
     chosen_pos, rejected_pos = order.index(0), order.index(1)
-    answer: dict[str, Any] = {"question": "preference", "chosen": chosen_pos, "rejected": rejected_pos}
+    answer: dict[str, Any] = {
+        "question": "preference",
+        "chosen": chosen_pos,
+        "rejected": rejected_pos,
+    }
     margin = row.get("margin")
     if margin is not None and not isinstance(margin, (int, float)):
         raise LineError("margin must be a number.", "margin")
@@ -242,7 +264,9 @@ def _parse_trl(row: dict, line: int) -> ParsedItem:
         rejected = _response(row["rejected"], "rejected")["text"]
     else:
         if not isinstance(row["chosen"], list):
-            raise LineError("Without a prompt, chosen and rejected must be full conversations.", "prompt")
+            raise LineError(
+                "Without a prompt, chosen and rejected must be full conversations.", "prompt"
+            )
         conversation, chosen, rejected = _split_shared_prefix(
             _messages(row["chosen"], "chosen"), _messages(row["rejected"], "rejected")
         )
@@ -269,8 +293,10 @@ def _parse_ranked(row: dict, line: int) -> ParsedItem:
         ranking = [g if isinstance(g, list) else [g] for g in groups]
     elif "ranks" in row:
         ranks = row["ranks"]
-        if not isinstance(ranks, list) or len(ranks) != len(responses) or not all(
-            isinstance(r, (int, float)) and not isinstance(r, bool) for r in ranks
+        if (
+            not isinstance(ranks, list)
+            or len(ranks) != len(responses)
+            or not all(isinstance(r, (int, float)) and not isinstance(r, bool) for r in ranks)
         ):
             raise LineError("ranks must give one number per response (lower is better).", "ranks")
         ranking = [[i for i, r in enumerate(ranks) if r == value] for value in sorted(set(ranks))]
@@ -285,7 +311,11 @@ def _parse_ranked(row: dict, line: int) -> ParsedItem:
         responses=responses,
         metadata=dict(row.get("metadata") or {}),
         tags=list(row.get("tags") or []),
-        labels=[ParsedLabel(annotator, source, judge, None, [{"question": "ranking", "ranking": ranking}], line)],
+        labels=[
+            ParsedLabel(
+                annotator, source, judge, None, [{"question": "ranking", "ranking": ranking}], line
+            )
+        ],
     )
 
 
@@ -294,7 +324,12 @@ def _parse_ratings(row: dict, line: int) -> ParsedItem:
     if "responses" in row:
         raw = row["responses"]
         scores = row.get("ratings")
-        if not isinstance(raw, list) or not raw or not isinstance(scores, list) or len(scores) != len(raw):
+        if (
+            not isinstance(raw, list)
+            or not raw
+            or not isinstance(scores, list)
+            or len(scores) != len(raw)
+        ):
             raise LineError("responses and ratings must be lists of the same length.", "ratings")
     else:
         raw, scores = [row.get("response")], [row.get("ratings")]
@@ -306,7 +341,11 @@ def _parse_ratings(row: dict, line: int) -> ParsedItem:
         for aspect, value in per_response.items():
             if value is None:
                 continue
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+            if (
+                not isinstance(value, (int, float))
+                or isinstance(value, bool)
+                or not math.isfinite(value)
+            ):
                 raise LineError("A rating must be a number.", f"ratings[{position}].{aspect}")
             ratings.append({"response": position, "aspect": str(aspect), "value": float(value)})
     annotator, source, judge = _label_meta(row)
@@ -318,7 +357,11 @@ def _parse_ratings(row: dict, line: int) -> ParsedItem:
         responses=responses,
         metadata=dict(row.get("metadata") or {}),
         tags=list(row.get("tags") or []),
-        labels=[ParsedLabel(annotator, source, judge, None, [{"question": "rating", "ratings": ratings}], line)],
+        labels=[
+            ParsedLabel(
+                annotator, source, judge, None, [{"question": "rating", "ratings": ratings}], line
+            )
+        ],
     )
     if isinstance(row.get("scale"), (dict, list)):
         item.metadata.setdefault("_scale", row["scale"])
@@ -354,7 +397,10 @@ def _parse_native(row: dict, line: int) -> ParsedItem:
         annotator, source, judge = _label_meta(entry)
         time_spent = entry.get("time_spent_ms")
         if time_spent is not None and (not isinstance(time_spent, int) or time_spent < 0):
-            raise LineError("time_spent_ms must be a non-negative integer.", f"annotations[{index}].time_spent_ms")
+            raise LineError(
+                "time_spent_ms must be a non-negative integer.",
+                f"annotations[{index}].time_spent_ms",
+            )
         labels.append(ParsedLabel(annotator, source, judge, time_spent, entry["answers"], line))
     gold = row.get("gold_answer")
     if gold is not None and not isinstance(gold, dict):
@@ -373,13 +419,23 @@ def _parse_native(row: dict, line: int) -> ParsedItem:
     )
 
 
-PARSERS = {"native": _parse_native, "trl": _parse_trl, "hh": _parse_hh, "ranked": _parse_ranked, "ratings": _parse_ratings}
+PARSERS = {
+    "native": _parse_native,
+    "trl": _parse_trl,
+    "hh": _parse_hh,
+    "ranked": _parse_ranked,
+    "ratings": _parse_ratings,
+}
 
 
 def detect_format(row: dict) -> str:
     """Guess a line's shape from its keys (the first line decides for the file)."""
     if "chosen" in row and "rejected" in row:
-        if "prompt" not in row and isinstance(row["chosen"], str) and "\n\nAssistant:" in row["chosen"]:
+        if (
+            "prompt" not in row
+            and isinstance(row["chosen"], str)
+            and "\n\nAssistant:" in row["chosen"]
+        ):
             return "hh"
         return "trl"
     if "ratings" in row:
@@ -405,7 +461,9 @@ def _decode(raw: bytes | str, line: int) -> dict:
     return row
 
 
-def items_parse(lines: Iterable[bytes | str], *, fmt: str = "auto", progress: Progress | None = None) -> tuple[str, list[ParsedItem], int]:
+def items_parse(
+    lines: Iterable[bytes | str], *, fmt: str = "auto", progress: Progress | None = None
+) -> tuple[str, list[ParsedItem], int]:
     """Parse every line. Raises ``ValidationFailed`` listing bad lines (up to 20) with their reasons."""
     if fmt not in FORMATS:
         raise ValidationFailed(f"format must be one of {', '.join(FORMATS)}.", field="format")
@@ -443,14 +501,26 @@ def items_parse(lines: Iterable[bytes | str], *, fmt: str = "auto", progress: Pr
 # --- writing -------------------------------------------------------------------
 
 
-def _auto_questions(project: Project, fmt: str, items: list[ParsedItem], result: ImportResult) -> None:
+def _auto_questions(
+    project: Project, fmt: str, items: list[ParsedItem], result: ImportResult
+) -> None:
     """Create the question an imported label needs when the project lacks it."""
     names = set(Question.objects.filter(project=project).values_list("name", flat=True))
     if fmt in ("trl", "hh") and "preference" not in names:
-        question_create(project=project, kind=QuestionKind.PAIRWISE, name="preference", prompt="Which response is better?")
+        question_create(
+            project=project,
+            kind=QuestionKind.PAIRWISE,
+            name="preference",
+            prompt="Which response is better?",
+        )
         result.questions_created.append("preference")
     if fmt == "ranked" and "ranking" not in names:
-        question_create(project=project, kind=QuestionKind.RANKING, name="ranking", prompt="Rank the responses, best first.")
+        question_create(
+            project=project,
+            kind=QuestionKind.RANKING,
+            name="ranking",
+            prompt="Rank the responses, best first.",
+        )
         result.questions_created.append("ranking")
     if fmt == "ratings" and "rating" not in names:
         bounds: dict[str, list[float]] = {}
@@ -482,13 +552,21 @@ def _auto_questions(project: Project, fmt: str, items: list[ParsedItem], result:
                 for r in label.answers[0]["ratings"]
                 if r["aspect"] == aspect
             )
-            aspects.append({"name": aspect, "scale": {"min": low, "max": high, "step": None if continuous else 1}})
+            aspects.append(
+                {
+                    "name": aspect,
+                    "scale": {"min": low, "max": high, "step": None if continuous else 1},
+                }
+            )
         question_create(
             project=project,
             kind=QuestionKind.RATING,
             name="rating",
             prompt="Rate each response.",
-            config={"aspects": aspects, "scale": aspects[0]["scale"] if aspects else {"min": 1, "max": 5}},
+            config={
+                "aspects": aspects,
+                "scale": aspects[0]["scale"] if aspects else {"min": 1, "max": 5},
+            },
         )
         result.questions_created.append("rating")
     for item in items:
@@ -499,7 +577,11 @@ def _annotator_users(handles: set[str]) -> dict[str, Any]:
     User = get_user_model()
     users = {}
     for handle in sorted(handles):
-        username = "imported" if not handle else f"imported-{slugify(handle)[:100] or hashlib.sha1(handle.encode()).hexdigest()[:12]}"
+        username = (
+            "imported"
+            if not handle
+            else f"imported-{slugify(handle)[:100] or hashlib.sha1(handle.encode()).hexdigest()[:12]}"
+        )
         user, created = User.objects.get_or_create(username=username, defaults={"is_active": False})
         if created:
             user.set_unusable_password()
@@ -531,7 +613,11 @@ def items_import(
             unique[item.external_id] = item
             continue
         known = {(label.annotator, label.source, label.judge) for label in first.labels}
-        fresh = [label for label in item.labels if (label.annotator, label.source, label.judge) not in known]
+        fresh = [
+            label
+            for label in item.labels
+            if (label.annotator, label.source, label.judge) not in known
+        ]
         if fresh and [r["text"] for r in item.responses] == [r["text"] for r in first.responses]:
             first.labels.extend(fresh)
         else:
@@ -546,32 +632,69 @@ def items_import(
             per_label = []
             for index, label in enumerate(item.labels):
                 try:
-                    per_label.append(answers_validate(questions=questions, responses=keys, answers=label.answers, prefix=f"annotations[{index}].answers", require_all=False))
+                    per_label.append(
+                        answers_validate(
+                            questions=questions,
+                            responses=keys,
+                            answers=label.answers,
+                            prefix=f"annotations[{index}].answers",
+                            require_all=False,
+                        )
+                    )
                 except ValidationFailed as exc:
-                    errors.append({"line": label.line, "field": f"line {label.line}: {exc.field}", "detail": exc.detail})
+                    errors.append(
+                        {
+                            "line": label.line,
+                            "field": f"line {label.line}: {exc.field}",
+                            "detail": exc.detail,
+                        }
+                    )
             if item.gold_answer is not None:
                 try:
-                    answers_validate(questions=questions, responses=keys, answers=item.gold_answer.get("answers"), prefix="gold_answer.answers", require_all=False)
+                    answers_validate(
+                        questions=questions,
+                        responses=keys,
+                        answers=item.gold_answer.get("answers"),
+                        prefix="gold_answer.answers",
+                        require_all=False,
+                    )
                 except ValidationFailed as exc:
-                    errors.append({"line": item.line, "field": f"line {item.line}: {exc.field}", "detail": exc.detail})
+                    errors.append(
+                        {
+                            "line": item.line,
+                            "field": f"line {item.line}: {exc.field}",
+                            "detail": exc.detail,
+                        }
+                    )
             specs_by_item[item.external_id] = per_label
             if len(errors) >= MAX_REPORTED_ERRORS:
                 break
         if errors:
             first = errors[0]
-            raise ValidationFailed(f"{first['field']}: {first['detail']} (nothing was imported)", field=first["field"], errors=errors)
+            raise ValidationFailed(
+                f"{first['field']}: {first['detail']} (nothing was imported)",
+                field=first["field"],
+                errors=errors,
+            )
 
         external_ids = list(unique)
         existing: set[str] = set()
         for start in range(0, len(external_ids), 5000):
             existing.update(
-                Item.objects.filter(project=project, external_id__in=external_ids[start : start + 5000]).values_list(
-                    "external_id", flat=True
-                )
+                Item.objects.filter(
+                    project=project, external_id__in=external_ids[start : start + 5000]
+                ).values_list("external_id", flat=True)
             )
         result.existing = len(existing)
         new_items = [item for item in unique.values() if item.external_id not in existing]
-        users = _annotator_users({label.annotator for item in new_items for label in item.labels if label.source == Source.HUMAN})
+        users = _annotator_users(
+            {
+                label.annotator
+                for item in new_items
+                for label in item.labels
+                if label.source == Source.HUMAN
+            }
+        )
         done = 0
         for start in range(0, len(new_items), BATCH):
             batch = new_items[start : start + BATCH]
@@ -592,12 +715,20 @@ def items_import(
             )
             response_rows = Response.objects.bulk_create(
                 [
-                    Response(item_id=row.id, text=r["text"], model_name=r["model_name"], position=position, metadata=r["metadata"])
+                    Response(
+                        item_id=row.id,
+                        text=r["text"],
+                        model_name=r["model_name"],
+                        position=position,
+                        metadata=r["metadata"],
+                    )
                     for row, item in zip(rows, batch, strict=True)
                     for position, r in enumerate(item.responses)
                 ]
             )
-            response_ids: dict[tuple[int, int], int] = {(r.item_id, r.position): r.id for r in response_rows}
+            response_ids: dict[tuple[int, int], int] = {
+                (r.item_id, r.position): r.id for r in response_rows
+            }
             annotation_rows = []
             label_specs = []
             for row, item in zip(rows, batch, strict=True):
@@ -607,7 +738,9 @@ def items_import(
                         Annotation(
                             project=project,
                             item_id=row.id,
-                            annotator=users[label.annotator] if label.source == Source.HUMAN else None,
+                            annotator=users[label.annotator]
+                            if label.source == Source.HUMAN
+                            else None,
                             judge_name=label.judge if label.source == Source.AI else "",
                             source=label.source,
                             time_spent_ms=label.time_spent_ms,
@@ -619,7 +752,9 @@ def items_import(
             answers: dict[type, list] = {}
             for annotation, (item_id, specs) in zip(created_annotations, label_specs, strict=True):
                 mapping = _PositionMap(response_ids, item_id)
-                for model, objs in answer_rows_build(annotation_id=annotation.id, specs=specs, response_ids=mapping).items():
+                for model, objs in answer_rows_build(
+                    annotation_id=annotation.id, specs=specs, response_ids=mapping
+                ).items():
                     answers.setdefault(model, []).extend(objs)
             for model, objs in answers.items():
                 if objs:

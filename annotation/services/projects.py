@@ -53,13 +53,20 @@ def _rating_scale(config: dict, field: str) -> dict:
     if not low < high:
         raise ValidationFailed("Scale min must be below max.", field=f"{field}.scale")
     if step is not None and step <= 0:
-        raise ValidationFailed("Scale step must be positive (or null for continuous).", field=f"{field}.scale.step")
+        raise ValidationFailed(
+            "Scale step must be positive (or null for continuous).", field=f"{field}.scale.step"
+        )
     labels = scale.get("labels", {})
     if not isinstance(labels, dict):
         raise ValidationFailed("Scale labels map values to words.", field=f"{field}.scale.labels")
     as_int = low.is_integer() and high.is_integer() and (step is None or step.is_integer())
     norm = (lambda v: int(v)) if as_int else (lambda v: v)
-    return {"min": norm(low), "max": norm(high), "step": None if step is None else norm(step), "labels": labels}
+    return {
+        "min": norm(low),
+        "max": norm(high),
+        "step": None if step is None else norm(step),
+        "labels": labels,
+    }
 
 
 def question_config_validate(*, kind: str, config: Any, field: str = "config") -> dict:
@@ -89,14 +96,20 @@ def question_config_validate(*, kind: str, config: Any, field: str = "config") -
                     "strength_scale must be {min, max} integers with 0 <= min < max <= 10, or null.",
                     field=f"{field}.strength_scale",
                 )
-            strength = {"min": strength["min"], "max": strength["max"], "labels": strength.get("labels", {})}
+            strength = {
+                "min": strength["min"],
+                "max": strength["max"],
+                "labels": strength.get("labels", {}),
+            }
         return {"allow_tie": bool(config.get("allow_tie", True)), "strength_scale": strength}
     if kind == QuestionKind.RANKING:
         return {"allow_ties": bool(config.get("allow_ties", True))}
     if kind == QuestionKind.RATING:
         aspects_raw = config.get("aspects", [])
         if not isinstance(aspects_raw, list) or not aspects_raw:
-            raise ValidationFailed("A rating question needs at least one aspect.", field=f"{field}.aspects")
+            raise ValidationFailed(
+                "A rating question needs at least one aspect.", field=f"{field}.aspects"
+            )
         aspects = []
         for index, aspect in enumerate(aspects_raw):
             if isinstance(aspect, str):
@@ -117,11 +130,19 @@ def question_config_validate(*, kind: str, config: Any, field: str = "config") -
         return {"aspects": aspects, "scale": _rating_scale(config, field)}
     if kind == QuestionKind.CORRECTION:
         categories = config.get("categories", DEFAULT_ERROR_CATEGORIES)
-        if not isinstance(categories, list) or not all(isinstance(c, str) and c for c in categories):
-            raise ValidationFailed("categories must be a list of names.", field=f"{field}.categories")
-        return {"categories": categories, "require_category": bool(config.get("require_category", False))}
+        if not isinstance(categories, list) or not all(
+            isinstance(c, str) and c for c in categories
+        ):
+            raise ValidationFailed(
+                "categories must be a list of names.", field=f"{field}.categories"
+            )
+        return {
+            "categories": categories,
+            "require_category": bool(config.get("require_category", False)),
+        }
     raise ValidationFailed(
-        f"Unknown question kind {kind!r}; use one of {', '.join(QuestionKind.values)}.", field="kind"
+        f"Unknown question kind {kind!r}; use one of {', '.join(QuestionKind.values)}.",
+        field="kind",
     )
 
 
@@ -129,7 +150,9 @@ def _project_fields_validate(fields: dict) -> dict:
     clean = {k: v for k, v in fields.items() if k in PROJECT_FIELDS}
     if "name" in clean and not str(clean["name"]).strip():
         raise ValidationFailed("A project needs a name.", field="name")
-    if "overlap" in clean and (not isinstance(clean["overlap"], int) or not 1 <= clean["overlap"] <= 100):
+    if "overlap" in clean and (
+        not isinstance(clean["overlap"], int) or not 1 <= clean["overlap"] <= 100
+    ):
         raise ValidationFailed("overlap must be an integer from 1 to 100.", field="overlap")
     if "gold_rate" in clean:
         try:
@@ -154,9 +177,12 @@ def project_create(
     project = Project.objects.create(created_by=user, **clean)
     Membership.objects.create(user=user, project=project, role=Role.ADMIN)
     for index, spec in enumerate(questions or []):
-        question_create(project=project, position=spec.get("position", index), field=f"questions[{index}]", **{
-            k: v for k, v in spec.items() if k != "position"
-        })
+        question_create(
+            project=project,
+            position=spec.get("position", index),
+            field=f"questions[{index}]",
+            **{k: v for k, v in spec.items() if k != "position"},
+        )
     return project
 
 
@@ -185,7 +211,9 @@ def question_create(
     normalized = question_config_validate(kind=kind, config=config or {}, field=f"{prefix}config")
     slug = slugify(name or kind)[:64]
     if not slug:
-        raise ValidationFailed("A question needs a name made of letters, digits or dashes.", field=f"{prefix}name")
+        raise ValidationFailed(
+            "A question needs a name made of letters, digits or dashes.", field=f"{prefix}name"
+        )
     if position is None:
         position = Question.objects.filter(project=project).count()
     try:
@@ -200,15 +228,21 @@ def question_create(
                 config=normalized,
             )
     except IntegrityError:
-        raise Conflict(f"This project already has a question named {slug!r}.", field=f"{prefix}name")
+        raise Conflict(
+            f"This project already has a question named {slug!r}.", field=f"{prefix}name"
+        )
 
 
 def question_update(*, question: Question, **fields: Any) -> Question:
     if ("config" in fields or "kind" in fields) and _question_has_answers(question):
-        raise Conflict("This question already has answers; its kind and config can no longer change.")
+        raise Conflict(
+            "This question already has answers; its kind and config can no longer change."
+        )
     if "config" in fields or "kind" in fields:
         kind = fields.get("kind", question.kind)
-        question.config = question_config_validate(kind=kind, config=fields.get("config", question.config))
+        question.config = question_config_validate(
+            kind=kind, config=fields.get("config", question.config)
+        )
         question.kind = kind
     for key in ("prompt", "position", "required"):
         if key in fields:
@@ -264,7 +298,9 @@ def membership_remove(*, membership: Membership) -> None:
 
 
 def _keep_one_admin(membership: Membership) -> None:
-    admins = Membership.objects.select_for_update().filter(project=membership.project, role=Role.ADMIN)
+    admins = Membership.objects.select_for_update().filter(
+        project=membership.project, role=Role.ADMIN
+    )
     if admins.exclude(pk=membership.pk).count() == 0:
         raise Conflict("A project keeps at least one admin.", field="role")
 
@@ -297,12 +333,16 @@ AGE_BANDS = ("18-24", "25-34", "35-44", "45-54", "55-64", "65+", "prefer_not_to_
 LANGUAGE_PROFICIENCY = ("native", "fluent", "intermediate", "basic")
 
 
-def profile_update(*, user: AbstractBaseUser, consent: bool | None = None, **fields: Any) -> AnnotatorProfile:
+def profile_update(
+    *, user: AbstractBaseUser, consent: bool | None = None, **fields: Any
+) -> AnnotatorProfile:
     """Create or update the user's profile. ``consent=True`` records consent time once."""
     profile, _ = AnnotatorProfile.objects.get_or_create(user=user)
     clean = {k: v for k, v in fields.items() if k in PROFILE_FIELDS}
     if "age_band" in clean and clean["age_band"] not in AGE_BANDS:
-        raise ValidationFailed(f"age_band must be one of {', '.join(a for a in AGE_BANDS if a)}.", field="age_band")
+        raise ValidationFailed(
+            f"age_band must be one of {', '.join(a for a in AGE_BANDS if a)}.", field="age_band"
+        )
     if "languages" in clean:
         langs = clean["languages"]
         if not isinstance(langs, list):
@@ -312,29 +352,48 @@ def profile_update(*, user: AbstractBaseUser, consent: bool | None = None, **fie
                 entry = {"language": entry, "proficiency": "fluent"}
                 langs[index] = entry
             if not isinstance(entry, dict) or not str(entry.get("language", "")).strip():
-                raise ValidationFailed("Each language needs a name.", field=f"languages[{index}].language")
+                raise ValidationFailed(
+                    "Each language needs a name.", field=f"languages[{index}].language"
+                )
             if entry.get("proficiency", "fluent") not in LANGUAGE_PROFICIENCY:
                 raise ValidationFailed(
                     f"proficiency must be one of {', '.join(LANGUAGE_PROFICIENCY)}.",
                     field=f"languages[{index}].proficiency",
                 )
     if "expertise" in clean and (
-        not isinstance(clean["expertise"], list) or not all(isinstance(x, str) for x in clean["expertise"])
+        not isinstance(clean["expertise"], list)
+        or not all(isinstance(x, str) for x in clean["expertise"])
     ):
         raise ValidationFailed("expertise must be a list of domain names.", field="expertise")
     if "stated_preferences" in clean:
         prefs = clean["stated_preferences"]
         if not isinstance(prefs, dict):
-            raise ValidationFailed("stated_preferences maps behaviours to 0-100.", field="stated_preferences")
+            raise ValidationFailed(
+                "stated_preferences maps behaviours to 0-100.", field="stated_preferences"
+            )
         for key, value in prefs.items():
             if key not in PREFERENCE_KEYS:
                 raise ValidationFailed(
-                    f"Unknown behaviour {key!r}; use {', '.join(PREFERENCE_KEYS)}.", field=f"stated_preferences.{key}"
+                    f"Unknown behaviour {key!r}; use {', '.join(PREFERENCE_KEYS)}.",
+                    field=f"stated_preferences.{key}",
                 )
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 100:
-                raise ValidationFailed("Importance must be a number from 0 to 100.", field=f"stated_preferences.{key}")
-    for key in ("gender", "birth_country", "residence_country", "education", "employment", "llm_familiarity",
-                "llm_use_frequency"):
+            if (
+                not isinstance(value, (int, float))
+                or isinstance(value, bool)
+                or not 0 <= value <= 100
+            ):
+                raise ValidationFailed(
+                    "Importance must be a number from 0 to 100.", field=f"stated_preferences.{key}"
+                )
+    for key in (
+        "gender",
+        "birth_country",
+        "residence_country",
+        "education",
+        "employment",
+        "llm_familiarity",
+        "llm_use_frequency",
+    ):
         if key in clean and not isinstance(clean[key], str):
             raise ValidationFailed("Must be text.", field=key)
     for key, value in clean.items():
@@ -353,7 +412,9 @@ def profile_update(*, user: AbstractBaseUser, consent: bool | None = None, **fie
 def token_create(*, user: AbstractBaseUser, name: str = "") -> tuple[ApiToken, str]:
     """A new API token. Returns the row and the raw secret, which is never stored."""
     raw = secrets.token_urlsafe(30)
-    token = ApiToken.objects.create(user=user, name=name[:100], prefix=raw[:8], key_hash=hash_token(raw))
+    token = ApiToken.objects.create(
+        user=user, name=name[:100], prefix=raw[:8], key_hash=hash_token(raw)
+    )
     return token, raw
 
 

@@ -84,15 +84,25 @@ def answers_validate(
             raise ValidationFailed("Each answer must be an object.", field=path)
         question = lookup.get(answer.get("question"))
         if question is None:
-            raise ValidationFailed(f"Unknown question {answer.get('question')!r}.", field=f"{path}.question")
+            raise ValidationFailed(
+                f"Unknown question {answer.get('question')!r}.", field=f"{path}.question"
+            )
         if question.id in seen:
             raise ValidationFailed("This question is answered twice.", field=f"{path}.question")
         seen.add(question.id)
         validator = _VALIDATORS[question.kind]
-        specs.append(AnswerSpec(question=question, kind=question.kind, rows=validator(question, responses, answer, path, require_all)))
+        specs.append(
+            AnswerSpec(
+                question=question,
+                kind=question.kind,
+                rows=validator(question, responses, answer, path, require_all),
+            )
+        )
     missing = [q.name for q in questions if q.required and q.id not in seen]
     if missing and require_all:
-        raise ValidationFailed(f"Required question(s) not answered: {', '.join(missing)}.", field=prefix)
+        raise ValidationFailed(
+            f"Required question(s) not answered: {', '.join(missing)}.", field=prefix
+        )
     return specs
 
 
@@ -105,7 +115,9 @@ def _response_key(responses: Mapping[Hashable, str], value: Any, path: str) -> H
     return value
 
 
-def _validate_pairwise(question: Question, responses, answer: dict, path: str, strict: bool = True) -> list[dict]:
+def _validate_pairwise(
+    question: Question, responses, answer: dict, path: str, strict: bool = True
+) -> list[dict]:
     config = question.config
     tie = answer.get("tie", False)
     if not isinstance(tie, bool):
@@ -115,49 +127,74 @@ def _validate_pairwise(question: Question, responses, answer: dict, path: str, s
     chosen = _response_key(responses, answer.get("chosen"), f"{path}.chosen")
     rejected = _response_key(responses, answer.get("rejected"), f"{path}.rejected")
     if chosen == rejected:
-        raise ValidationFailed("chosen and rejected must be two different responses.", field=f"{path}.rejected")
+        raise ValidationFailed(
+            "chosen and rejected must be two different responses.", field=f"{path}.rejected"
+        )
     strength = answer.get("strength")
     scale = config.get("strength_scale")
     if strength is not None:
         if scale is None:
             raise ValidationFailed("This question has no strength scale.", field=f"{path}.strength")
-        if not isinstance(strength, int) or isinstance(strength, bool) or not scale["min"] <= strength <= scale["max"]:
+        if (
+            not isinstance(strength, int)
+            or isinstance(strength, bool)
+            or not scale["min"] <= strength <= scale["max"]
+        ):
             raise ValidationFailed(
-                f"strength must be an integer from {scale['min']} to {scale['max']}.", field=f"{path}.strength"
+                f"strength must be an integer from {scale['min']} to {scale['max']}.",
+                field=f"{path}.strength",
             )
         if tie:
             raise ValidationFailed("A tie has no strength.", field=f"{path}.strength")
     return [{"chosen": chosen, "rejected": rejected, "tie": tie, "strength": strength}]
 
 
-def _validate_ranking(question: Question, responses, answer: dict, path: str, strict: bool = True) -> list[dict]:
+def _validate_ranking(
+    question: Question, responses, answer: dict, path: str, strict: bool = True
+) -> list[dict]:
     ranking = answer.get("ranking")
     if not isinstance(ranking, list) or not ranking:
-        raise ValidationFailed("ranking must be a non-empty list, best first.", field=f"{path}.ranking")
+        raise ValidationFailed(
+            "ranking must be a non-empty list, best first.", field=f"{path}.ranking"
+        )
     groups: list[list] = []
     for position, entry in enumerate(ranking):
         group = entry if isinstance(entry, list) else [entry]
         if not group:
-            raise ValidationFailed("A tie group cannot be empty.", field=f"{path}.ranking[{position}]")
+            raise ValidationFailed(
+                "A tie group cannot be empty.", field=f"{path}.ranking[{position}]"
+            )
         if len(group) > 1 and not question.config.get("allow_ties", True):
-            raise ValidationFailed("This question does not allow ties.", field=f"{path}.ranking[{position}]")
+            raise ValidationFailed(
+                "This question does not allow ties.", field=f"{path}.ranking[{position}]"
+            )
         groups.append([_response_key(responses, r, f"{path}.ranking[{position}]") for r in group])
     flat = [r for group in groups for r in group]
     if len(set(flat)) != len(flat):
-        raise ValidationFailed("Each response may appear only once in a ranking.", field=f"{path}.ranking")
+        raise ValidationFailed(
+            "Each response may appear only once in a ranking.", field=f"{path}.ranking"
+        )
     missing = set(responses) - set(flat)
     if missing:
         raise ValidationFailed(
-            f"The ranking must cover every response; missing {sorted(missing, key=str)}.", field=f"{path}.ranking"
+            f"The ranking must cover every response; missing {sorted(missing, key=str)}.",
+            field=f"{path}.ranking",
         )
     return [{"ranking": groups}]
 
 
-def _validate_rating(question: Question, responses, answer: dict, path: str, strict: bool = True) -> list[dict]:
+def _validate_rating(
+    question: Question, responses, answer: dict, path: str, strict: bool = True
+) -> list[dict]:
     ratings = answer.get("ratings")
     if not isinstance(ratings, list) or not ratings:
-        raise ValidationFailed("ratings must be a non-empty list of {response, aspect, value}.", field=f"{path}.ratings")
-    scales = {a["name"]: a.get("scale") or question.config["scale"] for a in question.config["aspects"]}
+        raise ValidationFailed(
+            "ratings must be a non-empty list of {response, aspect, value}.",
+            field=f"{path}.ratings",
+        )
+    scales = {
+        a["name"]: a.get("scale") or question.config["scale"] for a in question.config["aspects"]
+    }
     aspects = set(scales)
     rows: list[dict] = []
     cells: set[tuple] = set()
@@ -168,15 +205,23 @@ def _validate_rating(question: Question, responses, answer: dict, path: str, str
         response = _response_key(responses, rating.get("response"), f"{rpath}.response")
         aspect = rating.get("aspect")
         if aspect not in aspects:
-            raise ValidationFailed(f"Unknown aspect {aspect!r}; use {', '.join(sorted(aspects))}.", field=f"{rpath}.aspect")
+            raise ValidationFailed(
+                f"Unknown aspect {aspect!r}; use {', '.join(sorted(aspects))}.",
+                field=f"{rpath}.aspect",
+            )
         value = rating.get("value")
         scale = scales[aspect]
         if not _is_number(value) or not scale["min"] <= value <= scale["max"]:
-            raise ValidationFailed(f"value must be a number from {scale['min']} to {scale['max']}.", field=f"{rpath}.value")
+            raise ValidationFailed(
+                f"value must be a number from {scale['min']} to {scale['max']}.",
+                field=f"{rpath}.value",
+            )
         if scale.get("step"):
             steps = (value - scale["min"]) / scale["step"]
             if abs(steps - round(steps)) > 1e-6:
-                raise ValidationFailed(f"value must be on the scale's step of {scale['step']}.", field=f"{rpath}.value")
+                raise ValidationFailed(
+                    f"value must be on the scale's step of {scale['step']}.", field=f"{rpath}.value"
+                )
         if (response, aspect) in cells:
             raise ValidationFailed("This response and aspect are rated twice.", field=rpath)
         cells.add((response, aspect))
@@ -185,15 +230,20 @@ def _validate_rating(question: Question, responses, answer: dict, path: str, str
         wanted = {(r, a) for r in responses for a in aspects}
         if cells != wanted:
             raise ValidationFailed(
-                f"Rate every response on every aspect: {len(wanted - cells)} rating(s) missing.", field=f"{path}.ratings"
+                f"Rate every response on every aspect: {len(wanted - cells)} rating(s) missing.",
+                field=f"{path}.ratings",
             )
     return rows
 
 
-def _validate_correction(question: Question, responses, answer: dict, path: str, strict: bool = True) -> list[dict]:
+def _validate_correction(
+    question: Question, responses, answer: dict, path: str, strict: bool = True
+) -> list[dict]:
     corrections = answer.get("corrections", [])
     if not isinstance(corrections, list):
-        raise ValidationFailed("corrections must be a list (empty when nothing is wrong).", field=f"{path}.corrections")
+        raise ValidationFailed(
+            "corrections must be a list (empty when nothing is wrong).", field=f"{path}.corrections"
+        )
     categories = question.config.get("categories") or []
     rows: list[dict] = []
     spans: dict[Hashable, list[tuple[int, int]]] = {}
@@ -206,7 +256,9 @@ def _validate_correction(question: Question, responses, answer: dict, path: str,
         start, end = correction.get("start"), correction.get("end")
         for name, value in (("start", start), ("end", end)):
             if not isinstance(value, int) or isinstance(value, bool):
-                raise ValidationFailed(f"{name} must be an integer (Unicode code points).", field=f"{cpath}.{name}")
+                raise ValidationFailed(
+                    f"{name} must be an integer (Unicode code points).", field=f"{cpath}.{name}"
+                )
         if not 0 <= start < end <= len(text):
             raise ValidationFailed(
                 f"The span [{start}, {end}) must lie inside the response (0..{len(text)}) and be non-empty.",
@@ -223,7 +275,10 @@ def _validate_correction(question: Question, responses, answer: dict, path: str,
             raise ValidationFailed("corrected_text must be text.", field=f"{cpath}.corrected_text")
         category = correction.get("category", "") or ""
         if category and categories and category not in categories:
-            raise ValidationFailed(f"Unknown category {category!r}; use {', '.join(categories)}.", field=f"{cpath}.category")
+            raise ValidationFailed(
+                f"Unknown category {category!r}; use {', '.join(categories)}.",
+                field=f"{cpath}.category",
+            )
         if not category and question.config.get("require_category"):
             raise ValidationFailed("A category is required.", field=f"{cpath}.category")
         comment = correction.get("comment", "") or ""
@@ -255,9 +310,16 @@ _VALIDATORS = {
 }
 
 
-def answer_rows_build(*, annotation_id: int, specs: Sequence[AnswerSpec], response_ids: Mapping[Hashable, int]):
+def answer_rows_build(
+    *, annotation_id: int, specs: Sequence[AnswerSpec], response_ids: Mapping[Hashable, int]
+):
     """Model instances for the specs, response keys mapped to ids. Not saved."""
-    out: dict[type, list] = {PairwiseAnswer: [], RankingAnswer: [], RatingAnswer: [], CorrectionAnswer: []}
+    out: dict[type, list] = {
+        PairwiseAnswer: [],
+        RankingAnswer: [],
+        RatingAnswer: [],
+        CorrectionAnswer: [],
+    }
     for spec in specs:
         qid = spec.question.id
         for row in spec.rows:
@@ -274,7 +336,9 @@ def answer_rows_build(*, annotation_id: int, specs: Sequence[AnswerSpec], respon
                 )
             elif spec.kind == QuestionKind.RANKING:
                 ranking = [[response_ids[r] for r in group] for group in row["ranking"]]
-                out[RankingAnswer].append(RankingAnswer(annotation_id=annotation_id, question_id=qid, ranking=ranking))
+                out[RankingAnswer].append(
+                    RankingAnswer(annotation_id=annotation_id, question_id=qid, ranking=ranking)
+                )
             elif spec.kind == QuestionKind.RATING:
                 out[RatingAnswer].append(
                     RatingAnswer(
@@ -289,7 +353,10 @@ def answer_rows_build(*, annotation_id: int, specs: Sequence[AnswerSpec], respon
                 fields = {k: v for k, v in row.items() if k != "response"}
                 out[CorrectionAnswer].append(
                     CorrectionAnswer(
-                        annotation_id=annotation_id, question_id=qid, response_id=response_ids[row["response"]], **fields
+                        annotation_id=annotation_id,
+                        question_id=qid,
+                        response_id=response_ids[row["response"]],
+                        **fields,
                     )
                 )
     return out
@@ -299,7 +366,9 @@ def _validate_time(value: Any) -> int | None:
     if value is None:
         return None
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_TIME_SPENT_MS:
-        raise ValidationFailed("time_spent_ms must be an integer from 0 to 86400000.", field="time_spent_ms")
+        raise ValidationFailed(
+            "time_spent_ms must be an integer from 0 to 86400000.", field="time_spent_ms"
+        )
     return value
 
 
@@ -307,7 +376,9 @@ def _validate_key(key: str | None) -> str | None:
     if key is None or key == "":
         return None
     if len(key) > 128 or not key.isprintable():
-        raise ValidationFailed("Idempotency-Key must be 1-128 printable characters.", field="Idempotency-Key")
+        raise ValidationFailed(
+            "Idempotency-Key must be 1-128 printable characters.", field="Idempotency-Key"
+        )
     return key
 
 
@@ -316,7 +387,9 @@ def _replay(*, key: str, assignment_id: int, user: AbstractBaseUser) -> Annotati
     if existing is None:
         return None
     if existing.assignment_id != assignment_id or existing.annotator_id != user.pk:
-        raise Conflict("This Idempotency-Key was already used for another submission.", field="Idempotency-Key")
+        raise Conflict(
+            "This Idempotency-Key was already used for another submission.", field="Idempotency-Key"
+        )
     return existing
 
 
@@ -343,17 +416,29 @@ def annotation_submit(
         replay = _replay(key=key, assignment_id=int(assignment_id), user=user)
         if replay is not None:
             return replay, False
-    assignment = Assignment.objects.select_related("item", "project").filter(pk=assignment_id, annotator=user).first()
+    assignment = (
+        Assignment.objects.select_related("item", "project")
+        .filter(pk=assignment_id, annotator=user)
+        .first()
+    )
     if assignment is None:
         from annotation.errors import NotFound
 
         raise NotFound("No such assignment.")
-    questions = list(Question.objects.filter(project_id=assignment.project_id).order_by("position", "id"))
-    response_texts = dict(Response.objects.filter(item_id=assignment.item_id).values_list("id", "text"))
+    questions = list(
+        Question.objects.filter(project_id=assignment.project_id).order_by("position", "id")
+    )
+    response_texts = dict(
+        Response.objects.filter(item_id=assignment.item_id).values_list("id", "text")
+    )
     specs = answers_validate(questions=questions, responses=response_texts, answers=answers)
     try:
         with transaction.atomic():
-            locked = Assignment.objects.select_for_update().select_related("item", "project").get(pk=assignment.pk)
+            locked = (
+                Assignment.objects.select_for_update(of=("self",), no_key=True)
+                .select_related("item", "project")
+                .get(pk=assignment.pk)
+            )
             if locked.status == AssignmentStatus.SUBMITTED:
                 previous = Annotation.objects.filter(assignment=locked).first()
                 if key and previous is not None and previous.idempotency_key == key:
@@ -361,8 +446,12 @@ def annotation_submit(
                 raise Conflict("This assignment was already submitted.")
             if locked.status == AssignmentStatus.SKIPPED:
                 raise Conflict("This assignment was skipped; ask for the next item.")
-            if locked.status == AssignmentStatus.EXPIRED and not assignment_reacquire(assignment=locked, now=now):
-                raise LeaseLost("Your lease on this item expired and others have taken it. Ask for the next item.")
+            if locked.status == AssignmentStatus.EXPIRED and not assignment_reacquire(
+                assignment=locked, now=now
+            ):
+                raise LeaseLost(
+                    "Your lease on this item expired and others have taken it. Ask for the next item."
+                )
             annotation = Annotation.objects.create(
                 project_id=locked.project_id,
                 item_id=locked.item_id,
@@ -373,7 +462,9 @@ def annotation_submit(
                 idempotency_key=key,
             )
             identity = {rid: rid for rid in response_texts}
-            for model, rows in answer_rows_build(annotation_id=annotation.id, specs=specs, response_ids=identity).items():
+            for model, rows in answer_rows_build(
+                annotation_id=annotation.id, specs=specs, response_ids=identity
+            ).items():
                 if rows:
                     model.objects.bulk_create(rows)
             locked.status = AssignmentStatus.SUBMITTED

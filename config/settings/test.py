@@ -11,7 +11,9 @@ from .base import *  # noqa: F403
 SECRET_KEY = "test-only-insecure-key"
 DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-BALLOT_STORAGE_ROOT = Path(os.environ.get("BALLOT_STORAGE_ROOT") or tempfile.mkdtemp(prefix="ballot-test-"))
+BALLOT_STORAGE_ROOT = Path(
+    os.environ.get("BALLOT_STORAGE_ROOT") or tempfile.mkdtemp(prefix="ballot-test-")
+)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},

@@ -16,16 +16,37 @@ def test_an_annotator_can_claim_and_submit_every_kind(project, items, bob, api):
         {"question": "ranking", "ranking": [[r[1]], [r[0], r[2]]]},
         {
             "question": questions["aspects"],
-            "ratings": [{"response": x, "aspect": a, "value": 4} for x in r for a in ("helpfulness", "harmlessness", "honesty")],
+            "ratings": [
+                {"response": x, "aspect": a, "value": 4}
+                for x in r
+                for a in ("helpfulness", "harmlessness", "honesty")
+            ],
         },
-        {"question": "corrections", "corrections": [{"response": r[0], "start": 0, "end": 5, "original_text": text[:5], "corrected_text": "Fixed"}]},
+        {
+            "question": "corrections",
+            "corrections": [
+                {
+                    "response": r[0],
+                    "start": 0,
+                    "end": 5,
+                    "original_text": text[:5],
+                    "corrected_text": "Fixed",
+                }
+            ],
+        },
     ]
     submit = client.post(
-        f"/api/v1/assignments/{body['id']}/submit/", {"answers": answers, "time_spent_ms": 1200}, format="json", HTTP_IDEMPOTENCY_KEY="k1"
+        f"/api/v1/assignments/{body['id']}/submit/",
+        {"answers": answers, "time_spent_ms": 1200},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="k1",
     )
     assert submit.status_code == 201, submit.content
     again = client.post(
-        f"/api/v1/assignments/{body['id']}/submit/", {"answers": answers, "time_spent_ms": 1200}, format="json", HTTP_IDEMPOTENCY_KEY="k1"
+        f"/api/v1/assignments/{body['id']}/submit/",
+        {"answers": answers, "time_spent_ms": 1200},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="k1",
     )
     assert again.status_code == 200
     assert again.json()["annotation"] == submit.json()["annotation"]

@@ -13,7 +13,9 @@ from annotation.services.imports import FORMATS
 
 
 class Command(BaseCommand):
-    help = "Import a JSONL file of items (and their existing labels) into a project. All or nothing."
+    help = (
+        "Import a JSONL file of items (and their existing labels) into a project. All or nothing."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("path", help="JSONL file, or - for standard input")
@@ -38,7 +40,9 @@ class Command(BaseCommand):
         def progress(stage: str, done: int, of: int) -> None:
             bar = bars.get(stage)
             if bar is None:
-                bar = bars[stage] = tqdm(total=of or total, desc=stage, unit="item", file=sys.stderr, leave=False)
+                bar = bars[stage] = tqdm(
+                    total=of or total, desc=stage, unit="item", file=sys.stderr, leave=False
+                )
             bar.update(done - bar.n)
 
         try:
@@ -51,7 +55,9 @@ class Command(BaseCommand):
         finally:
             for bar in bars.values():
                 bar.close()
-        self.stdout.write(self.style.SUCCESS(
-            f"{result.created} item(s) created, {result.existing} already there, {result.duplicates} duplicate line(s), "
-            f"{result.annotations} label(s) stored as annotations ({result.format})."
-        ))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"{result.created} item(s) created, {result.existing} already there, {result.duplicates} duplicate line(s), "
+                f"{result.annotations} label(s) stored as annotations ({result.format})."
+            )
+        )

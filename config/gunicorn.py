@@ -1,0 +1,53 @@
+"""Gunicorn settings for the production shape: ``gunicorn -c config/gunicorn.py config.wsgi``.
+
+Everything is overridable by environment variables:
+
+- ``PORT`` (8000) and ``GUNICORN_BIND`` (``0.0.0.0:$PORT``);
+- ``WEB_CONCURRENCY``: worker processes, default 2 x cores + 1, at most 12;
+- ``GUNICORN_THREADS`` (4): threads per worker (gthread). Each thread holds
+  its own database connection, so workers x threads x web containers must stay
+  below PostgreSQL's ``max_connections`` (100 by default);
+- ``GUNICORN_TIMEOUT`` (120 s): a 10,000-item import is one long request;
+- ``GUNICORN_ACCESS_LOG``: a path or ``-`` for stdout; off by default, since a
+  log line per request costs throughput and the proxy in front logs anyway.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+
+
+def _int(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    return int(value) if value else default
+
+
+bind = os.environ.get("GUNICORN_BIND") or f"0.0.0.0:{_int('PORT', 8000)}"
+
+workers = _int("WEB_CONCURRENCY", min(2 * multiprocessing.cpu_count() + 1, 12))
+# gthread: a worker keeps serving while one thread waits on PostgreSQL, and
+# keep-alive connections do not pin a whole process as with sync workers.
+worker_class = "gthread"
+threads = _int("GUNICORN_THREADS", 4)
+keepalive = _int("GUNICORN_KEEPALIVE", 5)
+timeout = _int("GUNICORN_TIMEOUT", 120)
+graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 30)
+
+# Recycle workers now and then so slow leaks never add up; the jitter keeps
+# them from all restarting at once.
+max_requests = _int("GUNICORN_MAX_REQUESTS", 5000)
+max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", 500)
+
+# Heartbeat files on tmpfs: a worker on a busy overlay disk is not killed for
+# a slow write (Docker's /tmp is on the container's disk).
+if os.path.isdir("/dev/shm"):
+    worker_tmp_dir = "/dev/shm"
+
+accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
+errorlog = "-"
+loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
+
+# Trust X-Forwarded-* only from the proxy in front (comma-separated addresses).
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+proxy_allow_ips = forwarded_allow_ips

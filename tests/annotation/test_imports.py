@@ -1,0 +1,198 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from annotation.adapters import ADAPTERS
+from annotation.errors import ValidationFailed
+from annotation.models import (
+    Annotation,
+    Item,
+    PairwiseAnswer,
+    RankingAnswer,
+    RatingAnswer,
+    Response,
+)
+from annotation.services import items_import, question_create
+from tests.datasets import dataset
+from tests.factories import ProjectFactory
+
+
+@pytest.fixture
+def empty_project(alice):
+    return ProjectFactory(created_by=alice)
+
+
+def _lines(rows):
+    return [json.dumps(row) for row in rows]
+
+
+def test_hh_rlhf_imports_every_pair_with_its_label(empty_project):
+    path = dataset("hh_rlhf_harmless") / "harmless-base_test.jsonl"
+    rows = [json.loads(line) for line in path.open()]
+    result = items_import(project=empty_project, lines=path.open("rb"), fmt="hh")
+    assert result.lines == len(rows) == 2312
+    distinct = {(r["chosen"], r["rejected"]) for r in rows}
+    assert result.created + result.duplicates == len(rows)
+    assert Item.objects.filter(project=empty_project).count() == result.created <= len(distinct)
+    assert Response.objects.filter(item__project=empty_project).count() == 2 * result.created
+    assert (
+        PairwiseAnswer.objects.filter(annotation__project=empty_project).count() == result.created
+    )
+    # The stored label points at the final assistant turn of the chosen transcript.
+    first = rows[0]
+    item = Item.objects.get(
+        project=empty_project,
+        external_id=result
+        and Item.objects.filter(project=empty_project).order_by("id").first().external_id,
+    )
+    answer = PairwiseAnswer.objects.select_related("chosen", "rejected").get(annotation__item=item)
+    assert first["chosen"].endswith(answer.chosen.text)
+    assert first["rejected"].endswith(answer.rejected.text)
+    assert item.conversation[-1]["role"] == "user"
+    # Importing the same file again changes nothing.
+    again = items_import(project=empty_project, lines=path.open("rb"), fmt="hh")
+    assert again.created == 0 and again.existing == result.created
+    assert Annotation.objects.filter(project=empty_project).count() == result.created
+
+
+def test_oasst2_ranked_groups_import_as_rankings(empty_project):
+    adapted = ADAPTERS["oasst2_openpaws_subset"](dataset("oasst2_openpaws_subset"))
+    # Count ranked sibling groups of assistant replies straight from the file.
+    groups: list[str] = []
+
+    def walk(message):
+        replies = message.get("replies") or []
+        ranked = [r for r in replies if r.get("rank") is not None]
+        if len(ranked) >= 2 and all(r["role"] == "assistant" for r in ranked):
+            groups.append(message["message_id"])
+        for reply in replies:
+            walk(reply)
+
+    for line in (dataset("oasst2_openpaws_subset") / "oasst2_filtered.jsonl").open():
+        walk(json.loads(line)["prompt"])
+    result = items_import(project=empty_project, lines=_lines(adapted.rows), fmt=adapted.fmt)
+    # The file repeats a few trees: 211 ranked groups, of which some are the same group twice.
+    expected = len(set(groups))
+    assert len(groups) == 211 and result.lines == 211
+    assert result.created == expected and result.duplicates == 211 - expected
+    assert RankingAnswer.objects.filter(annotation__project=empty_project).count() == expected
+    # Best first: the rank-0 reply heads every stored ranking.
+    for row in adapted.rows[:20]:
+        item = Item.objects.get(project=empty_project, external_id=row["external_id"])
+        ranking = RankingAnswer.objects.get(annotation__item=item).ranking
+        best_position = row["ranks"].index(min(row["ranks"]))
+        assert Response.objects.get(pk=ranking[0][0]).position == best_position
+
+
+def test_topical_chat_ratings_import_with_per_aspect_scales(empty_project):
+    adapted = ADAPTERS["topical_chat_usr_unieval"](dataset("topical_chat_usr_unieval"))
+    source = json.loads((dataset("topical_chat_usr_unieval") / "topical_chat.json").read_text())
+    result = items_import(project=empty_project, lines=_lines(adapted.rows), fmt=adapted.fmt)
+    assert result.created == len({e["source"] for e in source}) == 60
+    assert Response.objects.filter(item__project=empty_project).count() == len(source) == 360
+    assert RatingAnswer.objects.filter(annotation__project=empty_project).count() == 360 * 6
+    question = empty_project.questions.get(name="rating")
+    scales = {a["name"]: a["scale"] for a in question.config["aspects"]}
+    assert scales["overall"]["min"] == 1 and scales["overall"]["max"] == 5
+    assert scales["groundedness"]["max"] == 1
+    stored = RatingAnswer.objects.filter(
+        annotation__project=empty_project, aspect="overall"
+    ).values_list("value", flat=True)
+    assert sorted(stored) == pytest.approx(sorted(e["scores"]["overall"] for e in source))
+
+
+def test_tulu_keeps_every_evaluator_as_a_distinct_annotator(empty_project):
+    adapted = ADAPTERS["tulu1_human_eval"](dataset("tulu1_human_eval"))
+    for spec in adapted.questions:
+        question_create(project=empty_project, **spec)
+    rows = [
+        json.loads(line)
+        for line in (dataset("tulu1_human_eval") / "eval_annotations_tulu_1.jsonl").open()
+    ]
+    result = items_import(project=empty_project, lines=_lines(adapted.rows), fmt="native")
+    assert result.created == len({r["instance_index"] for r in rows}) == 996
+    pairs = {(r["instance_index"], r["evaluator"]) for r in rows}
+    assert result.annotations == len(pairs)
+    assert Annotation.objects.filter(project=empty_project).values(
+        "annotator"
+    ).distinct().count() == len({r["evaluator"] for r in rows})
+
+
+def test_a_bad_line_is_reported_with_its_number_and_nothing_is_written(empty_project):
+    lines = [
+        json.dumps({"prompt": "a", "chosen": "b", "rejected": "c"}),
+        json.dumps({"prompt": "d", "chosen": "e", "rejected": "f"}),
+        "{not json",
+        json.dumps({"prompt": "g", "chosen": 5, "rejected": "h"}),
+    ]
+    with pytest.raises(ValidationFailed) as error:
+        items_import(project=empty_project, lines=lines, fmt="trl")
+    assert error.value.field.startswith("line 3")
+    assert [e["line"] for e in error.value.errors] == [3, 4]
+    assert Item.objects.filter(project=empty_project).count() == 0
+    assert not empty_project.questions.exists()
+
+
+def test_trl_conversational_rows_with_an_implicit_prompt(empty_project):
+    row = {
+        "chosen": [
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello! How can I help?"},
+        ],
+        "rejected": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "What."}],
+    }
+    result = items_import(project=empty_project, lines=[json.dumps(row)], fmt="trl")
+    assert result.created == 1
+    item = Item.objects.get(project=empty_project)
+    assert item.conversation == [{"role": "user", "content": "Hi"}]
+    answer = PairwiseAnswer.objects.get(annotation__item=item)
+    assert answer.chosen.text == "Hello! How can I help?"
+
+
+def test_native_labels_are_validated_like_submissions(empty_project):
+    question_create(project=empty_project, kind="pairwise", name="preference")
+    row = {
+        "external_id": "x",
+        "prompt": "p",
+        "responses": ["a", "b"],
+        "annotations": [
+            {"annotator": "z", "answers": [{"question": "preference", "chosen": 0, "rejected": 7}]}
+        ],
+    }
+    with pytest.raises(ValidationFailed) as error:
+        items_import(project=empty_project, lines=[json.dumps(row)], fmt="native")
+    assert "line 1" in error.value.field and "rejected" in error.value.field
+    assert not Item.objects.filter(project=empty_project).exists()
+
+
+def test_the_import_api_reports_line_errors(project, alice, api):
+    client = api(alice)
+    body = b'{"prompt": "a", "chosen": "b", "rejected": "c"}\n{"prompt": "a"}\n'
+    response = client.post(
+        f"/api/v1/projects/{project.id}/import/?format=trl",
+        data=body,
+        content_type="application/x-ndjson",
+    )
+    assert response.status_code == 400
+    assert response.json()["field"].startswith("line 2")
+    assert not Item.objects.filter(project=project, external_id__startswith="sha-").exists()
+
+
+def test_ten_thousand_items_import_with_a_constant_number_of_queries(
+    empty_project, django_assert_max_num_queries
+):
+    rows = [
+        {
+            "external_id": f"bulk-{i}",
+            "prompt": f"Question {i}?",
+            "chosen": f"Good answer {i}",
+            "rejected": f"Bad {i}",
+        }
+        for i in range(10_000)
+    ]
+    with django_assert_max_num_queries(80):
+        result = items_import(project=empty_project, lines=_lines(rows), fmt="trl")
+    assert result.created == 10_000
+    assert PairwiseAnswer.objects.filter(annotation__project=empty_project).count() == 10_000
