@@ -300,9 +300,6 @@ class PairwiseAnswer(models.Model):
     tie = models.BooleanField(default=False)
     strength = models.PositiveSmallIntegerField(null=True, blank=True)
 
-    def __str__(self) -> str:
-        return f"{self.chosen_id} > {self.rejected_id}" + (" (tie)" if self.tie else "")
-
     class Meta:
         constraints = [
             models.UniqueConstraint(
@@ -312,6 +309,9 @@ class PairwiseAnswer(models.Model):
                 condition=~Q(chosen=models.F("rejected")), name="pairwise_distinct"
             ),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.chosen_id} > {self.rejected_id}" + (" (tie)" if self.tie else "")
 
 
 class RankingAnswer(models.Model):
@@ -323,15 +323,15 @@ class RankingAnswer(models.Model):
     question = models.ForeignKey(Question, on_delete=models.CASCADE, related_name="+")
     ranking = models.JSONField()
 
-    def __str__(self) -> str:
-        return f"ranking {self.ranking}"
-
     class Meta:
         constraints = [
             models.UniqueConstraint(
                 fields=["annotation", "question"], name="ranking_unique_per_question"
             )
         ]
+
+    def __str__(self) -> str:
+        return f"ranking {self.ranking}"
 
 
 class RatingAnswer(models.Model):
@@ -343,15 +343,15 @@ class RatingAnswer(models.Model):
     aspect = models.CharField(max_length=64)
     value = models.FloatField()
 
-    def __str__(self) -> str:
-        return f"{self.aspect}={self.value} on {self.response_id}"
-
     class Meta:
         constraints = [
             models.UniqueConstraint(
                 fields=["annotation", "question", "response", "aspect"], name="rating_unique_cell"
             )
         ]
+
+    def __str__(self) -> str:
+        return f"{self.aspect}={self.value} on {self.response_id}"
 
 
 class CorrectionAnswer(models.Model):
@@ -369,9 +369,6 @@ class CorrectionAnswer(models.Model):
     category = models.CharField(max_length=64, blank=True)
     comment = models.TextField(blank=True)
 
-    def __str__(self) -> str:
-        return f"[{self.start}, {self.end}) on {self.response_id}"
-
     class Meta:
         ordering = ["id"]
         constraints = [
@@ -379,6 +376,9 @@ class CorrectionAnswer(models.Model):
                 condition=Q(end__gt=models.F("start")), name="correction_span_nonempty"
             )
         ]
+
+    def __str__(self) -> str:
+        return f"[{self.start}, {self.end}) on {self.response_id}"
 
 
 class ApiToken(models.Model):

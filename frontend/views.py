@@ -1,10 +1,297 @@
+"""Pages for annotators and curators, and the two small JSON endpoints the labeling page talks to.
+
+Views parse input, call the annotation app's services and selectors, and render.
+Objects are fetched only through the scoped selectors, so an outsider gets the
+same 404 as for an id that does not exist.
+"""
+
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
 from django.db import connection
-from django.http import HttpRequest, JsonResponse
+from django.db.models import Count, Prefetch
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_POST
+
+from annotation import selectors, services
+from annotation.errors import BallotError, Forbidden, NotFound
+from annotation.models import AnnotatorProfile, Item, Project, QuestionKind, Response
+from annotation.selectors import STAFF_ROLES
+from annotation.serializers import AssignmentOut, QuestionOut
+from frontend.forms import ConsentForm, ProfileForm
+from frontend.presentation import annotation_views, response_label
+
+# --- helpers -------------------------------------------------------------------------------
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
     return JsonResponse({"ok": True})
+
+
+def _project_or_404(request: HttpRequest, project_id: int, roles=None) -> tuple[Project, str]:
+    try:
+        return selectors.project_get_for(user=request.user, project_id=project_id, roles=roles)
+    except NotFound:
+        raise Http404("No such project.")
+    except Forbidden:
+        raise PermissionDenied("This page is for the project's admins and curators.")
+
+
+def _safe_next(request: HttpRequest, fallback: str = "/") -> str:
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+        return target
+    return fallback
+
+
+def _profile_complete(user) -> bool:
+    return AnnotatorProfile.objects.filter(
+        user=user, consented_at__isnull=False, completed_at__isnull=False
+    ).exists()
+
+
+def json_login_required(view: Callable[..., JsonResponse]) -> Callable[..., JsonResponse]:
+    """Like ``login_required`` but answers 401 JSON instead of redirecting a fetch() to a login page."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
+        if not request.user.is_authenticated:
+            return JsonResponse(
+                {"error": "not_authenticated", "detail": "Your session ended. Sign in again.", "field": None, "errors": []},
+                status=401,
+            )
+        try:
+            return view(request, *args, **kwargs)
+        except BallotError as error:
+            return JsonResponse(error.as_dict(), status=error.status_code)
+
+    return wrapper
+
+
+def _assignment_payload(*, project: Project, user) -> dict | None:
+    """Lease the next item to ``user`` (or return their live lease) in the shape of the API's next/."""
+    assignment = services.assignment_claim_next(project=project, annotator=user)
+    if assignment is None:
+        return None
+    assignment.item = (
+        Item.objects.filter(pk=assignment.item_id)
+        .prefetch_related(Prefetch("responses", queryset=Response.objects.order_by("position")))
+        .get()
+    )
+    return AssignmentOut(assignment).data
+
+
+# --- home, onboarding, profile ----------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def home(request: HttpRequest) -> HttpResponse:
+    projects = list(selectors.project_list_for(user=request.user))
+    progress = selectors.project_progress_for(user=request.user, projects=projects)
+    roles = dict(request.user.memberships.values_list("project_id", "role"))
+    rows = []
+    for project in projects:
+        role = "admin" if request.user.is_superuser else roles.get(project.id, "")
+        stats = progress[project.id]
+        total = stats["done"] + stats["skipped"] + stats["remaining"]
+        rows.append(
+            {
+                "project": project,
+                "role": role,
+                "progress": stats,
+                "percent": round(100 * (stats["done"] + stats["skipped"]) / total) if total else 100,
+                "is_staff": role in STAFF_ROLES,
+            }
+        )
+    return render(request, "frontend/home.html", {"rows": rows})
+
+
+@login_required
+def onboarding(request: HttpRequest) -> HttpResponse:
+    """Consent first, then the profile survey; then back to where the annotator was going."""
+    next_url = _safe_next(request)
+    profile, _ = AnnotatorProfile.objects.get_or_create(user=request.user)
+    if profile.consented_at is None:
+        form = ConsentForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            services.profile_update(user=request.user, consent=True)
+            return redirect(f"{reverse('frontend:onboarding')}?next={next_url}")
+        return render(request, "frontend/consent.html", {"form": form, "next": next_url, "step": 1})
+    return _profile_form(request, profile=profile, next_url=next_url, template_step=2)
+
+
+@login_required
+def profile(request: HttpRequest) -> HttpResponse:
+    profile_row, _ = AnnotatorProfile.objects.get_or_create(user=request.user)
+    if profile_row.consented_at is None:
+        return redirect(f"{reverse('frontend:onboarding')}?next={reverse('frontend:profile')}")
+    return _profile_form(request, profile=profile_row, next_url=_safe_next(request, "/profile/"), template_step=0)
+
+
+def _profile_form(request: HttpRequest, *, profile: AnnotatorProfile, next_url: str, template_step: int) -> HttpResponse:
+    if request.method == "POST":
+        form = ProfileForm(request.POST)
+        if form.is_valid():
+            try:
+                services.profile_update(user=request.user, **form.profile_fields())
+            except BallotError as error:
+                form.add_error(None, f"{error.field}: {error.detail}" if error.field else error.detail)
+            else:
+                if template_step == 0:
+                    from django.contrib import messages
+
+                    messages.success(request, "Profile saved.")
+                return redirect(next_url)
+    else:
+        form = ProfileForm(initial=ProfileForm.initial_from(profile))
+    return render(
+        request,
+        "frontend/profile.html",
+        {"form": form, "next": next_url, "step": template_step, "onboarding": template_step > 0},
+    )
+
+
+# --- labeling ------------------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def label(request: HttpRequest, project_id: int) -> HttpResponse:
+    project, role = _project_or_404(request, project_id)
+    if project.require_profile and not _profile_complete(request.user):
+        return redirect(f"{reverse('frontend:onboarding')}?next={request.path}")
+    questions = QuestionOut(selectors.question_list(project=project), many=True).data
+    boot = {
+        "project": {
+            "id": project.id,
+            "name": project.name,
+            "show_gold_feedback": project.show_gold_feedback,
+        },
+        "questions": questions,
+        "assignment": _assignment_payload(project=project, user=request.user),
+        "urls": {
+            "submit": reverse("frontend:label-submit", args=[project.id, 0]),
+            "skip": reverse("frontend:label-skip", args=[project.id, 0]),
+            "next": reverse("frontend:label-next", args=[project.id]),
+            "home": reverse("frontend:home"),
+        },
+    }
+    return render(
+        request,
+        "frontend/label.html",
+        {"project": project, "boot": boot, "role": role, "kinds": {q["kind"] for q in questions}},
+    )
+
+
+@require_GET
+@json_login_required
+def label_next(request: HttpRequest, project_id: int) -> JsonResponse:
+    project, _ = selectors.project_get_for(user=request.user, project_id=project_id)
+    return JsonResponse({"next": _assignment_payload(project=project, user=request.user)})
+
+
+@require_POST
+@json_login_required
+def label_submit(request: HttpRequest, project_id: int, assignment_id: int) -> JsonResponse:
+    """Submit one assignment and lease the next item in the same round trip.
+
+    The queue hands an annotator their live lease back, so the next item can only
+    be leased once this one is submitted. Doing both in one request costs one
+    loopback round trip instead of two, and a retry with the same Idempotency-Key
+    replays the submission and returns the (already leased) next item again.
+    """
+    project, _ = selectors.project_get_for(user=request.user, project_id=project_id)
+    assignment = selectors.assignment_get_for(user=request.user, assignment_id=assignment_id)
+    if assignment.project_id != project.id:
+        raise NotFound("No such assignment.")
+    try:
+        body = json.loads(request.body or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        body = None
+    if not isinstance(body, dict):
+        return JsonResponse(
+            {"error": "invalid", "detail": "The body must be a JSON object.", "field": "body", "errors": []}, status=400
+        )
+    annotation, created = services.annotation_submit(
+        assignment_id=assignment.id,
+        user=request.user,
+        answers=body.get("answers"),
+        time_spent_ms=body.get("time_spent_ms"),
+        idempotency_key=request.headers.get("Idempotency-Key"),
+    )
+    result: dict[str, Any] = {"annotation": annotation.id, "created": created, "replayed": not created}
+    if assignment.item.is_gold and project.show_gold_feedback:
+        result["gold_answer"] = assignment.item.gold_answer
+    return JsonResponse(
+        {"submitted": result, "next": _assignment_payload(project=project, user=request.user)},
+        status=201 if created else 200,
+    )
+
+
+@require_POST
+@json_login_required
+def label_skip(request: HttpRequest, project_id: int, assignment_id: int) -> JsonResponse:
+    project, _ = selectors.project_get_for(user=request.user, project_id=project_id)
+    assignment = selectors.assignment_get_for(user=request.user, assignment_id=assignment_id)
+    if assignment.project_id != project.id:
+        raise NotFound("No such assignment.")
+    services.assignment_skip(assignment=assignment)
+    return JsonResponse({"skipped": assignment.id, "next": _assignment_payload(project=project, user=request.user)})
+
+
+# --- curators ---------------------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def item_list(request: HttpRequest, project_id: int) -> HttpResponse:
+    project, _ = _project_or_404(request, project_id, roles=STAFF_ROLES)
+    items = (
+        Item.objects.filter(project=project)
+        .annotate(annotation_count=Count("annotations", distinct=True))
+        .order_by("id")
+        .only("id", "external_id", "is_gold", "priority", "tags")
+    )
+    page = Paginator(items, 50).get_page(request.GET.get("page"))
+    return render(request, "frontend/item_list.html", {"project": project, "page": page})
+
+
+@login_required
+@require_GET
+def item_detail(request: HttpRequest, project_id: int, item_id: int) -> HttpResponse:
+    try:
+        item = selectors.item_get_for(user=request.user, project_id=project_id, item_id=item_id)
+    except NotFound:
+        raise Http404("No such item.")
+    except Forbidden:
+        raise PermissionDenied("This page is for the project's admins and curators.")
+    project = item.project
+    questions = selectors.question_list(project=project)
+    annotations = selectors.annotation_list_for(user=request.user, project=project, role=STAFF_ROLES[0]).filter(
+        item=item
+    )
+    responses = list(item.responses.all())
+    return render(
+        request,
+        "frontend/item_detail.html",
+        {
+            "project": project,
+            "item": item,
+            "responses": [{"label": response_label(r.position), "response": r} for r in responses],
+            "annotations": annotation_views(annotations=annotations, questions=questions, responses=responses),
+            "kinds": QuestionKind,
+        },
+    )
