@@ -1,1 +1,197 @@
+"""Work on stored feedback: jobs, their artifacts and per-pair results, dataset versions."""
+
 from __future__ import annotations
+
+from django.conf import settings as django_settings
+from django.db import models
+from django.db.models import Q
+
+from annotation.models import Item, Project, Response
+
+
+class JobKind(models.TextChoices):
+    EMBED = "embed", "Embed texts"
+    REWARD = "reward", "Train a reward model"
+    FIFA = "fifa", "FiFA filtering"
+    SUSPECTS = "suspects", "Suspect labels"
+    EXPORT = "export", "Export a dataset version"
+    # Room for what comes next (LM judges and routing, SAE explanations).
+    ROUTE = "route", "Hybrid routing"
+    LABEL_AI = "label-ai", "Label with an LM judge"
+    EXPLAIN = "explain", "SAE explanations"
+
+
+class JobStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+TERMINAL = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+class Job(models.Model):
+    """Every long computation. Claimed by compare-and-set on ``status`` so it runs once."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="jobs")
+    kind = models.CharField(max_length=16, choices=JobKind.choices)
+    params = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    progress = models.FloatField(default=0.0)
+    message = models.CharField(max_length=500, blank=True)
+    result = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    celery_task_id = models.CharField(max_length=64, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    shards_total = models.PositiveIntegerField(default=0)
+    created_by = models.ForeignKey(
+        django_settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["project", "kind", "status"], name="job_project_kind_idx")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(progress__gte=0) & Q(progress__lte=1), name="job_progress_unit"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"job {self.pk} {self.kind} ({self.status})"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL
+
+
+class JobShard(models.Model):
+    """One slice of a sharded job. A shard that finished is never redone, so retries are cheap."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="shards")
+    index = models.PositiveIntegerField()
+    done = models.BooleanField(default=False)
+    worker = models.CharField(max_length=200, blank=True)
+    artifact_path = models.CharField(max_length=500, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["job_id", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "index"], name="jobshard_unique_index")
+        ]
+
+    def __str__(self) -> str:
+        return f"shard {self.index} of job {self.job_id}"
+
+
+class Artifact(models.Model):
+    """A file a job wrote, under ``BALLOT_STORAGE_ROOT``, with its hash and size."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="artifacts")
+    job = models.ForeignKey(
+        Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="artifacts"
+    )
+    kind = models.CharField(max_length=32)
+    path = models.CharField(max_length=500, help_text="Relative to the storage root.")
+    sha256 = models.CharField(max_length=64)
+    size = models.BigIntegerField()
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "kind", "path"], name="artifact_unique_path")
+        ]
+
+    def __str__(self) -> str:
+        return self.path
+
+
+class PairScore(models.Model):
+    """FiFA and suspect-label results for one preference pair of one job."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="pair_scores")
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="+")
+    pair_key = models.CharField(
+        max_length=200, help_text="Identifies the pair within the job's input."
+    )
+    kind = models.CharField(max_length=16)
+    question = models.CharField(max_length=64)
+    chosen_response = models.ForeignKey(
+        Response, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    rejected_response = models.ForeignKey(Response, on_delete=models.CASCADE, related_name="+")
+    agreement = models.FloatField(default=1.0)
+    margin = models.FloatField()
+    prob_chosen = models.FloatField()
+    quality = models.FloatField()
+    diversity = models.FloatField()
+    importance = models.FloatField()
+    kept = models.BooleanField(default=False)
+    kept_rank = models.PositiveIntegerField(null=True, blank=True)
+    suspect = models.BooleanField(default=False)
+    suspect_confidence = models.FloatField(null=True, blank=True)
+    fold = models.SmallIntegerField(default=-1)
+
+    class Meta:
+        ordering = ["job_id", "-importance"]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "pair_key"], name="pairscore_unique_pair")
+        ]
+        indexes = [
+            models.Index(fields=["job", "kept"], name="pairscore_kept_idx"),
+            models.Index(
+                fields=["job", "suspect", "-suspect_confidence"], name="pairscore_suspect_idx"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.pair_key} in job {self.job_id}"
+
+
+class DatasetVersion(models.Model):
+    """An immutable, published export. Rows exist only for exports that finished."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="dataset_versions")
+    version = models.PositiveIntegerField()
+    name = models.CharField(max_length=200, blank=True)
+    format = models.CharField(max_length=32)
+    job = models.OneToOneField(
+        Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="dataset_version"
+    )
+    path = models.CharField(max_length=500, help_text="Folder relative to the storage root.")
+    row_counts = models.JSONField(default=dict)
+    manifest = models.JSONField(default=dict)
+    filters = models.JSONField(default=dict)
+    aggregation = models.CharField(max_length=16)
+    created_by = models.ForeignKey(
+        django_settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["project_id", "-version"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "version"], name="datasetversion_unique_version"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project_id} v{self.version} ({self.format})"

@@ -35,7 +35,9 @@ class PreferencePair:
     votes: int = 1
     annotators: tuple[str, ...] = ()  # pseudonymous annotator ids
     source: str = "human"  # human | ai | mixed
-    segments: tuple[dict, ...] = ()  # corrections: {start, end, original, corrected, category, comment}
+    segments: tuple[
+        dict, ...
+    ] = ()  # corrections: {start, end, original, corrected, category, comment}
     tags: tuple[str, ...] = ()
     metadata: dict = field(default_factory=dict)
 

@@ -107,6 +107,10 @@ LOGOUT_REDIRECT_URL = "/login/"
 BALLOT_STORAGE_ROOT = Path(os.environ.get("BALLOT_STORAGE_ROOT", BASE_DIR / "var" / "storage"))
 BALLOT_EMBEDDING_MODEL = os.environ.get("BALLOT_EMBEDDING_MODEL", "")
 BALLOT_LEASE_SECONDS = int(os.environ.get("BALLOT_LEASE_SECONDS", str(30 * 60)))
+# A running job whose heartbeat is older than this may be claimed again (its worker died).
+BALLOT_JOB_STALE_SECONDS = int(os.environ.get("BALLOT_JOB_STALE_SECONDS", "120"))
+# Without a broker, run jobs in a background thread so the API answers at once.
+BALLOT_JOBS_IN_THREAD = env_bool("BALLOT_JOBS_IN_THREAD", True)
 BALLOT_IMPORT_MAX_BYTES = int(os.environ.get("BALLOT_IMPORT_MAX_BYTES", str(512 * 1024 * 1024)))
 
 REST_FRAMEWORK = {

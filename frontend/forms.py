@@ -1,0 +1,183 @@
+"""Forms for onboarding and the profile page. They only parse; ``profile_update`` validates and stores."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+
+from annotation.models import AnnotatorProfile
+from annotation.services.projects import AGE_BANDS, LANGUAGE_PROFICIENCY, PREFERENCE_KEYS
+
+LANGUAGE_ROWS = 3
+
+PREFERENCE_HELP = {
+    "factuality": "Responses are accurate and true.",
+    "safety": "Responses avoid harm.",
+    "creativity": "Responses are original and imaginative.",
+    "fluency": "Responses read well.",
+    "helpfulness": "Responses do what I asked.",
+    "personalisation": "Responses fit me and my situation.",
+    "diversity": "Responses show more than one viewpoint.",
+    "values": "Responses reflect my values.",
+}
+
+AGE_CHOICES = [("", "—")] + [(a, a.replace("_", " ").capitalize()) for a in AGE_BANDS if a]
+PROFICIENCY_CHOICES = [(p, p.capitalize()) for p in LANGUAGE_PROFICIENCY]
+FAMILIARITY_CHOICES = [
+    ("", "—"),
+    ("none", "I have never used one"),
+    ("somewhat", "Somewhat familiar"),
+    ("very", "Very familiar"),
+]
+FREQUENCY_CHOICES = [
+    ("", "—"),
+    ("never", "Never"),
+    ("monthly", "Every month"),
+    ("weekly", "Every week"),
+    ("daily", "Every day"),
+]
+EDUCATION_CHOICES = [
+    ("", "—"),
+    ("primary", "Primary school"),
+    ("secondary", "Secondary school"),
+    ("vocational", "Vocational training"),
+    ("university", "University degree"),
+    ("graduate", "Graduate degree"),
+    ("prefer_not_to_say", "Prefer not to say"),
+]
+EMPLOYMENT_CHOICES = [
+    ("", "—"),
+    ("employed", "Employed"),
+    ("self_employed", "Self-employed"),
+    ("student", "Student"),
+    ("unemployed", "Not in work"),
+    ("retired", "Retired"),
+    ("prefer_not_to_say", "Prefer not to say"),
+]
+
+
+class ConsentForm(forms.Form):
+    consent = forms.BooleanField(
+        required=True,
+        label="I agree that my answers and my profile are stored and used, pseudonymised, to build training data.",
+    )
+
+
+class RangeInput(forms.NumberInput):
+    input_type = "range"
+
+
+class ProfileForm(forms.Form):
+    """The PRISM-style survey. Every field is optional except what the project asks for."""
+
+    age_band = forms.ChoiceField(choices=AGE_CHOICES, required=False, label="Age")
+    gender = forms.CharField(max_length=64, required=False)
+    birth_country = forms.CharField(max_length=64, required=False, label="Country of birth")
+    residence_country = forms.CharField(max_length=64, required=False, label="Country of residence")
+    education = forms.ChoiceField(choices=EDUCATION_CHOICES, required=False, label="Highest education")
+    employment = forms.ChoiceField(choices=EMPLOYMENT_CHOICES, required=False)
+    expertise = forms.CharField(
+        max_length=500,
+        required=False,
+        label="Expertise",
+        help_text="Domains you know well, separated by commas (e.g. medicine, law, Python).",
+    )
+    llm_familiarity = forms.ChoiceField(
+        choices=FAMILIARITY_CHOICES, required=False, label="How familiar are you with AI chat assistants?"
+    )
+    llm_use_frequency = forms.ChoiceField(choices=FREQUENCY_CHOICES, required=False, label="How often do you use one?")
+    self_description = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}),
+        max_length=5000,
+        required=False,
+        label="In your own words, what do you want from an AI assistant?",
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for key in PREFERENCE_KEYS:
+            self.fields[f"pref_{key}"] = forms.IntegerField(
+                min_value=0,
+                max_value=100,
+                initial=50,
+                required=False,
+                label=key.capitalize(),
+                help_text=PREFERENCE_HELP[key],
+                widget=RangeInput(attrs={"min": 0, "max": 100, "step": 1, "class": "pref-range"}),
+            )
+        for row in range(LANGUAGE_ROWS):
+            self.fields[f"lang_{row}"] = forms.CharField(
+                max_length=64, required=False, label=f"Language {row + 1}"
+            )
+            self.fields[f"lang_{row}_proficiency"] = forms.ChoiceField(
+                choices=PROFICIENCY_CHOICES,
+                required=False,
+                initial="native" if row == 0 else "fluent",
+                label=f"Proficiency in language {row + 1}",
+            )
+
+    @property
+    def preference_fields(self) -> list[forms.BoundField]:
+        return [self[f"pref_{key}"] for key in PREFERENCE_KEYS]
+
+    @property
+    def language_rows(self) -> list[tuple[forms.BoundField, forms.BoundField]]:
+        return [(self[f"lang_{row}"], self[f"lang_{row}_proficiency"]) for row in range(LANGUAGE_ROWS)]
+
+    @property
+    def about_fields(self) -> list[forms.BoundField]:
+        names = ("age_band", "gender", "birth_country", "residence_country", "education", "employment")
+        return [self[name] for name in names]
+
+    @classmethod
+    def initial_from(cls, profile: AnnotatorProfile) -> dict[str, Any]:
+        initial: dict[str, Any] = {
+            name: getattr(profile, name)
+            for name in (
+                "age_band",
+                "gender",
+                "birth_country",
+                "residence_country",
+                "education",
+                "employment",
+                "llm_familiarity",
+                "llm_use_frequency",
+                "self_description",
+            )
+        }
+        initial["expertise"] = ", ".join(profile.expertise or [])
+        for key in PREFERENCE_KEYS:
+            initial[f"pref_{key}"] = (profile.stated_preferences or {}).get(key, 50)
+        for row, entry in enumerate((profile.languages or [])[:LANGUAGE_ROWS]):
+            initial[f"lang_{row}"] = entry.get("language", "")
+            initial[f"lang_{row}_proficiency"] = entry.get("proficiency", "fluent")
+        return initial
+
+    def profile_fields(self) -> dict[str, Any]:
+        """The cleaned data in the shape ``profile_update`` takes."""
+        data = self.cleaned_data
+        fields: dict[str, Any] = {
+            name: data.get(name) or ""
+            for name in (
+                "age_band",
+                "gender",
+                "birth_country",
+                "residence_country",
+                "education",
+                "employment",
+                "llm_familiarity",
+                "llm_use_frequency",
+                "self_description",
+            )
+        }
+        fields["expertise"] = [part.strip() for part in (data.get("expertise") or "").split(",") if part.strip()]
+        fields["stated_preferences"] = {
+            key: data[f"pref_{key}"] if data.get(f"pref_{key}") is not None else 50 for key in PREFERENCE_KEYS
+        }
+        fields["languages"] = [
+            {"language": data[f"lang_{row}"].strip(), "proficiency": data.get(f"lang_{row}_proficiency") or "fluent"}
+            for row in range(LANGUAGE_ROWS)
+            if (data.get(f"lang_{row}") or "").strip()
+        ]
+        return fields

@@ -1,0 +1,131 @@
+"""One call from raw pair texts to curation scores; the Celery task only wraps this."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from models_gpu.embeddings import EmbeddingCache, EmbeddingConfig, Progress, embed_texts
+from models_gpu.fifa import FiFAConfig, FiFAResult, fifa_select, text_quality
+from models_gpu.reward import OutOfFoldResult, RewardConfig, out_of_fold_margins
+from models_gpu.suspects import SuspectResult, flag_suspects
+
+# Share of the progress bar each stage gets; embedding dominates the wall time.
+_STAGES = {"embed": 0.80, "reward": 0.12, "quality": 0.02, "fifa": 0.05, "suspects": 0.01}
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Settings for :func:`score_pairs`; each part has its own documented defaults."""
+
+    embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    fifa: FiFAConfig = field(default_factory=FiFAConfig)
+    suspect_threshold: float = 0.7
+    calibrate_suspects: bool = True
+
+
+@dataclass
+class PairScoring:
+    """Everything :func:`score_pairs` computed, aligned with the input pairs.
+
+    ``quality`` is the mean of the prompt's and the chosen response's text quality.
+    ``timings`` holds seconds per stage.
+    """
+
+    reward: OutOfFoldResult
+    fifa: FiFAResult
+    suspects: SuspectResult
+    prompt_emb: np.ndarray
+    timings: dict[str, float]
+
+    @property
+    def margins(self) -> np.ndarray:
+        return self.reward.margins
+
+    @property
+    def quality(self) -> np.ndarray:
+        return self.fifa.quality
+
+
+def _stage_progress(progress: Progress | None, stage: str) -> Progress | None:
+    if progress is None:
+        return None
+    names = list(_STAGES)
+    start = sum(_STAGES[name] for name in names[: names.index(stage)])
+    width = _STAGES[stage]
+    return lambda fraction, message: progress(start + width * fraction, f"{stage}: {message}")
+
+
+def score_pairs(
+    prompts: Sequence[str],
+    chosen: Sequence[str],
+    rejected: Sequence[str],
+    *,
+    groups: Sequence[object] | None = None,
+    weights: np.ndarray | None = None,
+    config: PipelineConfig,
+    cache: EmbeddingCache | None = None,
+    progress: Callable[[float, str], None] | None = None,
+) -> PairScoring:
+    """Embed → out-of-fold reward margins → text quality → FiFA selection → suspects.
+
+    ``groups`` default to the prompt text, so pairs on the same prompt share a fold.
+    ``weights`` (0 for ties) weight the reward loss and exclude ties from suspects.
+    ``progress(fraction, message)`` is called with fractions rising from 0 to 1.
+    """
+    n = len(prompts)
+    if not n == len(chosen) == len(rejected):
+        raise ValueError("prompts, chosen and rejected must have the same length")
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(stage: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[stage] = now - clock
+        clock = now
+        if progress is not None:
+            report = _stage_progress(progress, stage)
+            assert report is not None
+            report(1.0, "done")
+
+    # One call for all three columns: a text used as prompt and response is embedded once.
+    emb = embed_texts(
+        [*prompts, *chosen, *rejected],
+        config=config.embedding,
+        cache=cache,
+        progress=_stage_progress(progress, "embed"),
+    )
+    prompt_emb, chosen_emb, rejected_emb = emb[:n], emb[n : 2 * n], emb[2 * n :]
+    lap("embed")
+    reward = out_of_fold_margins(
+        prompt_emb,
+        chosen_emb,
+        rejected_emb,
+        groups=list(prompts) if groups is None else groups,
+        weights=weights,
+        config=config.reward,
+    )
+    lap("reward")
+    distinct = list(dict.fromkeys([*prompts, *chosen]))
+    quality_of = dict(zip(distinct, text_quality(distinct), strict=True))
+    quality = np.array(
+        [(quality_of[p] + quality_of[c]) / 2 for p, c in zip(prompts, chosen, strict=True)]
+    )
+    lap("quality")
+    fifa = fifa_select(reward.margins, quality, prompt_emb, config=config.fifa)
+    lap("fifa")
+    suspects = flag_suspects(
+        reward.margins,
+        threshold=config.suspect_threshold,
+        weights=weights,
+        calibrate=config.calibrate_suspects,
+    )
+    lap("suspects")
+    return PairScoring(
+        reward=reward, fifa=fifa, suspects=suspects, prompt_emb=prompt_emb, timings=timings
+    )

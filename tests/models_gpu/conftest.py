@@ -1,0 +1,66 @@
+"""Shared fixtures: HH-RLHF pairs and their MiniLM embeddings, computed once per session."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models_gpu.embeddings import EmbeddingCache, EmbeddingConfig, embed_texts
+
+HH_PATH = Path("/work/shared/datasets/hh_rlhf_harmless/harmless-base_test.jsonl")
+N_PAIRS = 1000
+SEPARATOR = "\n\nAssistant:"
+# Truncating at 128 tokens halves embedding time on CPU and keeps the tests well under
+# three minutes; the final human turn of most HH prompts fits.
+TEST_EMBEDDING = EmbeddingConfig(max_length=128)
+
+
+@dataclass
+class HHPairs:
+    prompts: list[str]
+    chosen: list[str]
+    rejected: list[str]
+    prompt_emb: np.ndarray
+    chosen_emb: np.ndarray
+    rejected_emb: np.ndarray
+
+
+def split_transcript(transcript: str) -> tuple[str, str]:
+    """Split an HH transcript into (conversation so far, final assistant reply)."""
+    cut = transcript.rfind(SEPARATOR)
+    return transcript[:cut], transcript[cut + len(SEPARATOR) :].strip()
+
+
+def load_hh(limit: int) -> tuple[list[str], list[str], list[str]]:
+    """First ``limit`` HH-RLHF harmless pairs, or skip the test when the file is absent."""
+    if not HH_PATH.exists():
+        pytest.skip(f"HH-RLHF harmless data not found at {HH_PATH}")
+    prompts, chosen, rejected = [], [], []
+    with HH_PATH.open() as handle:
+        for line in handle:
+            row = json.loads(line)
+            prompt, good = split_transcript(row["chosen"])
+            _, bad = split_transcript(row["rejected"])
+            prompts.append(prompt)
+            chosen.append(good)
+            rejected.append(bad)
+            if len(prompts) == limit:
+                break
+    return prompts, chosen, rejected
+
+
+@pytest.fixture(scope="session")
+def embedding_cache(tmp_path_factory: pytest.TempPathFactory) -> EmbeddingCache:
+    return EmbeddingCache(tmp_path_factory.mktemp("embedding-cache"))
+
+
+@pytest.fixture(scope="session")
+def hh_pairs(embedding_cache: EmbeddingCache) -> HHPairs:
+    prompts, chosen, rejected = load_hh(N_PAIRS)
+    n = len(prompts)
+    emb = embed_texts([*prompts, *chosen, *rejected], config=TEST_EMBEDDING, cache=embedding_cache)
+    return HHPairs(prompts, chosen, rejected, emb[:n], emb[n : 2 * n], emb[2 * n :])
