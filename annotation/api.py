@@ -8,7 +8,7 @@ import json
 
 from django.conf import settings
 from django.contrib.auth import authenticate
-from django.db.models import Prefetch
+from django.db.models import Prefetch, prefetch_related_objects
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers as drf_serializers
@@ -295,12 +295,10 @@ class NextApi(APIView):
         assignment = services.assignment_claim_next(project=project, annotator=request.user)
         if assignment is None:
             return HttpResponse(status=status.HTTP_204_NO_CONTENT)
-        item = (
-            Item.objects.filter(pk=assignment.item_id)
-            .prefetch_related(Prefetch("responses", queryset=Response.objects.order_by("position")))
-            .get()
+        # The claim already loaded the item; one query adds its responses.
+        prefetch_related_objects(
+            [assignment.item], Prefetch("responses", queryset=Response.objects.order_by("position"))
         )
-        assignment.item = item
         return HttpResponse(serializers.AssignmentOut(assignment).data)
 
 
@@ -356,11 +354,7 @@ class SubmitApi(APIView):
             "created": created,
             "replayed": not created,
         }
-        item = (
-            Item.objects.select_related("project")
-            .only("is_gold", "gold_answer", "project__show_gold_feedback")
-            .get(pk=annotation.item_id)
-        )
+        item = annotation.item  # loaded by the service, with its project
         if item.is_gold and item.project.show_gold_feedback:
             body["gold_answer"] = item.gold_answer
         return HttpResponse(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)

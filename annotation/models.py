@@ -130,6 +130,8 @@ class Item(models.Model):
     gold_answer = models.JSONField(null=True, blank=True)
     priority = models.FloatField(default=0.0, help_text="Higher is served first (routing sets it).")
     slots_taken = models.PositiveIntegerField(default=0)
+    # slots_taken >= overlap, kept in the same UPDATE: lets the queue index skip full items.
+    is_full = models.BooleanField(default=False)
     content_hash = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -141,7 +143,9 @@ class Item(models.Model):
             )
         ]
         indexes = [
-            models.Index(fields=["project", "is_gold", "-priority", "id"], name="item_queue_idx")
+            models.Index(
+                fields=["project", "is_gold", "is_full", "-priority", "id"], name="item_queue_idx"
+            )
         ]
 
     def __str__(self) -> str:

@@ -141,7 +141,7 @@ def project_progress_for(*, user: AbstractBaseUser, projects: Iterable[Project])
     for project in project_list:
         row = by_project.get(project.id, {"done": 0, "skipped": 0, "touched": 0})
         open_items = (
-            Item.objects.filter(project=project, is_gold=False, slots_taken__lt=project.overlap)
+            Item.objects.filter(project=project, is_gold=False, is_full=False)
             .exclude(assignments__annotator=user)
             .count()
         )

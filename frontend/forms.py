@@ -75,7 +75,9 @@ class ProfileForm(forms.Form):
     gender = forms.CharField(max_length=64, required=False)
     birth_country = forms.CharField(max_length=64, required=False, label="Country of birth")
     residence_country = forms.CharField(max_length=64, required=False, label="Country of residence")
-    education = forms.ChoiceField(choices=EDUCATION_CHOICES, required=False, label="Highest education")
+    education = forms.ChoiceField(
+        choices=EDUCATION_CHOICES, required=False, label="Highest education"
+    )
     employment = forms.ChoiceField(choices=EMPLOYMENT_CHOICES, required=False)
     expertise = forms.CharField(
         max_length=500,
@@ -84,9 +86,13 @@ class ProfileForm(forms.Form):
         help_text="Domains you know well, separated by commas (e.g. medicine, law, Python).",
     )
     llm_familiarity = forms.ChoiceField(
-        choices=FAMILIARITY_CHOICES, required=False, label="How familiar are you with AI chat assistants?"
+        choices=FAMILIARITY_CHOICES,
+        required=False,
+        label="How familiar are you with AI chat assistants?",
     )
-    llm_use_frequency = forms.ChoiceField(choices=FREQUENCY_CHOICES, required=False, label="How often do you use one?")
+    llm_use_frequency = forms.ChoiceField(
+        choices=FREQUENCY_CHOICES, required=False, label="How often do you use one?"
+    )
     self_description = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 3}),
         max_length=5000,
@@ -123,11 +129,20 @@ class ProfileForm(forms.Form):
 
     @property
     def language_rows(self) -> list[tuple[forms.BoundField, forms.BoundField]]:
-        return [(self[f"lang_{row}"], self[f"lang_{row}_proficiency"]) for row in range(LANGUAGE_ROWS)]
+        return [
+            (self[f"lang_{row}"], self[f"lang_{row}_proficiency"]) for row in range(LANGUAGE_ROWS)
+        ]
 
     @property
     def about_fields(self) -> list[forms.BoundField]:
-        names = ("age_band", "gender", "birth_country", "residence_country", "education", "employment")
+        names = (
+            "age_band",
+            "gender",
+            "birth_country",
+            "residence_country",
+            "education",
+            "employment",
+        )
         return [self[name] for name in names]
 
     @classmethod
@@ -171,12 +186,18 @@ class ProfileForm(forms.Form):
                 "self_description",
             )
         }
-        fields["expertise"] = [part.strip() for part in (data.get("expertise") or "").split(",") if part.strip()]
+        fields["expertise"] = [
+            part.strip() for part in (data.get("expertise") or "").split(",") if part.strip()
+        ]
         fields["stated_preferences"] = {
-            key: data[f"pref_{key}"] if data.get(f"pref_{key}") is not None else 50 for key in PREFERENCE_KEYS
+            key: data[f"pref_{key}"] if data.get(f"pref_{key}") is not None else 50
+            for key in PREFERENCE_KEYS
         }
         fields["languages"] = [
-            {"language": data[f"lang_{row}"].strip(), "proficiency": data.get(f"lang_{row}_proficiency") or "fluent"}
+            {
+                "language": data[f"lang_{row}"].strip(),
+                "proficiency": data.get(f"lang_{row}_proficiency") or "fluent",
+            }
             for row in range(LANGUAGE_ROWS)
             if (data.get(f"lang_{row}") or "").strip()
         ]

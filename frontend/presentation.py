@@ -48,7 +48,10 @@ def highlight_segments(text: str, spans: Sequence[tuple[int, int, int]]) -> list
 
 
 def annotation_views(
-    *, annotations: Iterable[Annotation], questions: Sequence[Question], responses: Sequence[Response]
+    *,
+    annotations: Iterable[Annotation],
+    questions: Sequence[Question],
+    responses: Sequence[Response],
 ) -> list[dict]:
     """One dict per annotation with its answers in reading order, for ``item_detail.html``."""
     by_id = {r.id: r for r in responses}
@@ -72,7 +75,11 @@ def annotation_views(
         for row in annotation.ranking_answers.all():
             groups = [" = ".join(label.get(rid, "?") for rid in group) for group in row.ranking]
             blocks.append(
-                {"question": question_by_id.get(row.question_id), "kind": "ranking", "text": "  >  ".join(groups)}
+                {
+                    "question": question_by_id.get(row.question_id),
+                    "kind": "ranking",
+                    "text": "  >  ".join(groups),
+                }
             )
         ratings: dict[int, dict] = {}
         for row in annotation.rating_answers.all():
@@ -86,7 +93,9 @@ def annotation_views(
                     "label": label.get(rid, "?"),
                     "values": [_number(values.get(a)) for a in table["aspects"]],
                 }
-                for rid, values in sorted(table["rows"].items(), key=lambda kv: label.get(kv[0], "?"))
+                for rid, values in sorted(
+                    table["rows"].items(), key=lambda kv: label.get(kv[0], "?")
+                )
             ]
             blocks.append(
                 {
@@ -110,14 +119,28 @@ def annotation_views(
                     items.append({"number": number, "row": row})
                 text = by_id[rid].text if rid in by_id else ""
                 corrected.append(
-                    CorrectedResponse(label=label.get(rid, "?"), segments=highlight_segments(text, spans), corrections=items)
+                    CorrectedResponse(
+                        label=label.get(rid, "?"),
+                        segments=highlight_segments(text, spans),
+                        corrections=items,
+                    )
                 )
-            blocks.append({"question": question_by_id.get(question_id), "kind": "correction", "responses": corrected})
-        blocks.sort(key=lambda b: question_order.get(b["question"].id if b["question"] else -1, 999))
+            blocks.append(
+                {
+                    "question": question_by_id.get(question_id),
+                    "kind": "correction",
+                    "responses": corrected,
+                }
+            )
+        blocks.sort(
+            key=lambda b: question_order.get(b["question"].id if b["question"] else -1, 999)
+        )
         out.append(
             {
                 "annotation": annotation,
-                "who": annotation.annotator.username if annotation.annotator_id else f"AI: {annotation.judge_name}",
+                "who": annotation.annotator.username
+                if annotation.annotator_id
+                else f"AI: {annotation.judge_name}",
                 "blocks": blocks,
             }
         )

@@ -12,7 +12,9 @@ urlpatterns = [
     path("", views.home, name="home"),
     path(
         "login/",
-        auth_views.LoginView.as_view(template_name="frontend/login.html", redirect_authenticated_user=True),
+        auth_views.LoginView.as_view(
+            template_name="frontend/login.html", redirect_authenticated_user=True
+        ),
         name="login",
     ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
@@ -25,7 +27,16 @@ urlpatterns = [
         views.label_submit,
         name="label-submit",
     ),
-    path("projects/<int:project_id>/label/<int:assignment_id>/skip/", views.label_skip, name="label-skip"),
+    path(
+        "projects/<int:project_id>/label/<int:assignment_id>/ahead/",
+        views.label_ahead,
+        name="label-ahead",
+    ),
+    path(
+        "projects/<int:project_id>/label/<int:assignment_id>/skip/",
+        views.label_skip,
+        name="label-skip",
+    ),
     path("projects/<int:project_id>/items/", views.item_list, name="item-list"),
     path("projects/<int:project_id>/items/<int:item_id>/", views.item_detail, name="item-detail"),
 ]

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, F, Q
+from django.db.models import Case, Count, F, Q, Value, When
 from django.utils import timezone
 
 from annotation.errors import Conflict, NotFound
@@ -29,6 +29,42 @@ def _locking(qs):
     if connection.vendor == "postgresql":
         return qs.select_for_update(skip_locked=True, no_key=True)
     return qs
+
+
+def slot_take(*, item_id: int, overlap: int) -> bool:
+    """Compare-and-set one slot on a non-gold item; True when it was free."""
+    return (
+        Item.objects.filter(pk=item_id, slots_taken__lt=overlap).update(
+            slots_taken=F("slots_taken") + 1,
+            # Evaluated on the row's old value: full once this slot is the last.
+            is_full=Case(
+                When(slots_taken__gte=overlap - 1, then=Value(True)), default=Value(False)
+            ),
+        )
+        == 1
+    )
+
+
+def slots_free(*, item_id: int, count: int = 1) -> None:
+    Item.objects.filter(pk=item_id, is_gold=False, slots_taken__gte=count).update(
+        slots_taken=F("slots_taken") - count, is_full=False
+    )
+
+
+SWEEP_EVERY_SECONDS = 5
+
+
+def _sweep_due(project_id: int, now: datetime) -> bool:
+    # Sweeping costs a transaction; once every few seconds per process is plenty,
+    # and a claim that finds the pool empty always sweeps before giving up.
+    last = _last_sweep.get(project_id)
+    if last is not None and (now - last).total_seconds() < SWEEP_EVERY_SECONDS:
+        return False
+    _last_sweep[project_id] = now
+    return True
+
+
+_last_sweep: dict[int, datetime] = {}
 
 
 def leases_release_expired(
@@ -58,9 +94,7 @@ def leases_release_expired(
         for _, item_id in expired:
             freed[item_id] = freed.get(item_id, 0) + 1
         for item_id, count in freed.items():
-            Item.objects.filter(pk=item_id, is_gold=False, slots_taken__gte=count).update(
-                slots_taken=F("slots_taken") - count
-            )
+            slots_free(item_id=item_id, count=count)
         return changed
 
 
@@ -98,9 +132,20 @@ def assignment_claim_next(
     )
     if current is not None:
         return current
-    leases_release_expired(project=project, now=now)
+    swept = _sweep_due(project.id, now) and leases_release_expired(project=project, now=now) >= 0
     pools = [True, False] if _wants_gold(project=project, annotator=annotator) else [False]
     lease_until = now + timedelta(seconds=project.lease_seconds)
+    found = _claim_from(project=project, annotator=annotator, pools=pools, lease_until=lease_until)
+    if found is None and not swept and leases_release_expired(project=project, now=now):
+        found = _claim_from(
+            project=project, annotator=annotator, pools=pools, lease_until=lease_until
+        )
+    return found
+
+
+def _claim_from(
+    *, project: Project, annotator: AbstractBaseUser, pools: list[bool], lease_until: datetime
+):
     for gold in pools:
         for _ in range(CLAIM_ATTEMPTS):
             outcome = _claim_one(
@@ -127,22 +172,20 @@ def _claim_one(*, project: Project, annotator: AbstractBaseUser, gold: bool, lea
     seen = Assignment.objects.filter(project=project, annotator=annotator).values("item_id")
     candidates = Item.objects.filter(project=project, is_gold=gold).exclude(id__in=seen)
     if not gold:
-        candidates = candidates.filter(slots_taken__lt=project.overlap)
+        candidates = candidates.filter(is_full=False)
     try:
         with transaction.atomic():
             item = (
-                _locking(candidates.order_by("-priority", "id")).only("id", "slots_taken").first()
+                _locking(candidates.order_by("-priority", "id"))
+                .only("id", "external_id", "conversation", "is_gold")
+                .first()
             )
             if item is None:
                 return "empty"
-            if not gold:
-                took = Item.objects.filter(pk=item.pk, slots_taken__lt=project.overlap).update(
-                    slots_taken=F("slots_taken") + 1
-                )
-                if took != 1:
-                    return "raced"
+            if not gold and not slot_take(item_id=item.pk, overlap=project.overlap):
+                return "raced"
             return Assignment.objects.create(
-                project=project, item_id=item.pk, annotator=annotator, leased_until=lease_until
+                project=project, item=item, annotator=annotator, leased_until=lease_until
             )
     except IntegrityError:
         # Unique (item, annotator): this annotator claimed it concurrently (two tabs).
@@ -163,9 +206,7 @@ def assignment_skip(*, assignment: Assignment, now: datetime | None = None) -> A
     if locked.status == AssignmentStatus.SUBMITTED:
         raise Conflict("This assignment was already submitted.")
     if locked.status == AssignmentStatus.ACTIVE and not locked.item.is_gold:
-        Item.objects.filter(pk=locked.item_id, slots_taken__gt=0).update(
-            slots_taken=F("slots_taken") - 1
-        )
+        slots_free(item_id=locked.item_id)
     locked.status = AssignmentStatus.SKIPPED
     locked.finished_at = now
     locked.save(update_fields=["status", "finished_at"])
@@ -177,12 +218,7 @@ def assignment_reacquire(*, assignment: Assignment, now: datetime) -> bool:
     if assignment.item.is_gold:
         ok = True
     else:
-        ok = (
-            Item.objects.filter(
-                pk=assignment.item_id, slots_taken__lt=assignment.project.overlap
-            ).update(slots_taken=F("slots_taken") + 1)
-            == 1
-        )
+        ok = slot_take(item_id=assignment.item_id, overlap=assignment.project.overlap)
     if ok:
         assignment.status = AssignmentStatus.ACTIVE
         assignment.leased_until = now + timedelta(seconds=assignment.project.lease_seconds)

@@ -189,9 +189,20 @@ def project_create(
 @transaction.atomic
 def project_update(*, project: Project, **fields: Any) -> Project:
     clean = _project_fields_validate(fields)
+    overlap_changed = "overlap" in clean and clean["overlap"] != project.overlap
     for key, value in clean.items():
         setattr(project, key, value)
     project.save(update_fields=list(clean) or None)
+    if overlap_changed:
+        from django.db.models import Case, Value, When
+
+        from annotation.models import Item
+
+        Item.objects.filter(project=project, is_gold=False).update(
+            is_full=Case(
+                When(slots_taken__gte=project.overlap, then=Value(True)), default=Value(False)
+            )
+        )
     return project
 
 

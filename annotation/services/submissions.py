@@ -412,10 +412,8 @@ def annotation_submit(
     now = now or timezone.now()
     key = _validate_key(idempotency_key)
     time_spent = _validate_time(time_spent_ms)
-    if key:
-        replay = _replay(key=key, assignment_id=int(assignment_id), user=user)
-        if replay is not None:
-            return replay, False
+    # No look-up of the key up front: a replay is caught under the assignment's
+    # lock below (same key, already submitted), which keeps the common path short.
     assignment = (
         Assignment.objects.select_related("item", "project")
         .filter(pk=assignment_id, annotator=user)
@@ -442,6 +440,7 @@ def annotation_submit(
             if locked.status == AssignmentStatus.SUBMITTED:
                 previous = Annotation.objects.filter(assignment=locked).first()
                 if key and previous is not None and previous.idempotency_key == key:
+                    previous.item, previous.project = locked.item, locked.project
                     return previous, False
                 raise Conflict("This assignment was already submitted.")
             if locked.status == AssignmentStatus.SKIPPED:
@@ -470,11 +469,13 @@ def annotation_submit(
             locked.status = AssignmentStatus.SUBMITTED
             locked.finished_at = now
             locked.save(update_fields=["status", "finished_at", "leased_until"])
+            annotation.item, annotation.project = locked.item, locked.project
             return annotation, True
     except IntegrityError:
         # A concurrent retry with the same key won the race: answer with its result.
         if key:
             replay = _replay(key=key, assignment_id=int(assignment_id), user=user)
             if replay is not None:
+                replay.item, replay.project = assignment.item, assignment.project
                 return replay, False
         raise Conflict("This item already has a submission from you.")

@@ -53,8 +53,18 @@ def job_create(
         raise ValidationFailed(f"Jobs of kind {kind!r} are not available yet.", field="kind")
     clean = validate_params(kind=kind, project=project, params=params or {})
     job = Job.objects.create(project=project, kind=kind, params=clean, created_by=user)
-    transaction.on_commit(lambda: job_enqueue(job_id=job.id, kind=kind))
+    _enqueue_after_commit(job)
     return job
+
+
+def _enqueue_after_commit(job: Job) -> None:
+    # A worker (or a thread) reads the job through another connection, so it must
+    # wait for the commit. Inline eager runs share this connection and go at once.
+    inline = settings.CELERY_TASK_ALWAYS_EAGER and not getattr(settings, "BALLOT_JOBS_IN_THREAD", False)
+    if inline:
+        job_enqueue(job_id=job.id, kind=job.kind)
+    else:
+        transaction.on_commit(lambda: job_enqueue(job_id=job.id, kind=job.kind))
 
 
 def job_enqueue(*, job_id: int, kind: str) -> None:
@@ -159,5 +169,6 @@ def job_retry(*, job: Job) -> Job:
     if not changed:
         raise Conflict("Only a failed or cancelled job can be retried.")
     job.refresh_from_db()
-    transaction.on_commit(lambda: job_enqueue(job_id=job.id, kind=job.kind))
+    _enqueue_after_commit(job)
+    job.refresh_from_db()
     return job

@@ -44,10 +44,10 @@ function h(tag, attrs, ...children) {
 
 const letter = (position) => (position < 26 ? String.fromCharCode(65 + position) : `R${position + 1}`);
 const labelOf = (responseId) => letter(current.byId.get(responseId).position);
-const endpoint = (template, id) => template.replace(/\/0\/(submit|skip)\/$/, `/${id}/$1/`);
+const endpoint = (template, id) => template.replace(/\/0\/(submit|skip|ahead)\/$/, `/${id}/$1/`);
 const isEditable = (el) =>
   el &&
-  ((el.tagName === "TEXTAREA" && !el.readOnly) ||
+  ((el.tagName === "TEXTAREA" && !el.readOnly && !el.classList.contains("raw-box")) ||
     (el.tagName === "INPUT" && !["button", "checkbox", "radio", "range", "submit"].includes(el.type)) ||
     el.tagName === "SELECT" ||
     el.isContentEditable);
@@ -203,9 +203,11 @@ function showAssignment(assignment) {
   for (const response of responses) {
     const name = letter(response.position);
     const body = h("div", { class: "md response-body", dataset: { response: response.id } });
+    // Not `readonly`: Chromium will not extend a selection with Shift+arrows in a
+    // readonly textarea. Every edit is refused in `beforeinput` instead.
     const raw = h("textarea", {
       class: "raw-box",
-      readonly: true,
+      "aria-readonly": "true",
       rows: 5,
       hidden: !rawVisible,
       spellcheck: "false",
@@ -213,6 +215,7 @@ function showAssignment(assignment) {
       dataset: { response: response.id },
     });
     raw.value = response.text;
+    raw.addEventListener("beforeinput", (event) => event.preventDefault());
     const card = h(
       "article",
       { class: "response card", "aria-labelledby": `r-${response.id}-title`, dataset: { response: response.id, label: name } },
@@ -257,6 +260,13 @@ function showAssignment(assignment) {
   app.setAttribute("aria-busy", "false");
   startClock();
   updateCounter();
+  leaseAhead(assignment.id);
+}
+
+// Reserve the following item now, while the annotator reads; the submit then
+// only stores answers and its reply carries that item. Failures here are harmless.
+function leaseAhead(assignmentId) {
+  requestWithRetry(endpoint(boot.urls.ahead, assignmentId), { method: "POST" }).catch(() => {});
 }
 
 function showNextFromSubmit(next, startedAt, message) {
@@ -921,14 +931,18 @@ const COMPONENTS = {
   correction: correctionComponent,
 };
 
-// Open the form as soon as a mouse selection inside a response ends.
-document.addEventListener("mouseup", (event) => {
-  if (!current || correctionDialog?.isOpen) return;
-  if (!event.target.closest?.(".response-body, .raw-box")) return;
+// Open the form as soon as a mouse gesture ends with a new selection inside one
+// response (wherever the pointer is released: a drag often ends outside the text).
+let spanAtMouseDown = null;
+document.addEventListener("mousedown", (event) => {
+  spanAtMouseDown = event.target.closest?.("dialog") ? "dialog" : JSON.stringify(selectedSpan());
+});
+document.addEventListener("mouseup", () => {
+  if (!current || correctionDialog?.isOpen || spanAtMouseDown === "dialog") return;
   setTimeout(() => {
     const span = selectedSpan();
     const component = current && current.components.find((c) => c.openForSelection);
-    if (span && component) component.openForSelection();
+    if (span && component && JSON.stringify(span) !== spanAtMouseDown) component.openForSelection();
   }, 0);
 });
 

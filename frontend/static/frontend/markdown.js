@@ -65,10 +65,11 @@ class Renderer {
 
   inline(parent, start, end) {
     const source = this.raw.slice(start, end);
-    INLINE.lastIndex = 0;
+    // A fresh regex per call: the recursion for nested emphasis must not move the caller's lastIndex.
+    const pattern = new RegExp(INLINE.source, "g");
     let cursor = 0;
     let match;
-    while ((match = INLINE.exec(source)) !== null) {
+    while ((match = pattern.exec(source)) !== null) {
       if (match.index > cursor) this.text(parent, start + cursor, start + match.index);
       const [whole, code, bold, star, underscore] = match;
       const innerStart = start + match.index + (code !== undefined ? 1 : bold !== undefined ? 2 : 1);

@@ -1,0 +1,145 @@
+"""Curation jobs end to end: launch, progress, per-pair scores, idempotency, claims, cancel."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from annotation.services import items_import
+from curation.handlers import run_scoring
+from curation.models import Job, JobStatus, PairScore
+from curation.services import JobCancelled, job_cancel, job_claim, job_progress
+from tests.datasets import dataset
+
+FAST = {"folds": 3, "epochs": 6, "keep_fraction": 0.3}
+
+
+@pytest.fixture
+def hh_project(project):
+    lines = (
+        (dataset("hh_rlhf_harmless") / "harmless-base_test.jsonl").read_text().splitlines()[:150]
+    )
+    items_import(project=project, lines=lines, fmt="hh")
+    return project
+
+
+def test_a_fifa_job_from_the_api_stores_sensible_scores_per_pair(hh_project, alice, api):
+    client = api(alice)
+    response = client.post(
+        f"/api/v1/projects/{hh_project.id}/jobs/", {"kind": "fifa", "params": FAST}, format="json"
+    )
+    assert response.status_code == 202, response.content
+    job = client.get(f"/api/v1/projects/{hh_project.id}/jobs/{response.json()['id']}/").json()
+    assert job["status"] == "succeeded", job["error"]
+    assert job["progress"] == 1.0
+    result = job["result"]
+    assert result["pairs"] == 150 and result["kept"] == 45
+    # Keeping pairs by importance must raise the mean margin over the full set and a random subset.
+    assert result["mean_margin"]["kept"] > result["mean_margin"]["full"]
+    assert result["mean_margin"]["kept"] > result["mean_margin"]["random"]
+    assert 0.0 <= result["heldout_accuracy"] <= 1.0
+    assert any(
+        a["kind"] == "prompt-embeddings" and a["path"].endswith(".npy") for a in job["artifacts"]
+    )
+    scores = client.get(
+        f"/api/v1/projects/{hh_project.id}/jobs/{job['id']}/scores/?kept=true"
+    ).json()["results"]
+    assert len(scores) == 45
+    importances = [s["importance"] for s in scores]
+    assert importances == sorted(importances, reverse=True)
+    suspects = client.get(
+        f"/api/v1/projects/{hh_project.id}/jobs/{job['id']}/scores/?suspect=true&order=suspect_confidence"
+    ).json()["results"]
+    assert all(s["prob_chosen"] < 0.5 for s in suspects)
+
+
+def test_running_a_job_twice_leaves_the_same_rows(hh_project, alice, api):
+    response = api(alice).post(
+        f"/api/v1/projects/{hh_project.id}/jobs/",
+        {"kind": "suspects", "params": FAST},
+        format="json",
+    )
+    job = Job.objects.get(pk=response.json()["id"])
+    first = sorted(PairScore.objects.filter(job=job).values_list("pair_key", "margin"))
+    assert len(first) == 150
+    run_scoring(job, lambda fraction, message: None)
+    second = sorted(PairScore.objects.filter(job=job).values_list("pair_key", "margin"))
+    assert [k for k, _ in first] == [k for k, _ in second]
+    assert PairScore.objects.filter(job=job).count() == 150
+
+
+def test_a_job_claimed_twice_runs_once(project):
+    job = Job.objects.create(project=project, kind="fifa", params={})
+    assert job_claim(job_id=job.id) is True
+    assert job_claim(job_id=job.id) is False
+    job.refresh_from_db()
+    assert job.status == JobStatus.RUNNING and job.attempts == 1
+
+
+def test_a_stale_running_job_can_be_claimed_again(project, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    job = Job.objects.create(project=project, kind="fifa", params={})
+    assert job_claim(job_id=job.id)
+    Job.objects.filter(pk=job.pk).update(
+        heartbeat_at=timezone.now() - timedelta(seconds=settings.BALLOT_JOB_STALE_SECONDS + 1)
+    )
+    assert job_claim(job_id=job.id) is True
+    job.refresh_from_db()
+    assert job.attempts == 2
+
+
+def test_cancelling_stops_a_running_job_at_its_next_progress_report(project, alice, api):
+    job = Job.objects.create(project=project, kind="fifa", params={})
+    job_claim(job_id=job.id)
+    response = api(alice).post(f"/api/v1/projects/{project.id}/jobs/{job.id}/cancel/")
+    assert response.status_code == 200 and response.json()["status"] == "cancelled"
+    with pytest.raises(JobCancelled):
+        job_progress(job_id=job.id, fraction=0.5, message="still going")
+    from annotation.errors import Conflict
+
+    with pytest.raises(Conflict):
+        job.status = JobStatus.SUCCEEDED
+        Job.objects.filter(pk=job.pk).update(status=JobStatus.SUCCEEDED)
+        job_cancel(job=job)
+
+
+def test_bad_job_parameters_are_400_with_the_field(project, alice, api):
+    client = api(alice)
+    response = client.post(
+        f"/api/v1/projects/{project.id}/jobs/",
+        {"kind": "fifa", "params": {"keep_fraction": 2}},
+        format="json",
+    )
+    assert response.status_code == 400 and response.json()["field"] == "params.keep_fraction"
+    response = client.post(
+        f"/api/v1/projects/{project.id}/jobs/", {"kind": "teleport"}, format="json"
+    )
+    assert response.status_code == 400 and response.json()["field"] == "kind"
+    response = client.post(
+        f"/api/v1/projects/{project.id}/jobs/",
+        {"kind": "fifa", "params": {"frobnicate": 1}},
+        format="json",
+    )
+    assert response.status_code == 400 and response.json()["field"] == "params.frobnicate"
+    assert not Job.objects.exists()
+
+
+def test_a_job_without_enough_pairs_fails_with_a_reason(project, alice, api):
+    response = api(alice).post(
+        f"/api/v1/projects/{project.id}/jobs/", {"kind": "fifa"}, format="json"
+    )
+    job = Job.objects.get(pk=response.json()["id"])
+    assert job.status == JobStatus.FAILED and "too few" in job.error
+
+
+def test_the_curate_command_runs_a_job_and_reports_errors(hh_project, capsys):
+    call_command("curate", "suspects", "--project", str(hh_project.id), "folds=3", "epochs=4")
+    out = capsys.readouterr().out
+    assert "succeeded" in out and '"suspects"' in out
+    with pytest.raises(CommandError, match="keep_fraction"):
+        call_command("curate", "fifa", "--project", str(hh_project.id), "keep_fraction=7")
+    with pytest.raises(CommandError, match="No project"):
+        call_command("curate", "fifa", "--project", "99999")
