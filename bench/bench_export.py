@@ -187,7 +187,14 @@ def main() -> None:
         project_id = build(size)
         built = time.perf_counter() - started
         print(f"# built {size} annotations in {built:.1f} s", file=sys.stderr, flush=True)
-        command = [sys.executable, __file__, "--child", str(project_id), "--settings", args.settings]
+        command = [
+            sys.executable,
+            __file__,
+            "--child",
+            str(project_id),
+            "--settings",
+            args.settings,
+        ]
         if args.profile:
             command.append("--profile")
         try:

@@ -230,3 +230,55 @@ def assignment_for_user(*, assignment_id: int, user: AbstractBaseUser) -> Assign
     if assignment is None:
         raise NotFound("No such assignment.")
     return assignment
+
+
+# --- leasing one item ahead ---------------------------------------------------------
+# The labeling page leases the next item while the annotator still works on the
+# current one, so a submit only stores answers and the next item is on screen at
+# once. Same overlap, gold-rate and priority rules as ``assignment_claim_next``;
+# never more than one lease beyond the current one.
+
+
+def _live_other(*, project: Project, annotator: AbstractBaseUser, current_id: int, now: datetime):
+    return (
+        Assignment.objects.filter(
+            project=project,
+            annotator=annotator,
+            status=AssignmentStatus.ACTIVE,
+            leased_until__gt=now,
+        )
+        .exclude(pk=current_id)
+        .order_by("id")
+        .first()
+    )
+
+
+def assignment_claim_ahead(
+    *, project: Project, annotator: AbstractBaseUser, current_id: int, now: datetime | None = None
+) -> Assignment | None:
+    """Lease the item after ``current_id`` to ``annotator``, or return the one already leased ahead.
+
+    Only while ``current_id`` is the annotator's own live lease in ``project``, so
+    at most two leases are ever held. Returns ``None`` when nothing is left.
+    """
+    now = now or timezone.now()
+    ahead = _live_other(project=project, annotator=annotator, current_id=current_id, now=now)
+    if ahead is not None:
+        return ahead
+    holds_current = Assignment.objects.filter(
+        pk=current_id,
+        project=project,
+        annotator=annotator,
+        status=AssignmentStatus.ACTIVE,
+        leased_until__gt=now,
+    ).exists()
+    if not holds_current:
+        return None
+    if _sweep_due(project.id, now):
+        leases_release_expired(project=project, now=now)
+    pools = [True, False] if _wants_gold(project=project, annotator=annotator) else [False]
+    lease_until = now + timedelta(seconds=project.lease_seconds)
+    found = _claim_from(project=project, annotator=annotator, pools=pools, lease_until=lease_until)
+    if found is not None and found.pk == current_id:
+        return None
+    return found

@@ -189,6 +189,8 @@ def test_every_kind_by_mouse(page, login, screenshot, project, items, bob):
         page.locator(f".response-body[data-response='{responses[1].id}'] mark").inner_text()
         == "Second"
     )
+    page.evaluate("window.scrollTo(0, 0)")
+    page.mouse.move(0, 0)
     screenshot(page, "label-page", full_page=False)
     page.click("#submit-button")
     page.wait_for_function("window.ballot.doneCount > 0")

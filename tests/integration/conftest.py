@@ -6,6 +6,7 @@ processes, which hold their own connections, can see them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -73,9 +74,7 @@ def broker(transactional_db, redis_url: str, settings) -> Iterator[str]:
     settings.CELERY_BROKER_URL = redis_url
     settings.CELERY_RESULT_BACKEND = redis_url
     settings.CELERY_TASK_ALWAYS_EAGER = False
-    saved = {
-        key: app.conf[key] for key in ("broker_url", "result_backend", "task_always_eager")
-    }
+    saved = {key: app.conf[key] for key in ("broker_url", "result_backend", "task_always_eager")}
     app.conf.broker_url = redis_url
     app.conf.result_backend = redis_url
     app.conf.task_always_eager = False
@@ -86,13 +85,11 @@ def broker(transactional_db, redis_url: str, settings) -> Iterator[str]:
 
 
 def _reset_connections(app) -> None:
-    # The producer pool and the result backend are built from the config on first use
-    # and cached (the pool also in kombu's registry); drop them so the next use reads the
-    # config as it is now.
-    from kombu import pools
-
+    # The connection pool, the producer pool and the result backend are built from the
+    # config on first use and cached on the app. Forget them (without closing: kombu
+    # shares pools per URL) so the next use reads the config as it is now.
     app._pool = None
-    pools.reset()
+    app.amqp._producer_pool = None
     if hasattr(app._local, "backend"):
         del app._local.backend
 
@@ -165,22 +162,16 @@ def _stop(workers: list[Worker]) -> None:
             worker.process.send_signal(signal.SIGQUIT)
     deadline = time.monotonic() + 10
     for worker in workers:
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             worker.process.wait(timeout=max(deadline - time.monotonic(), 0.1))
-        except subprocess.TimeoutExpired:
-            pass
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(worker.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         worker.process.wait(timeout=10)
         worker.log_file.close()
 
 
 @pytest.fixture
-def celery_workers(
-    request, broker: str, tmp_path: Path
-) -> Iterator[Callable[..., list[Worker]]]:
+def celery_workers(request, broker: str, tmp_path: Path) -> Iterator[Callable[..., list[Worker]]]:
     """``celery_workers("w1", "w2")`` starts real workers on the default and gpu queues.
 
     They read the test database and the test storage root; their logs are printed

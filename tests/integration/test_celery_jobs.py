@@ -28,10 +28,11 @@ pytestmark = [
     pytest.mark.timeout(240),
 ]
 
-WORDS = (
-    "model answer helpful harmless honest polite careful detailed brief clear wrong vague "
-    "rude unsafe kind precise friendly curt thorough lazy"
-).split()
+WORDS = [
+    *("model", "answer", "helpful", "harmless", "honest", "polite", "careful", "detailed"),
+    *("brief", "clear", "wrong", "vague", "rude", "unsafe", "kind", "precise", "friendly"),
+    *("curt", "thorough", "lazy"),
+]
 
 
 def _sentence(seed: int, words: int) -> str:
