@@ -160,7 +160,8 @@ class DatasetFileApi(APIView):
         version = selectors.dataset_version_get_for(
             user=request.user, project_id=project_id, version_id=version_id
         )
-        if file_path not in (version.manifest.get("files") or {}) and file_path != "manifest.json":
+        listed = {entry["path"] for entry in version.manifest.get("files") or []}
+        if file_path not in listed and file_path != "manifest.json":
             raise NotFound("No such file in this dataset version.")
         path = absolute(f"{version.path}/{file_path}")
         if not path.is_file():

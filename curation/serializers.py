@@ -84,6 +84,6 @@ class DatasetVersionOut(serializers.ModelSerializer):
 
     def get_files(self, obj: DatasetVersion) -> list[dict]:
         return [
-            {"path": path, "sha256": info.get("sha256"), "size": info.get("size")}
-            for path, info in sorted((obj.manifest.get("files") or {}).items())
+            {"path": entry["path"], "sha256": entry.get("sha256"), "size": entry.get("bytes")}
+            for entry in obj.manifest.get("files") or []
         ]

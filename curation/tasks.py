@@ -10,12 +10,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import threading
 import traceback
 from functools import wraps
 
 from celery import chord, group, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
-from django.db import OperationalError
+from django.db import OperationalError, connection
+from django.utils import timezone
 
 from annotation.errors import BallotError
 from curation.handlers import HANDLERS, result_json, run_embed_merge, run_embed_shard
@@ -27,6 +29,7 @@ from curation.services.jobs import (
     job_finish,
     job_progress,
     queue_for,
+    stale_after,
 )
 
 log = logging.getLogger(__name__)
@@ -56,6 +59,39 @@ def ballot_task(**options):
     return decorate
 
 
+@contextlib.contextmanager
+def _heartbeat(job_id: int, enabled: bool = True):
+    """Refresh the job's heartbeat from a side thread while the work runs.
+
+    "Stale" must mean "the worker died", not "this stage reports no progress for a
+    while" (loading a model, one long training epoch); otherwise a duplicate delivery
+    could take over a live job. The thread dies with its process, so after a crash
+    the heartbeat goes stale and a redelivery can claim the job.
+    """
+    if not enabled:
+        yield
+        return
+    stop = threading.Event()
+    interval = max(stale_after().total_seconds() / 3, 0.5)
+
+    def beat() -> None:
+        try:
+            while not stop.wait(interval):
+                Job.objects.filter(pk=job_id, status=JobStatus.RUNNING).update(
+                    heartbeat_at=timezone.now()
+                )
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=beat, daemon=True, name=f"ballot-heartbeat-{job_id}")
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=interval + 5)
+
+
 def _worker_name(task) -> str:
     return getattr(task.request, "hostname", None) or socket.gethostname()
 
@@ -71,13 +107,21 @@ def _reporter(job_id: int):
 def run_job(self, job_id: int) -> None:
     """Claim and run one job. Safe to run twice: a second claim fails, a redelivery after a crash resumes."""
     if not job_claim(job_id=job_id, worker=_worker_name(self)):
+        status = Job.objects.filter(pk=job_id).values_list("status", flat=True).first()
+        if status == JobStatus.RUNNING and not self.request.is_eager:
+            # Either another run holds it, or this is the redelivery of a run whose worker
+            # died and whose heartbeat has not gone stale yet. Look again once it could be
+            # stale: a live run will have finished or refreshed it, a dead one can be taken.
+            log.info("job %s is running elsewhere; checking again later", job_id)
+            raise self.retry(countdown=stale_after().total_seconds() + 1, max_retries=None)
         log.info("job %s is not claimable (already running or finished)", job_id)
         return
     job = Job.objects.select_related("project").get(pk=job_id)
     if job.kind == JobKind.EMBED:
         _start_embedding(job)
         return
-    _execute(job, lambda: _handler(job)(job, _reporter(job_id)))
+    with _heartbeat(job_id, enabled=not self.request.is_eager):
+        _execute(job, lambda: _handler(job)(job, _reporter(job_id)))
 
 
 def _handler(job: Job):
@@ -127,7 +171,8 @@ def embed_shard(self, job_id: int, index: int) -> str:
     job = Job.objects.select_related("project").get(pk=job_id)
     if job.status != JobStatus.RUNNING:
         return ""
-    path = run_embed_shard(job, index, worker=_worker_name(self))
+    with _heartbeat(job_id, enabled=not self.request.is_eager):
+        path = run_embed_shard(job, index, worker=_worker_name(self))
     done = job.shards.filter(done=True).count()
     with contextlib.suppress(JobCancelled):
         job_progress(

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
-from models_gpu.embeddings import EmbeddingCache, EmbeddingConfig, Progress, embed_texts
+from models_gpu.embeddings import (
+    EmbeddingCache,
+    EmbeddingConfig,
+    Progress,
+    embed_texts,
+    model_fingerprint,
+    text_digests,
+)
 from models_gpu.fifa import FiFAConfig, FiFAResult, fifa_select, text_quality
 from models_gpu.reward import OutOfFoldResult, RewardConfig, out_of_fold_margins
 from models_gpu.suspects import SuspectResult, flag_suspects
@@ -102,14 +113,23 @@ def score_pairs(
     )
     prompt_emb, chosen_emb, rejected_emb = emb[:n], emb[n : 2 * n], emb[2 * n :]
     lap("embed")
-    reward = out_of_fold_margins(
-        prompt_emb,
-        chosen_emb,
-        rejected_emb,
-        groups=list(prompts) if groups is None else groups,
-        weights=weights,
-        config=config.reward,
+    group_list = list(prompts) if groups is None else list(groups)
+    reward_key = (
+        _reward_key(prompts, chosen, rejected, group_list, weights, config)
+        if cache is not None
+        else None
     )
+    reward = _load_reward(cache, reward_key)
+    if reward is None:
+        reward = out_of_fold_margins(
+            prompt_emb,
+            chosen_emb,
+            rejected_emb,
+            groups=group_list,
+            weights=weights,
+            config=config.reward,
+        )
+        _save_reward(cache, reward_key, reward)
     lap("reward")
     distinct = list(dict.fromkeys([*prompts, *chosen]))
     quality_of = dict(zip(distinct, text_quality(distinct), strict=True))
@@ -129,3 +149,59 @@ def score_pairs(
     return PairScoring(
         reward=reward, fifa=fifa, suspects=suspects, prompt_emb=prompt_emb, timings=timings
     )
+
+
+# --- out-of-fold results, cached beside the embeddings -------------------------------
+# Re-running a curation job with other selection settings (keep fraction, α, γ) on the
+# same pairs should not retrain the reward model: the out-of-fold margins depend only
+# on the texts, their grouping and weights, the embedding model and the reward config.
+
+
+def _reward_key(prompts, chosen, rejected, groups, weights, config: PipelineConfig) -> str:
+    digest = hashlib.sha256()
+    digest.update(model_fingerprint(config.embedding).encode())
+    digest.update(repr(config.reward).encode())
+    for column in (prompts, chosen, rejected):
+        digest.update(text_digests(list(column)).tobytes())
+    digest.update(text_digests([str(g) for g in groups]).tobytes())
+    if weights is not None:
+        digest.update(np.ascontiguousarray(weights, dtype=np.float64).tobytes())
+    return digest.hexdigest()
+
+
+def _reward_path(cache: EmbeddingCache, key: str) -> Path:
+    return Path(cache.root) / "reward-oof" / f"{key}.npz"
+
+
+def _load_reward(cache: EmbeddingCache | None, key: str | None) -> OutOfFoldResult | None:
+    if cache is None or key is None:
+        return None
+    path = _reward_path(cache, key)
+    if not path.exists():
+        return None
+    with np.load(path) as data:
+        return OutOfFoldResult(
+            margins=data["margins"],
+            prob_chosen=data["prob_chosen"],
+            fold=data["fold"],
+            accuracy=float(data["accuracy"]),
+            fold_accuracy=[float(a) for a in data["fold_accuracy"]],
+        )
+
+
+def _save_reward(cache: EmbeddingCache | None, key: str | None, result: OutOfFoldResult) -> None:
+    if cache is None or key is None:
+        return
+    path = _reward_path(cache, key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
+    os.close(handle)
+    np.savez(
+        tmp,
+        margins=result.margins,
+        prob_chosen=result.prob_chosen,
+        fold=result.fold,
+        accuracy=np.float64(result.accuracy),
+        fold_accuracy=np.asarray(result.fold_accuracy, dtype=np.float64),
+    )
+    os.replace(tmp, path)  # atomic: a reader sees a whole file or none

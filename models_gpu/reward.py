@@ -49,6 +49,9 @@ class RewardConfig:
     device: str | None = None
 
 
+MAX_STEPS_PER_EPOCH = 100
+
+
 class RewardHead(nn.Module):
     """``r(p, x) = MLP([e_p, e_x, e_p * e_x])``; the first layer is split by input block
     so the prompt's share is computed once per pair, not once per response."""
@@ -111,9 +114,12 @@ class BradleyTerryReward:
         )
         self.loss_history_: list[float] = []
         self.head_.train()
+        # Large sets get larger batches (at most ~MAX_STEPS_PER_EPOCH steps per epoch):
+        # the head is tiny, so per-step overhead, not arithmetic, sets the training time.
+        batch_size = max(cfg.batch_size, -(-n // MAX_STEPS_PER_EPOCH))
         for _ in range(cfg.epochs):
             epoch_loss = 0.0
-            for batch in torch.randperm(n, generator=generator).to(device).split(cfg.batch_size):
+            for batch in torch.randperm(n, generator=generator).to(device).split(batch_size):
                 r_chosen, r_rejected = self.head_(prompts[batch], chosen[batch], rejected[batch])
                 per_pair = -nn.functional.logsigmoid(r_chosen - r_rejected) * pair_weights[batch]
                 # Normalise by the epoch's total weight so batch size and ties don't rescale lr.

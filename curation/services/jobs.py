@@ -42,9 +42,18 @@ def stale_after() -> timedelta:
 
 @transaction.atomic
 def job_create(
-    *, project: Project, kind: str, params: dict | None = None, user: AbstractBaseUser | None = None
+    *,
+    project: Project,
+    kind: str,
+    params: dict | None = None,
+    user: AbstractBaseUser | None = None,
+    in_thread: bool | None = None,
 ) -> Job:
-    """Validate the parameters for ``kind``, store a queued job and enqueue it after commit."""
+    """Validate the parameters for ``kind``, store a queued job and enqueue it after commit.
+
+    Without a broker the job runs in-process: in a background thread when
+    ``in_thread`` (default: the ``BALLOT_JOBS_IN_THREAD`` setting), else inline.
+    """
     from curation.handlers import validate_params
 
     if kind not in JobKind.values:
@@ -53,26 +62,31 @@ def job_create(
         raise ValidationFailed(f"Jobs of kind {kind!r} are not available yet.", field="kind")
     clean = validate_params(kind=kind, project=project, params=params or {})
     job = Job.objects.create(project=project, kind=kind, params=clean, created_by=user)
-    _enqueue_after_commit(job)
+    _enqueue_after_commit(job, in_thread=in_thread)
     return job
 
 
-def _enqueue_after_commit(job: Job) -> None:
+def _threaded(in_thread: bool | None) -> bool:
+    return getattr(settings, "BALLOT_JOBS_IN_THREAD", False) if in_thread is None else in_thread
+
+
+def _enqueue_after_commit(job: Job, in_thread: bool | None = None) -> None:
     # A worker (or a thread) reads the job through another connection, so it must
     # wait for the commit. Inline eager runs share this connection and go at once.
-    inline = settings.CELERY_TASK_ALWAYS_EAGER and not getattr(settings, "BALLOT_JOBS_IN_THREAD", False)
-    if inline:
-        job_enqueue(job_id=job.id, kind=job.kind)
+    if settings.CELERY_TASK_ALWAYS_EAGER and not _threaded(in_thread):
+        job_enqueue(job_id=job.id, kind=job.kind, in_thread=False)
     else:
-        transaction.on_commit(lambda: job_enqueue(job_id=job.id, kind=job.kind))
+        transaction.on_commit(
+            lambda: job_enqueue(job_id=job.id, kind=job.kind, in_thread=in_thread)
+        )
 
 
-def job_enqueue(*, job_id: int, kind: str) -> None:
+def job_enqueue(*, job_id: int, kind: str, in_thread: bool | None = None) -> None:
     """Send the job to its queue. Without a broker it runs in-process (a thread, or inline in tests)."""
     from curation.tasks import run_job
 
     if settings.CELERY_TASK_ALWAYS_EAGER:
-        if getattr(settings, "BALLOT_JOBS_IN_THREAD", False):
+        if _threaded(in_thread):
             thread = threading.Thread(
                 target=_run_in_thread, args=(job_id,), daemon=True, name=f"ballot-job-{job_id}"
             )

@@ -40,12 +40,6 @@ def queued_job(world: World) -> Job:
     return world.job
 
 
-SERIALIZER_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="DatasetVersionOut.get_files reads manifest['files'] as a dict; the writer stores a list: 500",
-)
-
-
 def base(world: World) -> str:
     return f"/api/v1/projects/{world.project.id}"
 
@@ -69,10 +63,6 @@ class TestDatasetCreate(ScopedEndpointTests):
 class TestDatasetDetail(ScopedEndpointTests):
     def url(self, world):
         return f"{base(world)}/datasets/{published(world).id}/"
-
-    @SERIALIZER_BUG
-    def test_member_succeeds(self, world):
-        super().test_member_succeeds(world)
 
 
 class TestDatasetManifestDownload(ScopedEndpointTests):
@@ -178,7 +168,6 @@ def test_an_unfinished_fifa_job_is_refused(world):
     assert response.json()["field"] == "params.fifa_job"
 
 
-@SERIALIZER_BUG
 def test_the_export_runs_and_the_new_version_is_listed(world, django_capture_on_commit_callbacks):
     client = world.api(world.alice)
     with django_capture_on_commit_callbacks(execute=True):
@@ -193,10 +182,6 @@ def test_the_export_runs_and_the_new_version_is_listed(world, django_capture_on_
     assert [row["version"] for row in rows] == [1]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DatasetFileApi checks file_path against manifest['files'], a list of dicts: every data file 404s",
-)
 def test_a_downloaded_file_matches_the_sha256_in_the_manifest(world):
     version = published(world)
     client = world.api(world.alice)

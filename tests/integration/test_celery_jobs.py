@@ -160,15 +160,6 @@ def test_a_job_claimed_twice_runs_once(celery_workers):
     assert skipped == 1, "the second delivery should have found the job taken"
 
 
-# Without a product fix this strands the job: see the reason. Remove the marker with the fix.
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "run_job drops a redelivered message: the broker hands it back about 0.2 s after the "
-        "kill, while the dead run's heartbeat is still fresh, so job_claim refuses it, the "
-        "task acks as 'not claimable' and the job stays running forever"
-    ),
-)
 def test_a_job_whose_worker_was_killed_is_retried_and_finishes(celery_workers):
     workers = celery_workers("w1", "w2")
     # Enough longer texts that embedding and training take several seconds on a CPU.

@@ -36,13 +36,13 @@ def launch_and_follow(
     project = Project.objects.filter(pk=project_id).first()
     if project is None:
         raise CommandError(f"No project with id {project_id}.")
-    from django.conf import settings
+    from django.db import connection
 
-    # In-process mode: run the job in a thread so this command can draw its progress bar.
-    if settings.CELERY_TASK_ALWAYS_EAGER:
-        settings.BALLOT_JOBS_IN_THREAD = True
+    # In-process mode: run the job in a thread so this command can draw its progress bar,
+    # unless we are inside a transaction (call_command from a test), where it runs inline.
+    in_thread = not connection.in_atomic_block
     try:
-        job = job_create(project=project, kind=kind, params=params)
+        job = job_create(project=project, kind=kind, params=params, in_thread=in_thread)
     except BallotError as exc:
         raise CommandError(f"{exc.field}: {exc.detail}" if exc.field else exc.detail)
     stdout.write(f"job {job.id} ({kind}) queued")
