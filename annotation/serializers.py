@@ -14,6 +14,7 @@ from annotation.models import (
     Question,
     Response,
 )
+from annotation.services.projects import PROFILE_FIELDS
 
 
 class QuestionOut(serializers.ModelSerializer):
@@ -249,22 +250,7 @@ class MembershipPatch(serializers.Serializer):
 class ProfileOut(serializers.ModelSerializer):
     class Meta:
         model = AnnotatorProfile
-        fields = [
-            "age_band",
-            "gender",
-            "birth_country",
-            "residence_country",
-            "languages",
-            "education",
-            "employment",
-            "expertise",
-            "llm_familiarity",
-            "llm_use_frequency",
-            "stated_preferences",
-            "self_description",
-            "consented_at",
-            "completed_at",
-        ]
+        fields = [*PROFILE_FIELDS, "consented_at", "completed_at"]
 
 
 class ProfileIn(serializers.Serializer):

@@ -7,7 +7,12 @@ from typing import Any
 from django import forms
 
 from annotation.models import AnnotatorProfile
-from annotation.services.projects import AGE_BANDS, LANGUAGE_PROFICIENCY, PREFERENCE_KEYS
+from annotation.services.projects import (
+    AGE_BANDS,
+    LANGUAGE_PROFICIENCY,
+    PREFERENCE_KEYS,
+    TEXT_PROFILE_FIELDS,
+)
 
 LANGUAGE_ROWS = 3
 
@@ -147,20 +152,7 @@ class ProfileForm(forms.Form):
 
     @classmethod
     def initial_from(cls, profile: AnnotatorProfile) -> dict[str, Any]:
-        initial: dict[str, Any] = {
-            name: getattr(profile, name)
-            for name in (
-                "age_band",
-                "gender",
-                "birth_country",
-                "residence_country",
-                "education",
-                "employment",
-                "llm_familiarity",
-                "llm_use_frequency",
-                "self_description",
-            )
-        }
+        initial: dict[str, Any] = {name: getattr(profile, name) for name in TEXT_PROFILE_FIELDS}
         initial["expertise"] = ", ".join(profile.expertise or [])
         for key in PREFERENCE_KEYS:
             initial[f"pref_{key}"] = (profile.stated_preferences or {}).get(key, 50)
@@ -172,20 +164,7 @@ class ProfileForm(forms.Form):
     def profile_fields(self) -> dict[str, Any]:
         """The cleaned data in the shape ``profile_update`` takes."""
         data = self.cleaned_data
-        fields: dict[str, Any] = {
-            name: data.get(name) or ""
-            for name in (
-                "age_band",
-                "gender",
-                "birth_country",
-                "residence_country",
-                "education",
-                "employment",
-                "llm_familiarity",
-                "llm_use_frequency",
-                "self_description",
-            )
-        }
+        fields: dict[str, Any] = {name: data.get(name) or "" for name in TEXT_PROFILE_FIELDS}
         fields["expertise"] = [
             part.strip() for part in (data.get("expertise") or "").split(",") if part.strip()
         ]

@@ -330,6 +330,18 @@ PROFILE_FIELDS = (
     "stated_preferences",
     "self_description",
 )
+# The profile's plain text fields (the rest are lists and maps).
+TEXT_PROFILE_FIELDS = (
+    "age_band",
+    "gender",
+    "birth_country",
+    "residence_country",
+    "education",
+    "employment",
+    "llm_familiarity",
+    "llm_use_frequency",
+    "self_description",
+)
 PREFERENCE_KEYS = (
     "factuality",
     "safety",
@@ -396,15 +408,7 @@ def profile_update(
                 raise ValidationFailed(
                     "Importance must be a number from 0 to 100.", field=f"stated_preferences.{key}"
                 )
-    for key in (
-        "gender",
-        "birth_country",
-        "residence_country",
-        "education",
-        "employment",
-        "llm_familiarity",
-        "llm_use_frequency",
-    ):
+    for key in TEXT_PROFILE_FIELDS:
         if key in clean and not isinstance(clean[key], str):
             raise ValidationFailed("Must be text.", field=key)
     for key, value in clean.items():

@@ -17,6 +17,7 @@ from django.db.models import Max
 
 from annotation.errors import ValidationFailed
 from annotation.models import AnnotatorProfile, Item, Project, Source
+from annotation.services.projects import PROFILE_FIELDS
 from curation.exports.formats import FORMATS, ExportOptions
 from curation.exports.writers import OUTPUTS, ExportCancelled, SplitPolicy, write_export
 from curation.models import DatasetVersion, Job, JobKind, JobStatus, PairScore
@@ -31,19 +32,8 @@ from curation.pairs import (
 )
 from curation.storage import absolute
 
-PROFILE_EXPORT_FIELDS = (
-    "age_band",
-    "gender",
-    "birth_country",
-    "residence_country",
-    "languages",
-    "education",
-    "employment",
-    "expertise",
-    "llm_familiarity",
-    "llm_use_frequency",
-    "stated_preferences",
-)
+# Every profile field but the free-text description, which may identify the annotator.
+PROFILE_EXPORT_FIELDS = tuple(f for f in PROFILE_FIELDS if f != "self_description")
 EXPORT_KEYS = {
     "format",
     "outputs",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import tracemalloc
 from collections import Counter, defaultdict
 from itertools import combinations
@@ -650,10 +649,6 @@ def _bulk_annotations(project, *, items: int, annotators: int) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(
-    not os.environ.get("BALLOT_SLOW_TESTS"),
-    reason="about 5 minutes today (the ORM pair builder runs at ~800 annotations/s); set BALLOT_SLOW_TESTS=1",
-)
 def test_an_export_of_200k_annotations_stays_under_a_fixed_memory_bound(alice, monkeypatch):
     from curation.services.datasets import run_export
 
