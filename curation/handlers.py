@@ -64,6 +64,7 @@ def validate_params(*, kind: str, project: Project, params: dict) -> dict:
         raise ValidationFailed("params must be an object.", field="params")
     allowed = set(SELECTION_KEYS) | {
         "embedding_model",
+        "reward_model_path",
         "batch_size",
         "shards",
         "suspect_threshold",
@@ -100,6 +101,11 @@ def validate_params(*, kind: str, project: Project, params: dict) -> dict:
     _number(clean, "suspect_threshold", low=0.5, high=1.0)
     _number(clean, "shards", low=1, high=256, integer=True)
     _number(clean, "batch_size", low=1, high=4096, integer=True)
+    if clean.get("reward_model_path") and not os.path.isdir(clean["reward_model_path"]):
+        raise ValidationFailed(
+            "reward_model_path must be a local folder with a sequence-classification model.",
+            field="params.reward_model_path",
+        )
     if clean.get("embedding_model") and not os.path.isdir(clean["embedding_model"]):
         raise ValidationFailed(
             "embedding_model must be a local directory (no hub downloads).",
@@ -183,6 +189,14 @@ def run_scoring(job: Job, report: Report) -> dict:
         suspect_threshold=params["suspect_threshold"],
     )
     prompts = [p.prompt_text for p in pairs]
+    external = None
+    if params.get("reward_model_path"):
+        from models_gpu.reward import HFRewardModel
+
+        report(0.02, "scoring with the Hugging Face reward model")
+        external = HFRewardModel(params["reward_model_path"]).margin(
+            prompts, [p.chosen_text for p in pairs], [p.rejected_text for p in pairs]
+        )
     scoring = score_pairs(
         prompts,
         [p.chosen_text for p in pairs],
@@ -192,6 +206,7 @@ def run_scoring(job: Job, report: Report) -> dict:
         config=config,
         cache=_cache(),
         progress=lambda fraction, message: report(0.05 + 0.85 * fraction, message),
+        margins=external,
     )
     summary = selection_summary(
         scoring.fifa, scoring.prompt_emb, k=params["k"], seed=params["seed"]

@@ -81,12 +81,15 @@ def score_pairs(
     config: PipelineConfig,
     cache: EmbeddingCache | None = None,
     progress: Callable[[float, str], None] | None = None,
+    margins: np.ndarray | None = None,
 ) -> PairScoring:
     """Embed → out-of-fold reward margins → text quality → FiFA selection → suspects.
 
     ``groups`` default to the prompt text, so pairs on the same prompt share a fold.
     ``weights`` (0 for ties) weight the reward loss and exclude ties from suspects.
     ``progress(fraction, message)`` is called with fractions rising from 0 to 1.
+    ``margins``, when given, come from an external reward model that never saw these
+    pairs (e.g. a local Hugging Face classifier); the Bradley–Terry head is then skipped.
     """
     n = len(prompts)
     if not n == len(chosen) == len(rejected):
@@ -119,7 +122,11 @@ def score_pairs(
         if cache is not None
         else None
     )
-    reward = _load_reward(cache, reward_key)
+    reward = (
+        _external_reward(margins, weights)
+        if margins is not None
+        else _load_reward(cache, reward_key)
+    )
     if reward is None:
         reward = out_of_fold_margins(
             prompt_emb,
@@ -155,6 +162,24 @@ def score_pairs(
 # Re-running a curation job with other selection settings (keep fraction, α, γ) on the
 # same pairs should not retrain the reward model: the out-of-fold margins depend only
 # on the texts, their grouping and weights, the embedding model and the reward config.
+
+
+def _external_reward(margins: np.ndarray, weights: np.ndarray | None) -> OutOfFoldResult:
+    margins = np.asarray(margins, dtype=np.float32)
+    w = np.ones(len(margins)) if weights is None else np.asarray(weights, dtype=np.float64)
+    counted = w > 0
+    accuracy = (
+        float(np.average(margins[counted] > 0, weights=w[counted]))
+        if counted.any()
+        else float("nan")
+    )
+    return OutOfFoldResult(
+        margins=margins,
+        prob_chosen=1.0 / (1.0 + np.exp(-margins.astype(np.float64))),
+        fold=np.full(len(margins), -1),
+        accuracy=accuracy,
+        fold_accuracy=[],
+    )
 
 
 def _reward_key(prompts, chosen, rejected, groups, weights, config: PipelineConfig) -> str:

@@ -9,6 +9,7 @@ Invariants, all enforced under concurrency:
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -105,7 +106,8 @@ def _wants_gold(*, project: Project, annotator: AbstractBaseUser) -> bool:
     counts = Assignment.objects.filter(project=project, annotator=annotator).aggregate(
         total=Count("id"), gold=Count("id", filter=Q(item__is_gold=True))
     )
-    return counts["gold"] < project.gold_rate * (counts["total"] + 1)
+    # Floor, so the first items are regular ones and every 1/rate-th is gold.
+    return counts["gold"] < math.floor(project.gold_rate * (counts["total"] + 1) + 1e-9)
 
 
 def assignment_claim_next(

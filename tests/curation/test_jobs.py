@@ -143,3 +143,52 @@ def test_the_curate_command_runs_a_job_and_reports_errors(hh_project, capsys):
         call_command("curate", "fifa", "--project", str(hh_project.id), "keep_fraction=7")
     with pytest.raises(CommandError, match="No project"):
         call_command("curate", "fifa", "--project", "99999")
+
+
+def test_a_local_hugging_face_reward_model_can_supply_the_margins(hh_project, alice, api, tmp_path):
+    import numpy as np
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+    from models_gpu.reward import HFRewardModel
+
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "a", "you", "i", "to", "not"]
+    (tmp_path / "vocab.txt").write_text("\n".join(vocab))
+    BertTokenizerFast(vocab_file=str(tmp_path / "vocab.txt")).save_pretrained(tmp_path)
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        num_labels=1,
+    )
+    BertForSequenceClassification(config).save_pretrained(tmp_path)
+    params = {**FAST, "reward_model_path": str(tmp_path)}
+    response = api(alice).post(
+        f"/api/v1/projects/{hh_project.id}/jobs/", {"kind": "fifa", "params": params}, format="json"
+    )
+    job = Job.objects.get(pk=response.json()["id"])
+    assert job.status == JobStatus.SUCCEEDED, job.error
+    assert job.result["fold_accuracy"] == []  # no Bradley–Terry folds were trained
+    scores = list(
+        PairScore.objects.filter(job=job)
+        .order_by("id")
+        .select_related("chosen_response", "rejected_response", "item")
+    )
+    model = HFRewardModel(tmp_path)
+    sample = scores[:5]
+    prompts = [
+        "\n\n".join(f"{m['role']}: {m['content']}" for m in s.item.conversation) for s in sample
+    ]
+    expected = model.margin(
+        prompts,
+        [s.chosen_response.text for s in sample],
+        [s.rejected_response.text for s in sample],
+    )
+    assert np.allclose([s.margin for s in sample], expected, atol=1e-4)
+    bad = api(alice).post(
+        f"/api/v1/projects/{hh_project.id}/jobs/",
+        {"kind": "fifa", "params": {"reward_model_path": "/nope"}},
+        format="json",
+    )
+    assert bad.status_code == 400 and bad.json()["field"] == "params.reward_model_path"
