@@ -145,7 +145,9 @@ class Item(models.Model):
         indexes = [
             models.Index(
                 fields=["project", "is_gold", "is_full", "-priority", "id"], name="item_queue_idx"
-            )
+            ),
+            # Walking a project's items in id order (curation, exports) in chunks.
+            models.Index(fields=["project", "id"], name="item_project_id_idx"),
         ]
 
     def __str__(self) -> str:

@@ -110,7 +110,10 @@ def _pseudonym(source: str, judge_name: str, annotator_id: int | None, salt: str
 
 
 def _annotations_queryset(project: Project, selection: Selection) -> QuerySet[Annotation]:
-    qs = Annotation.objects.filter(project=project)
+    # No project filter: callers restrict by item id range and keep only this
+    # project's items. An equality on project_id would lead SQLite's planner to scan
+    # every annotation of the project for each chunk (quadratic on large exports).
+    qs = Annotation.objects.all()
     if selection.source == "human":
         qs = qs.filter(source=Source.HUMAN)
     elif selection.source == "ai":
