@@ -24,10 +24,13 @@ def pytest_collection_modifyitems(config, items):
     # Concurrency tests need real row locks: PostgreSQL. Under SQLite they skip, saying why.
     if os.environ.get("DATABASE_URL", "").startswith(("postgres", "postgresql")):
         return
-    skip = pytest.mark.skip(reason="needs PostgreSQL (set DATABASE_URL); SQLite has no row locks")
+    locks = pytest.mark.skip(reason="needs PostgreSQL (set DATABASE_URL); SQLite has no row locks")
+    shared = pytest.mark.skip(
+        reason="needs PostgreSQL and Redis (set DATABASE_URL): Celery worker processes share the test database"
+    )
     for item in items:
         if "postgres" in item.keywords:
-            item.add_marker(skip)
+            item.add_marker(shared if "integration" in item.keywords else locks)
 
 
 @pytest.fixture
