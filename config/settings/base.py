@@ -150,6 +150,10 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "AssignmentStatusEnum": "annotation.models.AssignmentStatus",
+        "JobStatusEnum": "curation.models.JobStatus",
+    },
 }
 
 # Celery: no broker means tasks run in-process (the embedded default).
