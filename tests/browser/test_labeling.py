@@ -275,8 +275,10 @@ def test_correction_offsets_count_code_points_through_markdown_emoji_and_arabic(
     page.wait_for_selector(".correction-dialog[open]")
     page.fill("#correction-text", "يا عالم")
     page.keyboard.press("Control+Enter")
+    page.wait_for_selector(".correction-dialog:not([open])", state="attached")
     # And the planet emoji via the raw-text box (UTF-16 selection of a surrogate pair).
     page.keyboard.press("r")
+    page.wait_for_selector(f".raw-box[data-response='{response.id}']", state="visible")
     page.evaluate(
         """([rid, emoji]) => {
             const box = document.querySelector(`.raw-box[data-response='${rid}']`);
@@ -290,6 +292,7 @@ def test_correction_offsets_count_code_points_through_markdown_emoji_and_arabic(
     page.wait_for_selector(".correction-dialog[open]")
     page.fill("#correction-text", "🌍")
     page.keyboard.press("Control+Enter")
+    page.wait_for_selector(".correction-dialog:not([open])", state="attached")
     page.keyboard.press("r")
     page.keyboard.press("1")
     page.focus(".rank-item")
