@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -53,7 +54,17 @@ def page(browser, live_server):
         dialog.dismiss()
 
     page.on("dialog", on_dialog)
+    # Count requests in flight: the page leases the next item in the background, and
+    # the database must not be flushed while the live server still answers one
+    # (SQLite's shared in-memory database then reports "table is locked").
+    in_flight: set = set()
+    page.on("request", lambda request: in_flight.add(request))
+    page.on("requestfinished", lambda request: in_flight.discard(request))
+    page.on("requestfailed", lambda request: in_flight.discard(request))
     yield page
+    deadline = time.monotonic() + 10
+    while in_flight and time.monotonic() < deadline:
+        page.wait_for_timeout(50)
     context.close()
 
 
