@@ -277,6 +277,8 @@ def test_correction_offsets_count_code_points_through_markdown_emoji_and_arabic(
     page.keyboard.press("Control+Enter")
     page.wait_for_selector(".correction-dialog:not([open])", state="attached")
     # And the planet emoji via the raw-text box (UTF-16 selection of a surrogate pair).
+    # The closed dialog hands focus back to whatever held it before; start from the page.
+    page.evaluate("document.activeElement && document.activeElement.blur()")
     page.keyboard.press("r")
     page.wait_for_selector(f".raw-box[data-response='{response.id}']", state="visible")
     page.evaluate(
