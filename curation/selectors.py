@@ -72,6 +72,7 @@ def project_quality(*, project: Project, show_usernames: bool = False) -> dict:
     gold_truth: dict[int, dict] = defaultdict(dict)
     times: dict[str, list[float]] = defaultdict(list)
     names: dict[str, str] = {}
+    counts: dict[str, int] = defaultdict(int)  # annotations per annotator, counted in the one pass
     positions: dict[int, dict[int, int]] = {}
     gold_items = {
         i.id: i
@@ -80,6 +81,7 @@ def project_quality(*, project: Project, show_usernames: bool = False) -> dict:
     for annotation in annotations.iterator(chunk_size=2000):
         who = pseudonymous_annotator(annotation, salt)
         names[who] = annotation.annotator.username if annotation.annotator_id else who
+        counts[who] += 1
         if annotation.time_spent_ms is not None:
             times[who].append(annotation.time_spent_ms / 1000)
         is_gold = annotation.item_id in gold_items
@@ -177,11 +179,6 @@ def project_quality(*, project: Project, show_usernames: bool = False) -> dict:
         if show_usernames:
             row["username"] = names[who]
         annotators.append(row)
-    counts = defaultdict(int)
-    for annotation in Annotation.objects.filter(project=project, source=Source.HUMAN).only(
-        "annotator_id", "source"
-    ):
-        counts[pseudonymous_annotator(annotation, salt)] += 1
     for row in annotators:
         row["annotations"] = counts[row["annotator"]]
     return {

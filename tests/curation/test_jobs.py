@@ -147,22 +147,11 @@ def test_the_curate_command_runs_a_job_and_reports_errors(hh_project, capsys):
 
 def test_a_local_hugging_face_reward_model_can_supply_the_margins(hh_project, alice, api, tmp_path):
     import numpy as np
-    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
 
     from models_gpu.reward import HFRewardModel
+    from tests.tiny_models import build_tiny_sequence_classifier
 
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "a", "you", "i", "to", "not"]
-    (tmp_path / "vocab.txt").write_text("\n".join(vocab))
-    BertTokenizerFast(vocab_file=str(tmp_path / "vocab.txt")).save_pretrained(tmp_path)
-    config = BertConfig(
-        vocab_size=len(vocab),
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=32,
-        num_labels=1,
-    )
-    BertForSequenceClassification(config).save_pretrained(tmp_path)
+    build_tiny_sequence_classifier(tmp_path, ["the", "a", "you", "i", "to", "not"])
     params = {**FAST, "reward_model_path": str(tmp_path)}
     response = api(alice).post(
         f"/api/v1/projects/{hh_project.id}/jobs/", {"kind": "fifa", "params": params}, format="json"

@@ -5,7 +5,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
 
 from models_gpu.reward import (
     BradleyTerryReward,
@@ -15,6 +14,7 @@ from models_gpu.reward import (
     out_of_fold_margins,
 )
 from tests.models_gpu.conftest import HHPairs
+from tests.tiny_models import build_tiny_sequence_classifier
 
 
 def synthetic_pairs(n: int, dim: int = 8, seed: int = 0) -> tuple[np.ndarray, ...]:
@@ -84,18 +84,7 @@ def test_the_reward_model_beats_chance_on_held_out_hh_pairs(hh_pairs: HHPairs) -
 
 
 def test_a_local_sequence_classifier_scores_pairs(tmp_path: Path) -> None:
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "good", "bad", "answer", "question"]
-    (tmp_path / "vocab.txt").write_text("\n".join(vocab))
-    BertTokenizerFast(vocab_file=str(tmp_path / "vocab.txt")).save_pretrained(tmp_path)
-    config = BertConfig(
-        vocab_size=len(vocab),
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=32,
-        num_labels=1,
-    )
-    BertForSequenceClassification(config).save_pretrained(tmp_path)
+    build_tiny_sequence_classifier(tmp_path, ["good", "bad", "answer", "question"])
     model = HFRewardModel(tmp_path, batch_size=2)
     margins = model.margin(["question"] * 3, ["good answer"] * 3, ["bad answer"] * 3)
     assert margins.shape == (3,)
