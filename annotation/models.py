@@ -180,23 +180,27 @@ class AnnotatorProfile(models.Model):
     user = models.OneToOneField(
         django_settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="profile"
     )
-    age_band = models.CharField(max_length=16, blank=True)
-    gender = models.CharField(max_length=64, blank=True)
-    birth_country = models.CharField(max_length=64, blank=True)
-    residence_country = models.CharField(max_length=64, blank=True)
+    # Every survey question is optional: NULL means "not answered", which a
+    # curator must be able to tell apart from any real answer.
+    age_band = models.CharField(max_length=16, null=True, blank=True)
+    gender = models.CharField(max_length=64, null=True, blank=True)
+    birth_country = models.CharField(max_length=64, null=True, blank=True)
+    residence_country = models.CharField(max_length=64, null=True, blank=True)
     languages = models.JSONField(
-        default=list, blank=True, help_text='[{"language": "en", "proficiency": "native"}, ...]'
+        default=list,
+        blank=True,
+        help_text='[{"language": "en", "proficiency": "native" or null}, ...]',
     )
-    education = models.CharField(max_length=64, blank=True)
-    employment = models.CharField(max_length=64, blank=True)
+    education = models.CharField(max_length=64, null=True, blank=True)
+    employment = models.CharField(max_length=64, null=True, blank=True)
     expertise = models.JSONField(default=list, blank=True, help_text="Expertise domains.")
-    llm_familiarity = models.CharField(max_length=32, blank=True)
-    llm_use_frequency = models.CharField(max_length=32, blank=True)
+    llm_familiarity = models.CharField(max_length=32, null=True, blank=True)
+    llm_use_frequency = models.CharField(max_length=32, null=True, blank=True)
     stated_preferences = models.JSONField(
-        default=dict, blank=True, help_text="Behaviour -> importance 0-100."
+        default=dict, blank=True, help_text="Behaviour -> importance 0-100, or null if unanswered."
     )
     self_description = models.TextField(
-        blank=True, help_text="What the annotator wants from a model."
+        null=True, blank=True, help_text="What the annotator wants from a model."
     )
     consented_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
