@@ -255,18 +255,32 @@ class ProfileOut(serializers.ModelSerializer):
 
 class ProfileIn(serializers.Serializer):
     consent = serializers.BooleanField(required=False, allow_null=True, default=None)
-    age_band = serializers.CharField(required=False, allow_blank=True)
-    gender = serializers.CharField(required=False, allow_blank=True, max_length=64)
-    birth_country = serializers.CharField(required=False, allow_blank=True, max_length=64)
-    residence_country = serializers.CharField(required=False, allow_blank=True, max_length=64)
+    age_band = serializers.CharField(required=False, allow_blank=True, allow_null=True)
+    gender = serializers.CharField(required=False, allow_blank=True, allow_null=True, max_length=64)
+    birth_country = serializers.CharField(
+        required=False, allow_blank=True, allow_null=True, max_length=64
+    )
+    residence_country = serializers.CharField(
+        required=False, allow_blank=True, allow_null=True, max_length=64
+    )
     languages = serializers.JSONField(required=False)
-    education = serializers.CharField(required=False, allow_blank=True, max_length=64)
-    employment = serializers.CharField(required=False, allow_blank=True, max_length=64)
+    education = serializers.CharField(
+        required=False, allow_blank=True, allow_null=True, max_length=64
+    )
+    employment = serializers.CharField(
+        required=False, allow_blank=True, allow_null=True, max_length=64
+    )
     expertise = serializers.JSONField(required=False)
-    llm_familiarity = serializers.CharField(required=False, allow_blank=True, max_length=32)
-    llm_use_frequency = serializers.CharField(required=False, allow_blank=True, max_length=32)
+    llm_familiarity = serializers.CharField(
+        required=False, allow_blank=True, allow_null=True, max_length=32
+    )
+    llm_use_frequency = serializers.CharField(
+        required=False, allow_blank=True, allow_null=True, max_length=32
+    )
     stated_preferences = serializers.JSONField(required=False)
-    self_description = serializers.CharField(required=False, allow_blank=True, max_length=5000)
+    self_description = serializers.CharField(
+        required=False, allow_blank=True, allow_null=True, max_length=5000
+    )
 
 
 class TokenIn(serializers.Serializer):

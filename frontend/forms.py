@@ -28,7 +28,7 @@ PREFERENCE_HELP = {
 }
 
 AGE_CHOICES = [("", "—")] + [(a, a.replace("_", " ").capitalize()) for a in AGE_BANDS if a]
-PROFICIENCY_CHOICES = [(p, p.capitalize()) for p in LANGUAGE_PROFICIENCY]
+PROFICIENCY_CHOICES = [("", "—")] + [(p, p.capitalize()) for p in LANGUAGE_PROFICIENCY]
 FAMILIARITY_CHOICES = [
     ("", "—"),
     ("none", "I have never used one"),
@@ -111,11 +111,16 @@ class ProfileForm(forms.Form):
             self.fields[f"pref_{key}"] = forms.IntegerField(
                 min_value=0,
                 max_value=100,
-                initial=50,
                 required=False,
                 label=key.capitalize(),
                 help_text=PREFERENCE_HELP[key],
                 widget=RangeInput(attrs={"min": 0, "max": 100, "step": 1, "class": "pref-range"}),
+            )
+            # A range input always submits a number, so "not answered" travels
+            # separately: "1" until the annotator moves the slider (profile.js
+            # clears it). Without JavaScript untouched sliders stay unanswered.
+            self.fields[f"pref_{key}_unanswered"] = forms.CharField(
+                required=False, initial="1", widget=forms.HiddenInput
             )
         for row in range(LANGUAGE_ROWS):
             self.fields[f"lang_{row}"] = forms.CharField(
@@ -124,13 +129,13 @@ class ProfileForm(forms.Form):
             self.fields[f"lang_{row}_proficiency"] = forms.ChoiceField(
                 choices=PROFICIENCY_CHOICES,
                 required=False,
-                initial="native" if row == 0 else "fluent",
                 label=f"Proficiency in language {row + 1}",
             )
 
     @property
-    def preference_fields(self) -> list[forms.BoundField]:
-        return [self[f"pref_{key}"] for key in PREFERENCE_KEYS]
+    def preference_fields(self) -> list[tuple[forms.BoundField, forms.BoundField]]:
+        """Each slider with its hidden "unanswered" marker."""
+        return [(self[f"pref_{key}"], self[f"pref_{key}_unanswered"]) for key in PREFERENCE_KEYS]
 
     @property
     def language_rows(self) -> list[tuple[forms.BoundField, forms.BoundField]]:
@@ -155,27 +160,30 @@ class ProfileForm(forms.Form):
         initial: dict[str, Any] = {name: getattr(profile, name) for name in TEXT_PROFILE_FIELDS}
         initial["expertise"] = ", ".join(profile.expertise or [])
         for key in PREFERENCE_KEYS:
-            initial[f"pref_{key}"] = (profile.stated_preferences or {}).get(key, 50)
+            value = (profile.stated_preferences or {}).get(key)
+            if value is not None:
+                initial[f"pref_{key}"] = value
+                initial[f"pref_{key}_unanswered"] = ""
         for row, entry in enumerate((profile.languages or [])[:LANGUAGE_ROWS]):
             initial[f"lang_{row}"] = entry.get("language", "")
-            initial[f"lang_{row}_proficiency"] = entry.get("proficiency", "fluent")
+            initial[f"lang_{row}_proficiency"] = entry.get("proficiency") or ""
         return initial
 
     def profile_fields(self) -> dict[str, Any]:
         """The cleaned data in the shape ``profile_update`` takes."""
         data = self.cleaned_data
-        fields: dict[str, Any] = {name: data.get(name) or "" for name in TEXT_PROFILE_FIELDS}
+        fields: dict[str, Any] = {name: data.get(name) or None for name in TEXT_PROFILE_FIELDS}
         fields["expertise"] = [
             part.strip() for part in (data.get("expertise") or "").split(",") if part.strip()
         ]
         fields["stated_preferences"] = {
-            key: data[f"pref_{key}"] if data.get(f"pref_{key}") is not None else 50
+            key: None if data.get(f"pref_{key}_unanswered") else data.get(f"pref_{key}")
             for key in PREFERENCE_KEYS
         }
         fields["languages"] = [
             {
                 "language": data[f"lang_{row}"].strip(),
-                "proficiency": data.get(f"lang_{row}_proficiency") or "fluent",
+                "proficiency": data.get(f"lang_{row}_proficiency") or None,
             }
             for row in range(LANGUAGE_ROWS)
             if (data.get(f"lang_{row}") or "").strip()

@@ -362,7 +362,7 @@ def profile_update(
     """Create or update the user's profile. ``consent=True`` records consent time once."""
     profile, _ = AnnotatorProfile.objects.get_or_create(user=user)
     clean = {k: v for k, v in fields.items() if k in PROFILE_FIELDS}
-    if "age_band" in clean and clean["age_band"] not in AGE_BANDS:
+    if "age_band" in clean and clean["age_band"] not in (*AGE_BANDS, None):
         raise ValidationFailed(
             f"age_band must be one of {', '.join(a for a in AGE_BANDS if a)}.", field="age_band"
         )
@@ -372,13 +372,18 @@ def profile_update(
             raise ValidationFailed("languages must be a list.", field="languages")
         for index, entry in enumerate(langs):
             if isinstance(entry, str):
-                entry = {"language": entry, "proficiency": "fluent"}
-                langs[index] = entry
+                entry = {"language": entry}
             if not isinstance(entry, dict) or not str(entry.get("language", "")).strip():
                 raise ValidationFailed(
                     "Each language needs a name.", field=f"languages[{index}].language"
                 )
-            if entry.get("proficiency", "fluent") not in LANGUAGE_PROFICIENCY:
+            # An unstated proficiency stays unstated (null), never a guessed default.
+            entry = {**entry, "proficiency": entry.get("proficiency") or None}
+            langs[index] = entry
+            if (
+                entry["proficiency"] is not None
+                and entry["proficiency"] not in LANGUAGE_PROFICIENCY
+            ):
                 raise ValidationFailed(
                     f"proficiency must be one of {', '.join(LANGUAGE_PROFICIENCY)}.",
                     field=f"languages[{index}].proficiency",
@@ -400,17 +405,24 @@ def profile_update(
                     f"Unknown behaviour {key!r}; use {', '.join(PREFERENCE_KEYS)}.",
                     field=f"stated_preferences.{key}",
                 )
-            if (
+            if value is not None and (
                 not isinstance(value, (int, float))
                 or isinstance(value, bool)
                 or not 0 <= value <= 100
             ):
                 raise ValidationFailed(
-                    "Importance must be a number from 0 to 100.", field=f"stated_preferences.{key}"
+                    "Importance must be a number from 0 to 100, or null for no answer.",
+                    field=f"stated_preferences.{key}",
                 )
+        # Every behaviour is present; null marks the ones the annotator left unanswered.
+        clean["stated_preferences"] = {key: prefs.get(key) for key in PREFERENCE_KEYS}
     for key in TEXT_PROFILE_FIELDS:
-        if key in clean and not isinstance(clean[key], str):
-            raise ValidationFailed("Must be text.", field=key)
+        if key not in clean or clean[key] is None:
+            continue
+        if not isinstance(clean[key], str):
+            raise ValidationFailed("Must be text or null.", field=key)
+        # A blank answer is no answer: store NULL so curators and exports see "unanswered".
+        clean[key] = clean[key].strip() or None
     for key, value in clean.items():
         setattr(profile, key, value)
     now = timezone.now()

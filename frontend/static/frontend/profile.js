@@ -1,10 +1,27 @@
-// Show each preference slider's value next to it as it moves.
+// Preference sliders: a range input always holds a number, so each slider has a
+// hidden "unanswered" marker that stays set until the annotator moves it. "Clear"
+// returns a slider to no answer.
 for (const output of document.querySelectorAll("output[data-output-for]")) {
   const input = document.getElementById(output.dataset.outputFor);
-  if (!input) continue;
+  const unanswered = document.getElementById(output.dataset.unansweredInput);
+  if (!input || !unanswered) continue;
+  const row = input.closest(".pref-row");
+  const clear = row?.querySelector(".pref-clear");
   const show = () => {
-    output.value = input.value;
+    const isUnanswered = unanswered.value !== "";
+    output.value = isUnanswered ? "No answer" : input.value;
+    row?.classList.toggle("is-unanswered", isUnanswered);
+    if (clear) clear.hidden = isUnanswered;
   };
-  input.addEventListener("input", show);
+  // Arrow keys and clicks on the track fire "input" too, so every way of answering lands here.
+  input.addEventListener("input", () => {
+    unanswered.value = "";
+    show();
+  });
+  clear?.addEventListener("click", () => {
+    unanswered.value = "1";
+    show();
+    input.focus();
+  });
   show();
 }
