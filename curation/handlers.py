@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from annotation.errors import ValidationFailed
 from annotation.models import Item, Project
+from curation.conversation import conversation_text
 from curation.models import Artifact, Job, JobKind, JobShard, PairScore
 from curation.pairs import SELECTION_FIELDS, iter_preference_pairs, pair_key, selection_from_params
 from curation.storage import absolute, embedding_cache_dir, file_sha256, save_array_atomic
@@ -283,7 +284,8 @@ def project_texts(project: Project) -> list[str]:
         .values_list("conversation", flat=True)
         .iterator(2000)
     ):
-        seen.setdefault("\n\n".join(f"{m['role']}: {m['content']}" for m in conversation), None)
+        # The same text as PreferencePair.prompt_text, so scoring jobs hit this cache.
+        seen.setdefault(conversation_text(conversation), None)
     for text in (
         Response.objects.filter(item__project=project)
         .order_by("item_id", "position")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from curation.conversation import conversation_text
+
 
 @dataclass(frozen=True, slots=True)
 class PreferencePair:
@@ -43,8 +45,8 @@ class PreferencePair:
 
     @property
     def prompt_text(self) -> str:
-        """The conversation flattened to text, one ``role: content`` line per message."""
-        return "\n\n".join(f"{m['role']}: {m['content']}" for m in self.prompt)
+        """The conversation flattened to text (:func:`curation.conversation.conversation_text`)."""
+        return conversation_text(self.prompt)
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,11 +44,15 @@ Rules shared by all formats:
 - Tied pairs are skipped: a tie says nothing about which text to prefer.
   ``segment_preference`` skips pairs without segments. A skipped record yields
   no rows; the writer counts them.
-- Standard (non-conversational) prompts are the sole user message's content, or
-  the conversation flattened to ``role: content`` paragraphs when there are
-  several messages, followed by ``ExportOptions.prompt_separator``: TRL
-  concatenates prompt and answer text verbatim, so the separator is what keeps
-  them apart.
+- Standard (non-conversational) prompts are the sole user message's content
+  followed by ``ExportOptions.prompt_separator``; with several messages (or a
+  system message) they are the conversation flattened by
+  :func:`curation.conversation.conversation_text` (``role: content``
+  paragraphs), the separator and the assistant turn marker ``assistant: ``, so
+  ``prompt + chosen`` reads as the conversation with the answer as its last
+  assistant turn. TRL concatenates prompt and answer text verbatim, so the
+  separator (and the marker) is what keeps them apart. The template is
+  recorded in the manifest (``options.prompt_template``).
 - ``margin`` is 0.0 when unknown, never null: trainers turn it into a tensor and
   a zero margin is exactly the plain Bradley-Terry loss.
 - Optional columns, appended in this order: ``annotators`` (list of keyed
@@ -71,6 +75,7 @@ from typing import Any, TypeAlias
 
 import pyarrow as pa
 
+from curation.conversation import ASSISTANT_CUE, conversation_text
 from curation.records import PointwiseRow, PreferencePair, RankedList
 
 Record: TypeAlias = PreferencePair | RankedList | PointwiseRow
@@ -147,6 +152,10 @@ class ExportOptions:
             "conversational": self.conversational,
             "include_margin": self.include_margin,
             "prompt_separator": self.prompt_separator,
+            "prompt_template": (
+                "one user message: '{content}' + prompt_separator; otherwise '{role}: {content}' "
+                "paragraphs joined by a blank line + prompt_separator + 'assistant: '"
+            ),
             "aspects": list(self.aspects),
             "pseudonymised_annotators": self.annotator_secret is not None,
             "profile_fields": profile_fields,
@@ -189,13 +198,15 @@ def prompt_text(messages: list[dict]) -> str:
 
     This is the key the writer hashes to assign splits, for every record type.
     """
-    return "\n\n".join(f"{m['role']}: {m['content']}" for m in messages)
+    return conversation_text(messages)
 
 
 def _standard_prompt(messages: list[dict], separator: str) -> str:
     if len(messages) == 1 and messages[0].get("role") == "user":
         return f"{messages[0]['content']}{separator}"
-    return f"{prompt_text(messages)}{separator}"
+    # Role-marked turns: end with the assistant's marker so that prompt + answer
+    # reads as the conversation with the answer as its next assistant turn.
+    return f"{conversation_text(messages)}{separator}{ASSISTANT_CUE}"
 
 
 def _messages(messages: list[dict]) -> list[dict[str, str]]:

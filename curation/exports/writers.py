@@ -12,7 +12,14 @@ Layout of a finished export directory::
     hf/                          ``DatasetDict.save_to_disk`` folder, one split per shard
 
 Shards are ``train`` and ``test`` when splitting into files, ``all`` when the
-split is a column, and ``train`` without a split policy. Everything is written
+split is a column, and ``train`` without a split policy. Only shards that got
+rows have files: ``datasets.load_dataset`` cannot build a zero-row split (it
+raises "Instruction 'test' corresponds to no data"), so an empty ``test.parquet``
+would break the obvious ``data_files={"train": ..., "test": ...}`` call.
+``manifest["splits"]`` names the shards that exist with their row counts; build
+``data_files`` from it. An export with no rows at all still has one empty
+``train`` shard carrying the full schema in every output, so ``load_from_disk``,
+pyarrow and pandas read a typed empty table. Everything is written
 into a hidden temporary sibling of the destination and renamed into place only
 when complete, so readers either see a whole export or nothing; on any
 exception or cancellation the temporary directory is removed.
@@ -194,12 +201,17 @@ def _convert_shards(
     scratch: Path,
 ) -> None:
     splits: dict[str, Any] = {}
+    # save_to_disk picks min(rows, n) shards, i.e. zero for an empty split, and
+    # writes no Arrow file, after which load_from_disk fails with IndexError;
+    # one explicit shard writes an empty file that loads.
+    num_shards: dict[str, int] = {}
     for shard in shards:
         path = parquet_dir / f"{shard}.parquet"
         if pq.ParquetFile(path).metadata.num_rows == 0:
             # The parquet builder yields no table for an empty file, so build the
             # empty split straight from the schema.
             splits[shard] = datasets.Dataset(schema.empty_table())
+            num_shards[shard] = 1
         else:
             # from_parquet converts into Arrow files under cache_dir batch by batch
             # and memory-maps them, so the export never sits in RAM whole.
@@ -209,7 +221,7 @@ def _convert_shards(
                 cache_dir=str(scratch / "hf-cache"),
                 keep_in_memory=False,
             )
-    datasets.DatasetDict(splits).save_to_disk(str(destination))
+    datasets.DatasetDict(splits).save_to_disk(str(destination), num_shards=num_shards)
 
 
 def _json_ready(name: str, value: Mapping[str, Any]) -> dict[str, Any]:
@@ -242,9 +254,10 @@ def write_export(
     memory stays bounded whatever the export size. ``filters`` and
     ``aggregation`` (how the records were selected and aggregated; must be
     JSON-serialisable) and ``code_version`` are recorded in ``manifest.json``
-    with row counts per shard (``rows``) and per split (``rows_by_split``, also
-    in column mode), the records read and skipped, the schema, and the size and
-    SHA-256 of every file.
+    with row counts per shard that has files (``splits``, also as ``rows``) and
+    per logical split (``rows_by_split``, zeros included, also in column
+    mode), the records read and skipped, the schema, and the size and SHA-256
+    of every file.
 
     ``progress(done, total)`` is called after every flush and at the end; both
     count *input records* (the unit a caller can count up front), ``total`` being
@@ -289,12 +302,6 @@ def write_export(
                 fixed_shard = "all"
             else:
                 fixed_shard = None
-                # Both split files always exist, even if one ends up empty, so
-                # consumers can rely on the layout.
-                shards.open("train")
-                shards.open("test")
-            if fixed_shard is not None:
-                shards.open(fixed_shard)
             builder = RowBuilder(format_name, options)
             # Many records share a prompt (every pair of one item); remembering the
             # split of recent prompts skips re-hashing them. Bounded so a huge
@@ -341,6 +348,9 @@ def write_export(
                     flush(shard)
             for shard in list(buffers):
                 flush(shard)
+            if not shards.rows:
+                # Nothing to write: keep one empty shard so the schema stays readable.
+                shards.open(fixed_shard or "train")
             if is_cancelled is not None and is_cancelled():
                 raise ExportCancelled(f"export to {destination} was cancelled")
         shard_rows = dict(shards.rows)
@@ -365,6 +375,7 @@ def write_export(
             "schema": [{"name": f.name, "type": str(f.type)} for f in schema],
             "outputs": sorted(outputs),
             "split": split.describe() if split is not None else None,
+            "splits": shard_rows,
             "rows": shard_rows,
             "rows_by_split": split_rows,
             "rows_total": sum(shard_rows.values()),

@@ -192,12 +192,84 @@ def test_every_format_loads_with_datasets_with_exactly_the_documented_columns(
         assert on_disk[split].num_rows == count
 
 
+def load_parquet_as_documented(root: Path) -> Any:
+    """The README's snippet: only the splits the manifest lists have files."""
+    manifest = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
+    data_files = {split: str(root / "parquet" / f"{split}.parquet") for split in manifest["splits"]}
+    return datasets.load_dataset("parquet", data_files=data_files)
+
+
+def load_jsonl_as_documented(root: Path, features: Any) -> Any:
+    manifest = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
+    data_files = {split: str(root / "jsonl" / f"{split}.jsonl") for split in manifest["splits"]}
+    return datasets.load_dataset("json", data_files=data_files, features=features)
+
+
+# shape -> (records written, test fraction)
+SMALL_EXPORTS = {
+    "empty test split": (3, 1e-12),
+    "empty train split": (3, 1 - 1e-12),
+    "one record": (1, 0.1),
+    "empty dataset": (0, 0.1),
+}
+
+
+@pytest.mark.parametrize("shape", list(SMALL_EXPORTS))
+@pytest.mark.parametrize("format_name", FORMATS)
+def test_exports_with_an_empty_split_no_rows_or_one_row_load_with_every_documented_loader(
+    tmp_path: Path, format_name: str, shape: str
+) -> None:
+    count, test_fraction = SMALL_EXPORTS[shape]
+    options = options_for(format_name, conversational=False)
+    expected = datasets.Features.from_arrow_schema(export_schema(format_name, options))
+    result = write_export(
+        records_for(format_name, count),
+        destination=tmp_path / "export",
+        format_name=format_name,
+        options=options,
+        split=SplitPolicy(test_fraction=test_fraction, seed=0),
+        code_version="test",
+    )
+    root = result.path
+    splits = result.manifest["splits"]
+    files = {p.relative_to(root).as_posix() for p in root.rglob("*.*") if p.parent.name != "hf"}
+    assert {f for f in files if f.startswith(("jsonl/", "parquet/"))} == {
+        f"{kind}/{split}.{kind}" for split in splits for kind in ("jsonl", "parquet")
+    }
+
+    on_disk = datasets.load_from_disk(str(root / "hf"))
+    assert dict(on_disk.num_rows) == splits
+    assert all(on_disk[split].features == expected for split in splits)
+    for split, rows in splits.items():
+        assert pq.read_table(root / "parquet" / f"{split}.parquet").num_rows == rows
+
+    if result.manifest["rows_total"] == 0:
+        # datasets cannot build a zero-row split outside streaming; the empty export
+        # keeps one typed empty shard that every other reader loads.
+        assert splits == {"train": 0}
+        assert on_disk["train"].num_rows == 0
+        streamed = datasets.load_dataset(
+            "parquet", data_files=str(root / "parquet" / "train.parquet"), streaming=True
+        )
+        assert list(streamed["train"]) == []
+        assert (root / "jsonl" / "train.jsonl").read_text() == ""
+        return
+    assert all(rows > 0 for rows in splits.values())
+    assert sum(splits.values()) == sum(result.manifest["rows_by_split"].values())
+    parquet = load_parquet_as_documented(root)
+    jsonl = load_jsonl_as_documented(root, expected)
+    for split, rows in splits.items():
+        assert parquet[split].features == expected
+        assert parquet[split].num_rows == jsonl[split].num_rows == rows
+        assert jsonl[split].to_list() == parquet[split].to_list() == on_disk[split].to_list()
+
+
 def test_standard_preference_rows_are_plain_strings_with_a_separated_prompt() -> None:
     pair = next(preference_pairs(2))  # i == 0: system + user prompt
     single_turn = list(preference_pairs(2))[1]
 
     (row,) = build_rows("trl_preference", single_turn, ExportOptions())
-    (multi,) = build_rows("trl_preference", pair, ExportOptions(prompt_separator="\n\nAnswer: "))
+    (multi,) = build_rows("trl_preference", pair, ExportOptions())
 
     assert row == {
         "prompt": "Question 1: what is 1 squared?\n\n",
@@ -206,7 +278,7 @@ def test_standard_preference_rows_are_plain_strings_with_a_separated_prompt() ->
         "external_id": "item-1",
     }
     assert multi["prompt"] == (
-        "system: Be brief.\n\nuser: Question 0: what is 0 squared?\n\nAnswer: "
+        "system: Be brief.\n\nuser: Question 0: what is 0 squared?\n\nassistant: "
     )
 
 
