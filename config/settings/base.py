@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -33,12 +34,15 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
     "annotation",
     "curation",
     "frontend",
 ]
 
 MIDDLEWARE = [
+    # First: everything after it sees the real client address (see BALLOT_TRUSTED_PROXIES).
+    "annotation.authentication.ClientAddressMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -47,6 +51,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last: turns a sign-in lockout into the 429 answer (annotation.authentication.lockout_response).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -108,6 +114,30 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 
+# Addresses (or CIDR networks) of the reverse proxies in front of Ballot. Only a
+# request whose peer is one of them has its X-Forwarded-For read, from the right;
+# with none configured the header is ignored and the peer address is the client.
+BALLOT_TRUSTED_PROXIES = env_list("BALLOT_TRUSTED_PROXIES")
+
+# Sign-in lockout (django-axes), shared by /login/, /admin/login/ and /api/v1/auth/token/:
+# after BALLOT_LOGIN_FAILURE_LIMIT failures for one username, or from one client
+# address, every attempt (even with the right password) is refused with 429 and
+# Retry-After until BALLOT_LOGIN_COOLOFF_SECONDS pass without another attempt.
+AUTHENTICATION_BACKENDS = [
+    "annotation.authentication.LoginThrottleBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = int(os.environ.get("BALLOT_LOGIN_FAILURE_LIMIT", "10"))
+AXES_COOLOFF_TIME = timedelta(seconds=int(os.environ.get("BALLOT_LOGIN_COOLOFF_SECONDS", "900")))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+# A success must not wipe the count: it would also clear the failures another
+# account collected from the same address, letting an attacker with one valid
+# login reset the counter on the account they are guessing.
+AXES_RESET_ON_SUCCESS = False
+AXES_CLIENT_IP_CALLABLE = "annotation.authentication.client_ip"
+AXES_LOCKOUT_CALLABLE = "annotation.authentication.lockout_response"
+AXES_HTTP_RESPONSE_CODE = 429
+
 LOGIN_URL = "/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/login/"
@@ -142,6 +172,9 @@ REST_FRAMEWORK = {
     # ?format= names an import/export format in Ballot, not a renderer.
     "URL_FORMAT_OVERRIDE": None,
     "DEFAULT_THROTTLE_RATES": {"anon": os.environ.get("BALLOT_ANON_RATE", "60/min")},
+    # Throttles key on REMOTE_ADDR, which ClientAddressMiddleware has already resolved
+    # through the trusted proxies; never on the client-supplied X-Forwarded-For.
+    "NUM_PROXIES": 0,
 }
 if env_bool("BALLOT_BROWSABLE_API", False):
     REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"].append(
