@@ -10,6 +10,7 @@ from collections.abc import Iterable
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Count, Prefetch, Q, QuerySet
+from django.utils import timezone
 
 from annotation.errors import Forbidden, NotFound
 from annotation.models import (
@@ -124,28 +125,38 @@ def assignment_list_for(*, user: AbstractBaseUser) -> QuerySet[Assignment]:
 
 
 def project_progress_for(*, user: AbstractBaseUser, projects: Iterable[Project]) -> dict[int, dict]:
-    """Per project: the user's submitted and skipped counts and the items still open to them."""
+    """Per project: the user's submitted and skipped counts and what they can still label.
+
+    ``remaining`` counts the open regular items the user has not seen plus the
+    items leased to them right now (the one on screen and the one leased ahead):
+    those are theirs to label, even though a lease takes the item's slot.
+    """
     project_list = list(projects)
     ids = [p.id for p in project_list]
+    now = timezone.now()
     mine = (
         Assignment.objects.filter(annotator=user, project_id__in=ids)
         .values("project_id")
         .annotate(
             done=Count("id", filter=Q(status=AssignmentStatus.SUBMITTED)),
             skipped=Count("id", filter=Q(status=AssignmentStatus.SKIPPED)),
-            touched=Count("id"),
+            leased=Count("id", filter=Q(status=AssignmentStatus.ACTIVE, leased_until__gt=now)),
         )
     )
     by_project = {row["project_id"]: row for row in mine}
     out: dict[int, dict] = {}
     for project in project_list:
-        row = by_project.get(project.id, {"done": 0, "skipped": 0, "touched": 0})
+        row = by_project.get(project.id, {"done": 0, "skipped": 0, "leased": 0})
         open_items = (
             Item.objects.filter(project=project, is_gold=False, is_full=False)
             .exclude(assignments__annotator=user)
             .count()
         )
-        out[project.id] = {"done": row["done"], "skipped": row["skipped"], "remaining": open_items}
+        out[project.id] = {
+            "done": row["done"],
+            "skipped": row["skipped"],
+            "remaining": open_items + row["leased"],
+        }
     return out
 
 

@@ -87,7 +87,11 @@ def json_login_required(view: Callable[..., JsonResponse]) -> Callable[..., Json
 
 
 def _assignment_payload(*, project: Project, user) -> dict | None:
-    """Lease the next item to ``user`` (or return their live lease) in the shape of the API's next/."""
+    """Lease the next item to ``user`` (or return their live lease) in the shape of the API's next/.
+
+    Adds ``progress``: the item's place among everything this annotator labels in
+    the project ("x of N"), counted like the home page's done, skipped and remaining.
+    """
     assignment = services.assignment_claim_next(project=project, annotator=user)
     if assignment is None:
         return None
@@ -96,7 +100,11 @@ def _assignment_payload(*, project: Project, user) -> dict | None:
         .prefetch_related(Prefetch("responses", queryset=Response.objects.order_by("position")))
         .get()
     )
-    return AssignmentOut(assignment).data
+    payload = dict(AssignmentOut(assignment).data)
+    stats = selectors.project_progress_for(user=user, projects=[project])[project.id]
+    finished = stats["done"] + stats["skipped"]
+    payload["progress"] = {"position": finished + 1, "total": finished + stats["remaining"]}
+    return payload
 
 
 # --- home, onboarding, profile ----------------------------------------------------------------

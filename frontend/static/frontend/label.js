@@ -88,7 +88,14 @@ function clearStatus() {
 
 function updateCounter() {
   const item = current && current.item;
-  counterEl.textContent = `${ballot.doneCount} done this session${item ? ` · item ${item.external_id}` : ""}`;
+  const progress = current && current.assignment.progress;
+  const parts = [];
+  // "x of N": the item's place among everything this annotator can label here,
+  // counted by the server like the home page (done + skipped + remaining).
+  if (progress) parts.push(`Item ${progress.position} of ${progress.total}`);
+  parts.push(`${ballot.doneCount} done this session`);
+  if (item) parts.push(`id ${item.external_id}`);
+  counterEl.textContent = parts.join(" · ");
 }
 
 // --- time spent: only while the tab is visible --------------------------------------------------
@@ -995,6 +1002,45 @@ function handleError(error, action) {
   }
 }
 
+// --- the missing-answers message -----------------------------------------------------------------------
+// Titles are prompts that end in their own punctuation ("Rate each response."),
+// so each is quoted without it. The message follows the answers as they are given
+// and goes away as soon as nothing is missing.
+
+let missingText = null;
+
+function missingMessage(missing) {
+  const names = missing.map((c) => `“${String(c.title).trim().replace(/[\s.,;:]+$/, "")}”`);
+  const list = names.length > 1 ? `${names.slice(0, -1).join(", ")} and ${names[names.length - 1]}` : names[0];
+  return `Please answer ${list}.`;
+}
+
+function showMissing(missing) {
+  missingText = missingMessage(missing);
+  showStatus("error", missingText);
+}
+
+function refreshMissing() {
+  // Only while the message on screen is still ours (another status replaces it).
+  if (missingText === null || statusEl.hidden || statusEl.textContent !== missingText) {
+    missingText = null;
+    return;
+  }
+  const missing = current ? current.components.filter((c) => !c.complete()) : [];
+  if (!missing.length) {
+    missingText = null;
+    clearStatus();
+  } else if (missingMessage(missing) !== missingText) {
+    showMissing(missing);
+  }
+}
+
+// Answers change through clicks, keys, inputs and drags handled by each question;
+// look after those handlers have run.
+for (const type of ["click", "change", "input", "keyup", "drop", "pointerup"]) {
+  document.addEventListener(type, () => setTimeout(refreshMissing, 0), true);
+}
+
 async function submit() {
   if (goldPending) {
     const next = goldPending;
@@ -1004,7 +1050,7 @@ async function submit() {
   if (!current || submitting) return;
   const missing = current.components.filter((c) => !c.complete());
   if (missing.length) {
-    showStatus("error", `Please answer: ${missing.map((c) => c.title).join("; ")}.`);
+    showMissing(missing);
     missing[0].focus();
     return;
   }
