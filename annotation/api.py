@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 
-from django.conf import settings
 from django.contrib.auth import authenticate
 from django.db.models import Prefetch, prefetch_related_objects
 from drf_spectacular.types import OpenApiTypes
@@ -32,6 +29,7 @@ from annotation.models import (
 )
 from annotation.pagination import DefaultCursorPagination
 from annotation.parsers import JsonLinesParser, JsonlParser
+from annotation.pseudonyms import may_reveal_usernames, pseudonym
 from annotation.selectors import STAFF_ROLES
 
 ADMIN_ONLY = (Role.ADMIN,)
@@ -218,10 +216,15 @@ class ItemAnnotationsApi(APIView):
     )
     def get(self, request: Request, project_id: int, item_id: int) -> HttpResponse:
         item = selectors.item_get_for(user=request.user, project_id=project_id, item_id=item_id)
+        _, role = selectors.project_get_for(user=request.user, project_id=project_id)
         annotations = selectors.annotation_list_for(
             user=request.user, project=item.project, role=Role.ADMIN
         ).filter(item=item)
-        return HttpResponse(serializers.AnnotationOut(annotations, many=True).data)
+        return HttpResponse(
+            serializers.AnnotationOut(
+                annotations, many=True, context={"reveal": may_reveal_usernames(role)}
+            ).data
+        )
 
 
 class ImportApi(APIView):
@@ -278,7 +281,13 @@ class AnnotationListApi(APIView):
     def get(self, request: Request, project_id: int) -> HttpResponse:
         project, role = selectors.project_get_for(user=request.user, project_id=project_id)
         annotations = selectors.annotation_list_for(user=request.user, project=project, role=role)
-        return _paginate(self, request, annotations, serializers.AnnotationOut)
+        return _paginate(
+            self,
+            request,
+            annotations,
+            serializers.AnnotationOut,
+            context={"reveal": may_reveal_usernames(role)},
+        )
 
 
 # --- the queue --------------------------------------------------------------------------
@@ -458,34 +467,33 @@ class MyProfileApi(APIView):
     patch = put
 
 
-def pseudonym(user_id: int, salt: str = "") -> str:
-    """A stable pseudonymous id for an annotator (keyed hash; not reversible without the secret)."""
-    digest = hmac.new(
-        settings.SECRET_KEY.encode(), f"{salt}:{user_id}".encode(), hashlib.sha256
-    ).hexdigest()
-    return f"ann-{digest[:12]}"
-
-
 class ProjectProfilesApi(APIView):
     @extend_schema(
         responses=OpenApiTypes.OBJECT,
         summary="Pseudonymised profiles of the project's annotators (admin, curator)",
     )
     def get(self, request: Request, project_id: int) -> HttpResponse:
-        project, _ = selectors.project_get_for(
+        project, role = selectors.project_get_for(
             user=request.user, project_id=project_id, roles=STAFF_ROLES
         )
+        reveal = may_reveal_usernames(role)
         user_ids = set(Membership.objects.filter(project=project).values_list("user_id", flat=True))
         user_ids |= set(
             project.annotations.filter(annotator__isnull=False)
             .values_list("annotator_id", flat=True)
             .distinct()
         )
-        profiles = AnnotatorProfile.objects.filter(user_id__in=user_ids).order_by("user_id")
+        profiles = (
+            AnnotatorProfile.objects.filter(user_id__in=user_ids)
+            .select_related("user")
+            .order_by("user_id")
+        )
         rows = []
         for profile in profiles:
             data = serializers.ProfileOut(profile).data
             data["annotator"] = pseudonym(profile.user_id, str(project.id))
+            if reveal:
+                data["username"] = profile.user.username
             rows.append(data)
         return HttpResponse({"count": len(rows), "results": rows})
 

@@ -14,6 +14,7 @@ from annotation.models import (
     Question,
     Response,
 )
+from annotation.pseudonyms import pseudonym
 from annotation.services.projects import PROFILE_FIELDS
 
 
@@ -224,7 +225,14 @@ class AnnotationOut(serializers.ModelSerializer):
         ]
 
     def get_annotator(self, obj: Annotation) -> str | None:
-        return obj.annotator.username if obj.annotator_id else None
+        # Pseudonym for everyone; ``username`` is added only for admins (see annotation/pseudonyms.py).
+        return pseudonym(obj.annotator_id, str(obj.project_id)) if obj.annotator_id else None
+
+    def to_representation(self, instance: Annotation) -> dict:
+        data = super().to_representation(instance)
+        if self.context.get("reveal"):
+            data["username"] = instance.annotator.username if instance.annotator_id else None
+        return data
 
     def get_answers(self, obj: Annotation) -> list[dict]:
         return annotation_answers(obj)

@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 
 from annotation.api import _paginate, _validated
 from annotation.errors import NotFound
-from annotation.models import Role
+from annotation.pseudonyms import may_reveal_usernames
 from annotation.selectors import STAFF_ROLES, project_get_for
 from curation import selectors, serializers
 from curation.models import DatasetVersion, JobKind
@@ -176,5 +176,5 @@ class QualityApi(APIView):
     def get(self, request: Request, project_id: int) -> Response:
         project, role = project_get_for(user=request.user, project_id=project_id, roles=STAFF_ROLES)
         return Response(
-            selectors.project_quality(project=project, show_usernames=role == Role.ADMIN)
+            selectors.project_quality(project=project, show_usernames=may_reveal_usernames(role))
         )

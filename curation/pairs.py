@@ -17,17 +17,14 @@ pair, weighted 1/votes).
 
 from __future__ import annotations
 
-import hmac
 from collections import Counter, defaultdict, namedtuple
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
-from hashlib import sha256
 from itertools import combinations
 from types import SimpleNamespace
 
-from django.conf import settings
 from django.db.models import Q, QuerySet
 
 from annotation.models import (
@@ -43,6 +40,7 @@ from annotation.models import (
     Response,
     Source,
 )
+from annotation.pseudonyms import pseudonym
 from curation.records import PointwiseRow, PreferencePair, RankedList
 
 AGGREGATIONS = ("majority", "unanimous", "all")
@@ -105,8 +103,7 @@ def pseudonymous_annotator(annotation: Annotation, salt: str = "") -> str:
 def _pseudonym(source: str, judge_name: str, annotator_id: int | None, salt: str) -> str:
     if source == Source.AI:
         return f"judge:{judge_name}"
-    digest = hmac.new(settings.SECRET_KEY.encode(), f"{salt}:{annotator_id}".encode(), sha256)
-    return f"ann-{digest.hexdigest()[:12]}"
+    return pseudonym(annotator_id, salt)
 
 
 def _annotations_queryset(project: Project, selection: Selection) -> QuerySet[Annotation]:

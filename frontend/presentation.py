@@ -6,6 +6,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from annotation.models import Annotation, Question, Response
+from annotation.pseudonyms import pseudonym
 
 
 def response_label(position: int) -> str:
@@ -52,8 +53,12 @@ def annotation_views(
     annotations: Iterable[Annotation],
     questions: Sequence[Question],
     responses: Sequence[Response],
+    reveal_usernames: bool = False,
 ) -> list[dict]:
-    """One dict per annotation with its answers in reading order, for ``item_detail.html``."""
+    """One dict per annotation with its answers in reading order, for ``item_detail.html``.
+
+    Annotators appear by pseudonym; ``reveal_usernames`` (project admins) adds the username.
+    """
     by_id = {r.id: r for r in responses}
     label = {r.id: response_label(r.position) for r in responses}
     question_order = {q.id: index for index, q in enumerate(questions)}
@@ -138,9 +143,12 @@ def annotation_views(
         out.append(
             {
                 "annotation": annotation,
-                "who": annotation.annotator.username
+                "who": pseudonym(annotation.annotator_id, str(annotation.project_id))
                 if annotation.annotator_id
                 else f"AI: {annotation.judge_name}",
+                "username": annotation.annotator.username
+                if reveal_usernames and annotation.annotator_id
+                else None,
                 "blocks": blocks,
             }
         )

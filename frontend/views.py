@@ -26,6 +26,7 @@ from django.views.decorators.http import require_GET, require_POST
 from annotation import selectors, services
 from annotation.errors import BallotError, Forbidden, NotFound
 from annotation.models import AnnotatorProfile, Item, Project, QuestionKind, Response
+from annotation.pseudonyms import may_reveal_usernames
 from annotation.selectors import STAFF_ROLES
 from annotation.serializers import AssignmentOut, QuestionOut
 from frontend.forms import ConsentForm, ProfileForm
@@ -325,6 +326,7 @@ def item_detail(request: HttpRequest, project_id: int, item_id: int) -> HttpResp
     except Forbidden:
         raise PermissionDenied("This page is for the project's admins and curators.")
     project = item.project
+    _, role = selectors.project_get_for(user=request.user, project_id=project.id)
     questions = selectors.question_list(project=project)
     annotations = selectors.annotation_list_for(
         user=request.user, project=project, role=STAFF_ROLES[0]
@@ -338,7 +340,10 @@ def item_detail(request: HttpRequest, project_id: int, item_id: int) -> HttpResp
             "item": item,
             "responses": [{"label": response_label(r.position), "response": r} for r in responses],
             "annotations": annotation_views(
-                annotations=annotations, questions=questions, responses=responses
+                annotations=annotations,
+                questions=questions,
+                responses=responses,
+                reveal_usernames=may_reveal_usernames(role),
             ),
             "kinds": QuestionKind,
         },
