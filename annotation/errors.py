@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, RequestDataTooBig, TooManyFieldsSent
 from django.http import Http404
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
-from rest_framework.views import exception_handler as drf_exception_handler
 
 
 class BallotError(Exception):
@@ -56,6 +55,18 @@ class Conflict(BallotError):
     code = "conflict"
 
 
+class PayloadTooLarge(BallotError):
+    status_code = 413
+    code = "too_large"
+
+
+class Unprocessable(BallotError):
+    """The request is well-formed but cannot be honoured as sent (e.g. an Idempotency-Key reused with another body)."""
+
+    status_code = 422
+    code = "unprocessable"
+
+
 class LeaseLost(BallotError):
     status_code = 410
     code = "lease_lost"
@@ -86,10 +97,20 @@ def _flatten(detail: Any, prefix: str = "") -> list[dict]:
 def exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, BallotError):
         return Response(exc.as_dict(), status=exc.status_code)
+    if isinstance(exc, RequestDataTooBig):
+        # Django's own body-size check (form and multipart fields): 413, not a bare 400 page.
+        error = PayloadTooLarge(str(exc) or "The request body is too large.", field="body")
+        return Response(error.as_dict(), status=error.status_code)
+    if isinstance(exc, TooManyFieldsSent):
+        error = ValidationFailed(str(exc), field="body")
+        return Response(error.as_dict(), status=error.status_code)
     if isinstance(exc, Http404):
         exc = drf_exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
         exc = drf_exceptions.PermissionDenied()
+    # Imported here: rest_framework.views loads the authentication classes, which import this module.
+    from rest_framework.views import exception_handler as drf_exception_handler
+
     response = drf_exception_handler(exc, context)
     if response is None:
         return None

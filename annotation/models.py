@@ -267,6 +267,11 @@ class Annotation(models.Model):
     source = models.CharField(max_length=8, choices=Source.choices, default=Source.HUMAN)
     time_spent_ms = models.PositiveIntegerField(null=True, blank=True)
     idempotency_key = models.CharField(max_length=128, null=True, blank=True)
+    request_hash = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="sha256 of the canonical submission under idempotency_key; a retry must match it.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from annotation.errors import ValidationFailed
 from annotation.models import (
     Annotation,
     AnnotatorProfile,
@@ -14,8 +15,44 @@ from annotation.models import (
     Question,
     Response,
 )
+from annotation.parsers import json_check, json_loads_strict
 from annotation.pseudonyms import pseudonym
 from annotation.services.projects import PROFILE_FIELDS
+
+MAX_POSITION = 32767  # Question.position is a PositiveSmallIntegerField
+
+
+class StrictJSONField(serializers.JSONField):
+    """A JSON field held to Ballot's input limits (annotation/parsers.py).
+
+    JSON sent as a form string is decoded strictly too, and ``object_only`` refuses
+    anything but an object (so form-encoded ``settings=null`` is a 400, not a NULL insert).
+    """
+
+    def __init__(self, *args, object_only: bool = False, **kwargs):
+        self.object_only = object_only
+        super().__init__(*args, **kwargs)
+
+    def to_internal_value(self, data):
+        try:
+            if self.binary or getattr(data, "is_json_string", False):
+                if isinstance(data, bytes):
+                    data = data.decode("utf-8", errors="replace")
+                value = json_loads_strict(data)
+            else:
+                json_check(data)
+                value = data
+        except ValidationFailed as exc:
+            raise serializers.ValidationError(
+                f"{exc.detail} (at {exc.field})"
+                if exc.field and exc.field != "body"
+                else exc.detail
+            ) from None
+        if value is None and not self.allow_null:
+            self.fail("null")
+        if self.object_only and not isinstance(value, dict):
+            raise serializers.ValidationError("Must be a JSON object.")
+        return value
 
 
 class QuestionOut(serializers.ModelSerializer):
@@ -28,17 +65,17 @@ class QuestionIn(serializers.Serializer):
     kind = serializers.ChoiceField(choices=["pairwise", "ranking", "rating", "correction"])
     name = serializers.CharField(max_length=64, required=False)
     prompt = serializers.CharField(max_length=500, required=False, allow_blank=True)
-    position = serializers.IntegerField(min_value=0, required=False)
+    position = serializers.IntegerField(min_value=0, max_value=MAX_POSITION, required=False)
     required = serializers.BooleanField(required=False, default=True)
-    config = serializers.JSONField(required=False, default=dict)
+    config = StrictJSONField(required=False, default=dict, object_only=True)
 
 
 class QuestionPatch(serializers.Serializer):
     name = serializers.CharField(max_length=64, required=False)
     prompt = serializers.CharField(max_length=500, required=False, allow_blank=True)
-    position = serializers.IntegerField(min_value=0, required=False)
+    position = serializers.IntegerField(min_value=0, max_value=MAX_POSITION, required=False)
     required = serializers.BooleanField(required=False)
-    config = serializers.JSONField(required=False)
+    config = StrictJSONField(required=False, object_only=True)
 
 
 class ProjectOut(serializers.ModelSerializer):
@@ -77,7 +114,7 @@ class ProjectIn(serializers.Serializer):
     show_gold_feedback = serializers.BooleanField(required=False)
     quality_threshold = serializers.FloatField(min_value=0, max_value=1, required=False)
     lease_seconds = serializers.IntegerField(min_value=30, max_value=7 * 86400, required=False)
-    settings = serializers.JSONField(required=False)
+    settings = StrictJSONField(required=False, object_only=True)
     questions = QuestionIn(many=True, required=False)
 
 
@@ -124,13 +161,13 @@ class ItemOut(serializers.ModelSerializer):
 
 class ItemIn(serializers.Serializer):
     external_id = serializers.CharField(max_length=255, required=False)
-    conversation = serializers.JSONField(required=False)
-    prompt = serializers.JSONField(required=False)
-    responses = serializers.JSONField()
-    metadata = serializers.JSONField(required=False)
-    tags = serializers.JSONField(required=False)
+    conversation = StrictJSONField(required=False)
+    prompt = StrictJSONField(required=False)
+    responses = StrictJSONField()
+    metadata = StrictJSONField(required=False)
+    tags = StrictJSONField(required=False)
     is_gold = serializers.BooleanField(required=False)
-    gold_answer = serializers.JSONField(required=False)
+    gold_answer = StrictJSONField(required=False)
     priority = serializers.FloatField(required=False)
 
 
@@ -161,8 +198,8 @@ class AssignmentBrief(serializers.ModelSerializer):
 
 
 class SubmitIn(serializers.Serializer):
-    answers = serializers.JSONField()
-    time_spent_ms = serializers.JSONField(required=False, allow_null=True)
+    answers = StrictJSONField()
+    time_spent_ms = StrictJSONField(required=False, allow_null=True)
 
 
 def annotation_answers(annotation: Annotation) -> list[dict]:
@@ -271,21 +308,21 @@ class ProfileIn(serializers.Serializer):
     residence_country = serializers.CharField(
         required=False, allow_blank=True, allow_null=True, max_length=64
     )
-    languages = serializers.JSONField(required=False)
+    languages = StrictJSONField(required=False)
     education = serializers.CharField(
         required=False, allow_blank=True, allow_null=True, max_length=64
     )
     employment = serializers.CharField(
         required=False, allow_blank=True, allow_null=True, max_length=64
     )
-    expertise = serializers.JSONField(required=False)
+    expertise = StrictJSONField(required=False)
     llm_familiarity = serializers.CharField(
         required=False, allow_blank=True, allow_null=True, max_length=32
     )
     llm_use_frequency = serializers.CharField(
         required=False, allow_blank=True, allow_null=True, max_length=32
     )
-    stated_preferences = serializers.JSONField(required=False)
+    stated_preferences = StrictJSONField(required=False)
     self_description = serializers.CharField(
         required=False, allow_blank=True, allow_null=True, max_length=5000
     )

@@ -2,8 +2,15 @@
 
 All-or-nothing: every line is parsed and validated before anything is written,
 then the whole file goes in with a handful of bulk inserts in one transaction.
-Re-importing a file changes nothing: items are keyed by ``(project, external_id)``
-and an ``external_id`` missing from a line is derived from the line's content.
+Bad lines are rejected with their line numbers (or, with ``skip_invalid``, left
+out and counted); a preference pair with an empty reply is a bad line.
+
+Items are keyed by ``(project, external_id)``; a line without an id gets one from
+its conversation (the k-th distinct line with a given prompt is the k-th item of
+that prompt, see ``_derive_ids``). Re-importing an unchanged file changes nothing.
+Each item stores a fingerprint of its line (``Item.content_hash``), so a line that
+was edited since it was imported is a *conflict*: ``on_conflict`` is ``error``
+(default: 409 listing the lines, nothing written), ``skip`` or ``update``.
 
 Shapes (``fmt``):
 - ``native``: ``{external_id, conversation | prompt, responses, metadata, tags, is_gold,
@@ -24,16 +31,32 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils.text import slugify
 
-from annotation.errors import ValidationFailed
-from annotation.models import Annotation, Item, Project, Question, QuestionKind, Response, Source
+from annotation.errors import Conflict, ValidationFailed
+from annotation.models import (
+    Annotation,
+    Assignment,
+    Item,
+    Project,
+    Question,
+    QuestionKind,
+    Response,
+    Source,
+)
+from annotation.parsers import json_loads_strict
 from annotation.services.projects import question_create
-from annotation.services.submissions import answer_rows_build, answers_validate
+from annotation.services.submissions import (
+    MAX_TIME_SPENT_MS,
+    answer_rows_build,
+    answers_validate,
+)
 
 FORMATS = ("auto", "native", "trl", "hh", "ranked", "ratings")
+ON_CONFLICT = ("error", "skip", "update")
 MAX_REPORTED_ERRORS = 20
 BATCH = 2000
 ROLES = {"system", "user", "assistant", "tool", "human", "gpt", "prompter"}
@@ -71,6 +94,10 @@ class ParsedItem:
     gold_answer: dict | None = None
     priority: float = 0.0
     labels: list[ParsedLabel] = field(default_factory=list)
+    # Lines without an id get one derived from their content; see ``_derive_ids``.
+    derived_id: bool = False
+    legacy_id: str = ""
+    fingerprint: str = ""
 
 
 @dataclass
@@ -83,6 +110,11 @@ class ImportResult:
     responses: int = 0
     annotations: int = 0
     questions_created: list[str] = field(default_factory=list)
+    updated: int = 0
+    conflicts: int = 0
+    conflict_lines: list[int] = field(default_factory=list)
+    skipped_invalid: int = 0
+    invalid_lines: list[dict] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {
@@ -90,7 +122,12 @@ class ImportResult:
             "lines": self.lines,
             "created": self.created,
             "existing": self.existing,
+            "updated": self.updated,
             "duplicates": self.duplicates,
+            "conflicts": self.conflicts,
+            "conflict_lines": self.conflict_lines,
+            "skipped_invalid": self.skipped_invalid,
+            "invalid_lines": self.invalid_lines,
             "responses": self.responses,
             "annotations": self.annotations,
             "questions_created": self.questions_created,
@@ -118,8 +155,12 @@ def _messages(value: Any, name: str) -> list[dict]:
 
 def _response(value: Any, name: str) -> dict:
     if isinstance(value, str):
+        if not value.strip():
+            raise LineError("A response must not be empty.", name)
         return {"text": value, "model_name": "", "metadata": {}}
     if isinstance(value, dict) and isinstance(value.get("text"), str):
+        if not value["text"].strip():
+            raise LineError("A response must not be empty.", f"{name}.text")
         meta = value.get("metadata", {})
         if not isinstance(meta, dict):
             raise LineError("metadata must be an object.", f"{name}.metadata")
@@ -130,12 +171,20 @@ def _response(value: Any, name: str) -> dict:
         }
     if isinstance(value, list) and value and all(isinstance(m, dict) for m in value):
         # A conversational completion: the assistant message(s) after the prompt.
-        return {
-            "text": "\n\n".join(str(m.get("content", "")) for m in value),
-            "model_name": "",
-            "metadata": {},
-        }
+        text = "\n\n".join(str(m.get("content", "")) for m in value)
+        if not text.strip():
+            raise LineError("A response must not be empty.", name)
+        return {"text": text, "model_name": "", "metadata": {}}
     raise LineError("A response must be text, {text, model} or a list of assistant messages.", name)
+
+
+def _responses_limit(raw: list) -> None:
+    limit = int(settings.BALLOT_MAX_RESPONSES_PER_ITEM)
+    if len(raw) > limit:
+        raise LineError(
+            f"An item has at most {limit} responses (BALLOT_MAX_RESPONSES_PER_ITEM); this one has {len(raw)}.",
+            "responses",
+        )
 
 
 def _parse_hh_transcript(text: str, name: str) -> list[dict]:
@@ -226,6 +275,11 @@ def _external_id(row: dict, conversation: list[dict], responses: list[dict]) -> 
 def _parse_pair(
     row: dict, line: int, conversation: list[dict], chosen: str, rejected: str
 ) -> ParsedItem:
+    for name, text in (("chosen", chosen), ("rejected", rejected)):
+        if not text.strip():
+            raise LineError(
+                f"The {name} reply is empty; a preference pair needs two replies.", name
+            )
     texts = [chosen, rejected]
     base = [{"text": t, "model_name": "", "metadata": {}} for t in texts]
     external = _external_id(row, conversation, base)
@@ -285,6 +339,7 @@ def _parse_ranked(row: dict, line: int) -> ParsedItem:
     raw = row.get("responses")
     if not isinstance(raw, list) or len(raw) < 2:
         raise LineError("A ranked row needs at least two responses.", "responses")
+    _responses_limit(raw)
     responses = [_response(r, f"responses[{i}]") for i, r in enumerate(raw)]
     if "ranking" in row:
         groups = row["ranking"]
@@ -331,6 +386,7 @@ def _parse_ratings(row: dict, line: int) -> ParsedItem:
             or len(scores) != len(raw)
         ):
             raise LineError("responses and ratings must be lists of the same length.", "ratings")
+        _responses_limit(raw)
     else:
         raw, scores = [row.get("response")], [row.get("ratings")]
     responses = [_response(r, f"responses[{i}]") for i, r in enumerate(raw)]
@@ -376,6 +432,7 @@ def _parse_native(row: dict, line: int) -> ParsedItem:
     raw = row.get("responses")
     if not isinstance(raw, list) or not raw:
         raise LineError("An item needs a non-empty list of responses.", "responses")
+    _responses_limit(raw)
     responses = [_response(r, f"responses[{i}]") for i, r in enumerate(raw)]
     external = _external_id(row, conversation, responses)
     metadata = row.get("metadata") or {}
@@ -396,9 +453,13 @@ def _parse_native(row: dict, line: int) -> ParsedItem:
             raise LineError("Each annotation needs a list of answers.", f"annotations[{index}]")
         annotator, source, judge = _label_meta(entry)
         time_spent = entry.get("time_spent_ms")
-        if time_spent is not None and (not isinstance(time_spent, int) or time_spent < 0):
+        if time_spent is not None and (
+            not isinstance(time_spent, int)
+            or isinstance(time_spent, bool)
+            or not 0 <= time_spent <= MAX_TIME_SPENT_MS
+        ):
             raise LineError(
-                "time_spent_ms must be a non-negative integer.",
+                f"time_spent_ms must be an integer from 0 to {MAX_TIME_SPENT_MS}.",
                 f"annotations[{index}].time_spent_ms",
             )
         labels.append(ParsedLabel(annotator, source, judge, time_spent, entry["answers"], line))
@@ -448,23 +509,38 @@ def detect_format(row: dict) -> str:
 
 
 def _decode(raw: bytes | str, line: int) -> dict:
+    limit = int(settings.BALLOT_IMPORT_MAX_LINE_BYTES)
+    size = len(raw) if isinstance(raw, bytes) else len(raw.encode("utf-8", errors="replace"))
+    if size > limit:
+        raise LineError(
+            f"The line is {size} bytes; a line may hold at most {limit} (BALLOT_IMPORT_MAX_LINE_BYTES)."
+        )
     try:
         text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
     except UnicodeDecodeError:
         raise LineError("The line is not valid UTF-8.")
     try:
-        row = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise LineError(f"Invalid JSON: {exc.msg} at column {exc.colno}.")
+        # The same limits as API bodies: no NaN/Infinity, 64-bit integers, bounded nesting, no NUL.
+        row = json_loads_strict(text)
+    except ValidationFailed as exc:
+        raise LineError(exc.detail, None if exc.field == "body" else exc.field)
     if not isinstance(row, dict):
         raise LineError("Each line must be a JSON object.")
     return row
 
 
 def items_parse(
-    lines: Iterable[bytes | str], *, fmt: str = "auto", progress: Progress | None = None
-) -> tuple[str, list[ParsedItem], int]:
-    """Parse every line. Raises ``ValidationFailed`` listing bad lines (up to 20) with their reasons."""
+    lines: Iterable[bytes | str],
+    *,
+    fmt: str = "auto",
+    progress: Progress | None = None,
+    skip_invalid: bool = False,
+) -> tuple[str, list[ParsedItem], int, list[dict]]:
+    """Parse every line into ``(format, items, line count, skipped lines)``.
+
+    Raises ``ValidationFailed`` listing bad lines (up to 20) with their reasons; with
+    ``skip_invalid`` bad lines are left out instead and returned as the fourth element.
+    """
     if fmt not in FORMATS:
         raise ValidationFailed(f"format must be one of {', '.join(FORMATS)}.", field="format")
     items: list[ParsedItem] = []
@@ -476,17 +552,20 @@ def items_parse(
         count += 1
         try:
             row = _decode(raw, number)
-            if fmt == "auto":
-                fmt = detect_format(row)
-            items.append(PARSERS[fmt](row, number))
+            line_fmt = detect_format(row) if fmt == "auto" else fmt
+            parsed = PARSERS[line_fmt](row, number)
+            if row.get("external_id", row.get("id")) is None:
+                parsed.derived_id, parsed.legacy_id = True, parsed.external_id
+            items.append(parsed)
+            fmt = line_fmt
         except LineError as exc:
             where = f"line {number}" + (f": {exc.field}" if exc.field else "")
             errors.append({"line": number, "field": where, "detail": exc.reason})
-            if len(errors) >= MAX_REPORTED_ERRORS:
+            if len(errors) >= MAX_REPORTED_ERRORS and not skip_invalid:
                 break
         if progress and count % 1000 == 0:
             progress("parse", count, 0)
-    if errors:
+    if errors and not skip_invalid:
         first = errors[0]
         raise ValidationFailed(
             f"line {first['line']}: {first['detail']} ({len(errors)} bad line(s) shown; nothing was imported)",
@@ -495,7 +574,51 @@ def items_parse(
         )
     if count == 0:
         raise ValidationFailed("The file has no lines to import.", field="file")
-    return ("native" if fmt == "auto" else fmt), items, count
+    return ("native" if fmt == "auto" else fmt), items, count, errors
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _fingerprint(item: ParsedItem) -> str:
+    """What a line says about its item: a re-import with another fingerprint is an edit."""
+    return hashlib.sha256(
+        _canonical(
+            {
+                "conversation": item.conversation,
+                "responses": item.responses,
+                "metadata": item.metadata,
+                "tags": item.tags,
+                "is_gold": item.is_gold,
+                "gold_answer": item.gold_answer,
+                "priority": item.priority,
+                "labels": [
+                    [label.annotator, label.source, label.judge, label.time_spent_ms, label.answers]
+                    for label in item.labels
+                ],
+            }
+        ).encode()
+    ).hexdigest()
+
+
+def _derive_ids(items: Iterable[ParsedItem]) -> None:
+    """Give id-less lines an id keyed on their prompt, so an edited line is the same item.
+
+    The k-th distinct line with a given conversation gets ``sha-<conversation hash>``
+    (``-k`` appended for k > 1). Editing a line's responses or labels therefore keeps
+    its id, and a re-import reports it as a conflict instead of adding a new item
+    beside the original. Lines that repeat an earlier line exactly were merged
+    before this step, so they do not shift the count. Give lines explicit ids when
+    one prompt should get unrelated items in different files.
+    """
+    seen: dict[str, int] = {}
+    for item in items:
+        if not item.derived_id:
+            continue
+        prompt = hashlib.sha256(_canonical(item.conversation).encode()).hexdigest()[:32]
+        seen[prompt] = seen.get(prompt, 0) + 1
+        item.external_id = f"sha-{prompt}" + (f"-{seen[prompt]}" if seen[prompt] > 1 else "")
 
 
 # --- writing -------------------------------------------------------------------
@@ -590,20 +713,143 @@ def _annotator_users(handles: set[str]) -> dict[str, Any]:
     return users
 
 
+ITEM_CONTENT_FIELDS = ("conversation", "metadata", "tags", "is_gold", "gold_answer", "priority")
+
+
+def _item_row(project: Project, item: ParsedItem, pk: int | None = None) -> Item:
+    return Item(
+        pk=pk,
+        project=project,
+        external_id=item.external_id,
+        conversation=item.conversation,
+        metadata=item.metadata,
+        tags=item.tags,
+        is_gold=item.is_gold,
+        gold_answer=item.gold_answer,
+        priority=item.priority,
+        content_hash=item.fingerprint,
+    )
+
+
+def _match_stored(
+    project: Project, items: list[ParsedItem], result: ImportResult, on_conflict: str
+) -> tuple[list[ParsedItem], list[tuple[ParsedItem, int]]]:
+    """Split parsed items into new ones and stored ones to update; count the rest.
+
+    Items stored before fingerprints existed (empty ``content_hash``) count as
+    unchanged: their edits cannot be told apart. For ``update`` the stored items'
+    responses and imported labels are deleted here, inside the caller's transaction,
+    so the write loop recreates them from the file.
+    """
+    wanted = [item.external_id for item in items] + [
+        item.legacy_id for item in items if item.derived_id and item.legacy_id
+    ]
+    stored: dict[str, tuple[int, str]] = {}
+    for start in range(0, len(wanted), 5000):
+        for external_id, pk, content_hash in Item.objects.filter(
+            project=project, external_id__in=wanted[start : start + 5000]
+        ).values_list("external_id", "id", "content_hash"):
+            stored[external_id] = (pk, content_hash)
+    new_items: list[ParsedItem] = []
+    conflicts: list[tuple[ParsedItem, int]] = []
+    for item in items:
+        match = stored.get(item.external_id)
+        if match is None and item.derived_id:
+            match = stored.get(item.legacy_id)
+            if match is not None:
+                item.external_id = item.legacy_id
+        if match is None:
+            new_items.append(item)
+        elif match[1] in ("", item.fingerprint):
+            result.existing += 1
+        else:
+            conflicts.append((item, match[0]))
+    if not conflicts:
+        return new_items, []
+    conflicts.sort(key=lambda pair: pair[0].line)
+    result.conflicts = len(conflicts)
+    result.conflict_lines = [item.line for item, _ in conflicts[:MAX_REPORTED_ERRORS]]
+    if on_conflict == "skip":
+        return new_items, []
+    if on_conflict == "error":
+        errors = [
+            {
+                "line": item.line,
+                "field": f"line {item.line}: external_id",
+                "detail": f"{item.external_id!r} was imported before with different content.",
+            }
+            for item, _ in conflicts[:MAX_REPORTED_ERRORS]
+        ]
+        raise Conflict(
+            f"{len(conflicts)} line(s) change items imported before (first: line {conflicts[0][0].line}); "
+            "nothing was imported. Pass on_conflict=update to apply the edits or on_conflict=skip to keep "
+            "the stored items.",
+            field=errors[0]["field"],
+            errors=errors,
+        )
+    ids = [pk for _, pk in conflicts]
+    own_labels = f"import:{project.id}:"
+    blocked = set(Assignment.objects.filter(item_id__in=ids).values_list("item_id", flat=True))
+    blocked |= set(
+        Annotation.objects.filter(item_id__in=ids)
+        .exclude(idempotency_key__startswith=own_labels)
+        .values_list("item_id", flat=True)
+    )
+    if blocked:
+        errors = [
+            {
+                "line": item.line,
+                "field": f"line {item.line}: external_id",
+                "detail": f"{item.external_id!r} already has assignments or labels made in Ballot; "
+                "updating it would discard them.",
+            }
+            for item, pk in conflicts
+            if pk in blocked
+        ][:MAX_REPORTED_ERRORS]
+        raise Conflict(
+            f"{len(blocked)} changed item(s) already have work done in Ballot and cannot be updated; "
+            "nothing was imported.",
+            field=errors[0]["field"],
+            errors=errors,
+        )
+    Annotation.objects.filter(item_id__in=ids).delete()
+    Response.objects.filter(item_id__in=ids).delete()
+    return new_items, conflicts
+
+
 def items_import(
     *,
     project: Project,
     lines: Iterable[bytes | str],
     fmt: str = "auto",
     progress: Progress | None = None,
+    on_conflict: str = "error",
+    skip_invalid: bool = False,
+    derive_ids: str = "prompt",
 ) -> ImportResult:
     """Import a JSONL file into ``project``; all or nothing.
 
     Existing labels become annotations by ``imported`` annotators (one user per
     annotator handle in the file, ``imported`` when none is named). They do not
     take queue slots: the queue collects new judgements on top of them.
+
+    A line whose item was imported before with other content (responses, labels,
+    metadata…) is a conflict. ``on_conflict`` says what happens: ``error`` (the
+    default) raises ``Conflict`` (409) listing the lines and writes nothing;
+    ``skip`` leaves those items as stored and counts the lines; ``update``
+    replaces the stored items' content and imported labels with the line's,
+    refusing (409) items that already have assignments or labels made in Ballot.
+    ``skip_invalid`` leaves bad lines out (counted, with their reasons) instead of
+    rejecting the file. ``derive_ids`` is how id-less lines are keyed: ``prompt``
+    (see ``_derive_ids``) or ``content`` (the whole line; used by the one-item API).
     """
-    fmt, items, count = items_parse(lines, fmt=fmt, progress=progress)
+    if on_conflict not in ON_CONFLICT:
+        raise ValidationFailed(
+            f"on_conflict must be one of {', '.join(ON_CONFLICT)}.", field="on_conflict"
+        )
+    fmt, items, count, skipped = items_parse(
+        lines, fmt=fmt, progress=progress, skip_invalid=skip_invalid
+    )
     result = ImportResult(format=fmt, lines=count)
     # Within-file duplicates: one item per external_id; extra labels from new annotators merge in.
     unique: dict[str, ParsedItem] = {}
@@ -622,14 +868,20 @@ def items_import(
             first.labels.extend(fresh)
         else:
             result.duplicates += 1
+    if derive_ids == "prompt":
+        _derive_ids(unique.values())
+        unique = {item.external_id: item for item in unique.values()}
+    for item in unique.values():
+        item.fingerprint = _fingerprint(item)
     with transaction.atomic():
         _auto_questions(project, fmt, list(unique.values()), result)
         questions = list(Question.objects.filter(project=project).order_by("position", "id"))
-        specs_by_item: dict[str, list] = {}
+        specs_by_item: dict[int, list] = {}
         errors = []
-        for item in unique.values():
+        for item in list(unique.values()):
             keys = {i: r["text"] for i, r in enumerate(item.responses)}
             per_label = []
+            item_errors = []
             for index, label in enumerate(item.labels):
                 try:
                     per_label.append(
@@ -642,7 +894,7 @@ def items_import(
                         )
                     )
                 except ValidationFailed as exc:
-                    errors.append(
+                    item_errors.append(
                         {
                             "line": label.line,
                             "field": f"line {label.line}: {exc.field}",
@@ -659,14 +911,19 @@ def items_import(
                         require_all=False,
                     )
                 except ValidationFailed as exc:
-                    errors.append(
+                    item_errors.append(
                         {
                             "line": item.line,
                             "field": f"line {item.line}: {exc.field}",
                             "detail": exc.detail,
                         }
                     )
-            specs_by_item[item.external_id] = per_label
+            if item_errors and skip_invalid:
+                skipped.extend(item_errors[:1])
+                del unique[item.external_id]
+                continue
+            errors.extend(item_errors)
+            specs_by_item[id(item)] = per_label
             if len(errors) >= MAX_REPORTED_ERRORS:
                 break
         if errors:
@@ -676,43 +933,39 @@ def items_import(
                 field=first["field"],
                 errors=errors,
             )
+        result.skipped_invalid = len(skipped)
+        result.invalid_lines = sorted(skipped, key=lambda e: e["line"])[:MAX_REPORTED_ERRORS]
 
-        external_ids = list(unique)
-        existing: set[str] = set()
-        for start in range(0, len(external_ids), 5000):
-            existing.update(
-                Item.objects.filter(
-                    project=project, external_id__in=external_ids[start : start + 5000]
-                ).values_list("external_id", flat=True)
-            )
-        result.existing = len(existing)
-        new_items = [item for item in unique.values() if item.external_id not in existing]
+        new_items, updates = _match_stored(project, list(unique.values()), result, on_conflict)
+        to_write: list[tuple[ParsedItem, int | None]] = [(item, None) for item in new_items]
+        to_write += updates
         users = _annotator_users(
             {
                 label.annotator
-                for item in new_items
+                for item, _ in to_write
                 for label in item.labels
                 if label.source == Source.HUMAN
             }
         )
         done = 0
-        for start in range(0, len(new_items), BATCH):
-            batch = new_items[start : start + BATCH]
-            rows = Item.objects.bulk_create(
-                [
-                    Item(
-                        project=project,
-                        external_id=item.external_id,
-                        conversation=item.conversation,
-                        metadata=item.metadata,
-                        tags=item.tags,
-                        is_gold=item.is_gold,
-                        gold_answer=item.gold_answer,
-                        priority=item.priority,
-                    )
-                    for item in batch
-                ]
+        for start in range(0, len(to_write), BATCH):
+            batch_pairs = to_write[start : start + BATCH]
+            batch = [item for item, _ in batch_pairs]
+            fresh_rows = Item.objects.bulk_create(
+                [_item_row(project, item) for item, stored in batch_pairs if stored is None]
             )
+            changed_rows = [
+                _item_row(project, item, pk=stored)
+                for item, stored in batch_pairs
+                if stored is not None
+            ]
+            if changed_rows:
+                Item.objects.bulk_update(changed_rows, [*ITEM_CONTENT_FIELDS, "content_hash"])
+            fresh_iter, changed_iter = iter(fresh_rows), iter(changed_rows)
+            rows = [
+                next(fresh_iter) if stored is None else next(changed_iter)
+                for _, stored in batch_pairs
+            ]
             response_rows = Response.objects.bulk_create(
                 [
                     Response(
@@ -732,7 +985,7 @@ def items_import(
             annotation_rows = []
             label_specs = []
             for row, item in zip(rows, batch, strict=True):
-                for label, specs in zip(item.labels, specs_by_item[item.external_id], strict=True):
+                for label, specs in zip(item.labels, specs_by_item[id(item)], strict=True):
                     handle = label.annotator if label.source == Source.HUMAN else label.judge
                     annotation_rows.append(
                         Annotation(
@@ -759,12 +1012,13 @@ def items_import(
             for model, objs in answers.items():
                 if objs:
                     model.objects.bulk_create(objs, batch_size=5000)
-            result.created += len(rows)
+            result.created += len(fresh_rows)
+            result.updated += len(changed_rows)
             result.responses += len(response_rows)
             result.annotations += len(created_annotations)
             done += len(batch)
             if progress:
-                progress("write", done, len(new_items))
+                progress("write", done, len(to_write))
     return result
 
 

@@ -22,6 +22,7 @@ from annotation.models import (
     QuestionKind,
     Role,
 )
+from annotation.parsers import json_check
 
 PROJECT_FIELDS = (
     "name",
@@ -79,6 +80,7 @@ def question_config_validate(*, kind: str, config: Any, field: str = "config") -
     """
     if config is None:
         config = {}
+    json_check(config, field=field)
     if not isinstance(config, dict):
         raise ValidationFailed("Config must be an object.", field=field)
     if kind == QuestionKind.PAIRWISE:
@@ -148,6 +150,11 @@ def question_config_validate(*, kind: str, config: Any, field: str = "config") -
 
 def _project_fields_validate(fields: dict) -> dict:
     clean = {k: v for k, v in fields.items() if k in PROJECT_FIELDS}
+    # Forms reach here too: NUL bytes, non-finite numbers and deep nesting get a 400 here,
+    # not a database error on insert.
+    json_check(clean)
+    if "settings" in clean and not isinstance(clean["settings"], dict):
+        raise ValidationFailed("settings must be a JSON object.", field="settings")
     if "name" in clean and not str(clean["name"]).strip():
         raise ValidationFailed("A project needs a name.", field="name")
     if "overlap" in clean and (
@@ -206,6 +213,20 @@ def project_update(*, project: Project, **fields: Any) -> Project:
     return project
 
 
+MAX_QUESTION_POSITION = 32767  # the column is a PositiveSmallIntegerField
+
+
+def _position_check(position: Any, field: str) -> None:
+    if (
+        not isinstance(position, int)
+        or isinstance(position, bool)
+        or not 0 <= position <= MAX_QUESTION_POSITION
+    ):
+        raise ValidationFailed(
+            f"position must be an integer from 0 to {MAX_QUESTION_POSITION}.", field=field
+        )
+
+
 def question_create(
     *,
     project: Project,
@@ -227,6 +248,7 @@ def question_create(
         )
     if position is None:
         position = Question.objects.filter(project=project).count()
+    _position_check(position, f"{prefix}position")
     try:
         with transaction.atomic():
             return Question.objects.create(
@@ -255,6 +277,8 @@ def question_update(*, question: Question, **fields: Any) -> Question:
             kind=kind, config=fields.get("config", question.config)
         )
         question.kind = kind
+    if "position" in fields:
+        _position_check(fields["position"], "position")
     for key in ("prompt", "position", "required"):
         if key in fields:
             setattr(question, key, fields[key])
@@ -362,6 +386,7 @@ def profile_update(
     """Create or update the user's profile. ``consent=True`` records consent time once."""
     profile, _ = AnnotatorProfile.objects.get_or_create(user=user)
     clean = {k: v for k, v in fields.items() if k in PROFILE_FIELDS}
+    json_check(clean)
     if "age_band" in clean and clean["age_band"] not in (*AGE_BANDS, None):
         raise ValidationFailed(
             f"age_band must be one of {', '.join(a for a in AGE_BANDS if a)}.", field="age_band"

@@ -8,6 +8,8 @@ the response's position for imports (whose rows do not exist yet).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,7 +20,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from annotation.errors import Conflict, LeaseLost, ValidationFailed
+from annotation.errors import Conflict, LeaseLost, Unprocessable, ValidationFailed
 from annotation.models import (
     Annotation,
     Assignment,
@@ -32,6 +34,7 @@ from annotation.models import (
     Response,
     Source,
 )
+from annotation.parsers import json_check
 from annotation.services.assignments import assignment_reacquire
 
 MAX_TIME_SPENT_MS = 24 * 3600 * 1000
@@ -75,6 +78,9 @@ def answers_validate(
     """
     if not isinstance(answers, list):
         raise ValidationFailed("answers must be a list.", field=prefix)
+    # Answers also arrive from the labeling page and from import lines: hold them to the
+    # same limits as API bodies (NUL in a comment would otherwise fail on insert).
+    json_check(answers, field=prefix)
     lookup = _question_lookup(questions)
     specs: list[AnswerSpec] = []
     seen: set[int] = set()
@@ -107,7 +113,9 @@ def answers_validate(
 
 
 def _response_key(responses: Mapping[Hashable, str], value: Any, path: str) -> Hashable:
-    if isinstance(value, bool) or value not in responses:
+    if not isinstance(value, (int, str)) or isinstance(value, bool):
+        raise ValidationFailed(f"Response {value!r} does not belong to this item.", field=path)
+    if value not in responses:
         # Keys may arrive as strings from forms; accept "12" for 12.
         if isinstance(value, str) and value.isdigit() and int(value) in responses:
             return int(value)
@@ -160,6 +168,11 @@ def _validate_ranking(
     groups: list[list] = []
     for position, entry in enumerate(ranking):
         group = entry if isinstance(entry, list) else [entry]
+        if any(isinstance(member, (list, dict)) for member in group):
+            raise ValidationFailed(
+                "A tie group lists response ids; groups cannot nest.",
+                field=f"{path}.ranking[{position}]",
+            )
         if not group:
             raise ValidationFailed(
                 "A tie group cannot be empty.", field=f"{path}.ranking[{position}]"
@@ -382,7 +395,30 @@ def _validate_key(key: str | None) -> str | None:
     return key
 
 
-def _replay(*, key: str, assignment_id: int, user: AbstractBaseUser) -> Annotation | None:
+def request_hash(*, answers: Any, time_spent_ms: int | None) -> str:
+    """sha256 of a submission's canonical JSON (keys sorted), bound to its Idempotency-Key."""
+    canonical = json.dumps(
+        {"answers": answers, "time_spent_ms": time_spent_ms},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _same_request(previous: Annotation, digest: str) -> None:
+    # Rows stored before request hashes existed have none: they replay as before.
+    if previous.request_hash and previous.request_hash != digest:
+        raise Unprocessable(
+            "This Idempotency-Key was already used with a different body; nothing was stored. "
+            "Send a new key for new answers.",
+            field="Idempotency-Key",
+        )
+
+
+def _replay(
+    *, key: str, assignment_id: int, user: AbstractBaseUser, digest: str
+) -> Annotation | None:
     existing = Annotation.objects.filter(idempotency_key=key).first()
     if existing is None:
         return None
@@ -390,6 +426,7 @@ def _replay(*, key: str, assignment_id: int, user: AbstractBaseUser) -> Annotati
         raise Conflict(
             "This Idempotency-Key was already used for another submission.", field="Idempotency-Key"
         )
+    _same_request(existing, digest)
     return existing
 
 
@@ -404,8 +441,10 @@ def annotation_submit(
 ) -> tuple[Annotation, bool]:
     """Store one submission and complete its assignment, atomically.
 
-    Returns ``(annotation, created)``. A retry with the same idempotency key
-    returns the first annotation with ``created=False`` and writes nothing.
+    Returns ``(annotation, created)``. A retry with the same idempotency key and
+    the same body returns the first annotation with ``created=False`` and writes
+    nothing; the same key with a different body raises ``Unprocessable`` (422).
+    Without a key a second submit of the assignment is a ``Conflict`` (409).
     Validation happens before the transaction, so the row lock on the
     assignment is held only for the inserts.
     """
@@ -430,6 +469,7 @@ def annotation_submit(
         Response.objects.filter(item_id=assignment.item_id).values_list("id", "text")
     )
     specs = answers_validate(questions=questions, responses=response_texts, answers=answers)
+    digest = request_hash(answers=answers, time_spent_ms=time_spent) if key else ""
     try:
         with transaction.atomic():
             locked = (
@@ -440,6 +480,7 @@ def annotation_submit(
             if locked.status == AssignmentStatus.SUBMITTED:
                 previous = Annotation.objects.filter(assignment=locked).first()
                 if key and previous is not None and previous.idempotency_key == key:
+                    _same_request(previous, digest)
                     previous.item, previous.project = locked.item, locked.project
                     return previous, False
                 raise Conflict("This assignment was already submitted.")
@@ -459,6 +500,7 @@ def annotation_submit(
                 source=Source.HUMAN,
                 time_spent_ms=time_spent,
                 idempotency_key=key,
+                request_hash=digest,
             )
             identity = {rid: rid for rid in response_texts}
             for model, rows in answer_rows_build(
@@ -474,7 +516,7 @@ def annotation_submit(
     except IntegrityError:
         # A concurrent retry with the same key won the race: answer with its result.
         if key:
-            replay = _replay(key=key, assignment_id=int(assignment_id), user=user)
+            replay = _replay(key=key, assignment_id=int(assignment_id), user=user, digest=digest)
             if replay is not None:
                 replay.item, replay.project = assignment.item, assignment.project
                 return replay, False

@@ -151,6 +151,13 @@ BALLOT_JOB_STALE_SECONDS = int(os.environ.get("BALLOT_JOB_STALE_SECONDS", "120")
 # Without a broker, run jobs in a background thread so the API answers at once.
 BALLOT_JOBS_IN_THREAD = env_bool("BALLOT_JOBS_IN_THREAD", True)
 BALLOT_IMPORT_MAX_BYTES = int(os.environ.get("BALLOT_IMPORT_MAX_BYTES", str(512 * 1024 * 1024)))
+# Input limits (annotation/parsers.py): every JSON body, JSON form field and import line
+# obeys them; breaking one gets 400 naming the field, a body over its size limit 413.
+DATA_UPLOAD_MAX_MEMORY_SIZE = int(os.environ.get("BALLOT_MAX_BODY_BYTES", str(5 * 1024 * 1024)))
+BALLOT_IMPORT_MAX_LINE_BYTES = int(os.environ.get("BALLOT_IMPORT_MAX_LINE_BYTES", str(1024 * 1024)))
+BALLOT_JSON_MAX_DEPTH = int(os.environ.get("BALLOT_JSON_MAX_DEPTH", "32"))
+BALLOT_MAX_TEXT_LENGTH = int(os.environ.get("BALLOT_MAX_TEXT_LENGTH", "100000"))
+BALLOT_MAX_RESPONSES_PER_ITEM = int(os.environ.get("BALLOT_MAX_RESPONSES_PER_ITEM", "100"))
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -162,11 +169,11 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "annotation.pagination.DefaultCursorPagination",
     "PAGE_SIZE": 100,
     "EXCEPTION_HANDLER": "annotation.errors.exception_handler",
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_RENDERER_CLASSES": ["annotation.renderers.TolerantJSONRenderer"],
     "DEFAULT_PARSER_CLASSES": [
-        "rest_framework.parsers.JSONParser",
+        "annotation.parsers.StrictJSONParser",
         "rest_framework.parsers.MultiPartParser",
-        "rest_framework.parsers.FormParser",
+        "annotation.parsers.StrictFormParser",
     ],
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     # ?format= names an import/export format in Ballot, not a renderer.

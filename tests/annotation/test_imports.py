@@ -28,11 +28,29 @@ def _lines(rows):
     return [json.dumps(row) for row in rows]
 
 
+HH_EMPTY_REPLY_LINES = [87, 517, 926, 1104]
+
+
+def test_hh_rlhf_rejects_the_pairs_with_an_empty_reply_by_line_number(empty_project):
+    path = dataset("hh_rlhf_harmless") / "harmless-base_test.jsonl"
+    with pytest.raises(ValidationFailed) as caught:
+        items_import(project=empty_project, lines=path.open("rb"), fmt="hh")
+    assert [e["line"] for e in caught.value.errors] == HH_EMPTY_REPLY_LINES
+    assert "empty" in caught.value.errors[0]["detail"]
+    assert caught.value.field == "line 87: chosen"
+    assert not Item.objects.filter(project=empty_project).exists()
+
+
 def test_hh_rlhf_imports_every_pair_with_its_label(empty_project):
     path = dataset("hh_rlhf_harmless") / "harmless-base_test.jsonl"
     rows = [json.loads(line) for line in path.open()]
-    result = items_import(project=empty_project, lines=path.open("rb"), fmt="hh")
+    result = items_import(
+        project=empty_project, lines=path.open("rb"), fmt="hh", skip_invalid=True
+    )
     assert result.lines == len(rows) == 2312
+    assert result.skipped_invalid == 4
+    assert [e["line"] for e in result.invalid_lines] == HH_EMPTY_REPLY_LINES
+    rows = [r for n, r in enumerate(rows, start=1) if n not in HH_EMPTY_REPLY_LINES]
     distinct = {(r["chosen"], r["rejected"]) for r in rows}
     assert result.created + result.duplicates == len(rows)
     assert Item.objects.filter(project=empty_project).count() == result.created <= len(distinct)
@@ -52,7 +70,7 @@ def test_hh_rlhf_imports_every_pair_with_its_label(empty_project):
     assert first["rejected"].endswith(answer.rejected.text)
     assert item.conversation[-1]["role"] == "user"
     # Importing the same file again changes nothing.
-    again = items_import(project=empty_project, lines=path.open("rb"), fmt="hh")
+    again = items_import(project=empty_project, lines=path.open("rb"), fmt="hh", skip_invalid=True)
     assert again.created == 0 and again.existing == result.created
     assert Annotation.objects.filter(project=empty_project).count() == result.created
 

@@ -178,9 +178,12 @@ def test_imported_hh_pairs_come_back_out_unchanged(alice):
     path = dataset("hh_rlhf_harmless") / "harmless-base_test.jsonl"
     project = ProjectFactory(created_by=alice)
     lines = path.read_text().splitlines()[:200]
-    items_import(project=project, lines=lines, fmt="hh")
+    # Line 87 has an empty chosen reply: the importer leaves it out when asked to.
+    result = items_import(project=project, lines=lines, fmt="hh", skip_invalid=True)
+    bad = {error["line"] for error in result.invalid_lines}
+    lines = [line for number, line in enumerate(lines, start=1) if number not in bad]
     pairs = list(iter_preference_pairs(project=project))
-    assert len(pairs) == 200
+    assert len(pairs) == len(lines) == 199
     for line, pair in zip(lines, pairs, strict=True):
         row = json.loads(line)
         assert row["chosen"].endswith(pair.chosen_text) and row["rejected"].endswith(
