@@ -12,3 +12,9 @@ urlpatterns = [
     path("api/v1/", include("curation.urls")),
     path("", include("frontend.urls")),
 ]
+
+# Styled pages for people, the API's JSON error shape under /api/ (frontend/views.py).
+handler400 = "frontend.views.bad_request"
+handler403 = "frontend.views.permission_denied"
+handler404 = "frontend.views.page_not_found"
+handler500 = "frontend.views.server_error"

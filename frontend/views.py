@@ -19,12 +19,13 @@ from django.db import connection
 from django.db.models import Count, Prefetch
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.template import loader
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from annotation import selectors, services
-from annotation.errors import BallotError, Forbidden, NotFound
+from annotation.errors import BallotError, Forbidden, NotFound, ValidationFailed
 from annotation.models import AnnotatorProfile, Item, Project, QuestionKind, Response
 from annotation.pseudonyms import may_reveal_usernames
 from annotation.selectors import STAFF_ROLES
@@ -106,6 +107,61 @@ def _assignment_payload(*, project: Project, user) -> dict | None:
     finished = stats["done"] + stats["skipped"]
     payload["progress"] = {"position": finished + 1, "total": finished + stats["remaining"]}
     return payload
+
+
+# --- error pages (config/urls.py handler400/403/404/500) -------------------------------------
+# Pages get the site's look; anything under /api/ keeps the API's one JSON error
+# shape, even for a URL no view matches. Only used with DEBUG off: with DEBUG on,
+# Django shows its debug pages instead (DJANGO_DEBUG=1, see config/settings/local.py).
+
+
+def _wants_json(request: HttpRequest) -> bool:
+    return request.path.startswith("/api/")
+
+
+def _error_response(
+    request: HttpRequest, *, error: BallotError, template: str, context: dict | None = None
+) -> HttpResponse:
+    if _wants_json(request):
+        return JsonResponse(error.as_dict(), status=error.status_code)
+    return render(request, template, context or {}, status=error.status_code)
+
+
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return _error_response(
+        request, error=ValidationFailed("The request could not be understood."), template="400.html"
+    )
+
+
+def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    # Our own PermissionDenied messages are written for the reader; show them.
+    reason = str(exception or "") or "You do not have access to this."
+    return _error_response(
+        request, error=Forbidden(reason), template="403.html", context={"reason": reason}
+    )
+
+
+def page_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    # Never echo the resolver's message: it lists the URL patterns that were tried.
+    return _error_response(
+        request, error=NotFound(f"Nothing at {request.path}."), template="404.html"
+    )
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    if _wants_json(request):
+        return JsonResponse(
+            {
+                "error": "server_error",
+                "detail": "Something went wrong on the server; it has been logged.",
+                "field": None,
+                "errors": [],
+            },
+            status=500,
+        )
+    # No request context: the failure may be in what the context processors touch
+    # (the session, the database), and this page must still render.
+    return HttpResponse(loader.get_template("500.html").render({}), status=500)
 
 
 # --- home, onboarding, profile ----------------------------------------------------------------
