@@ -4,7 +4,11 @@ Invariants, all enforced under concurrency:
 - an annotator never gets the same item twice (unique (item, annotator));
 - a non-gold item never has more than ``project.overlap`` live leases plus
   submissions (``Item.slots_taken``, changed only by compare-and-set);
-- an expired lease gives its slot back; a skip gives its slot back.
+- an expired lease gives its slot back; a skip gives its slot back;
+- an annotator holds at most two live leases per project: the current one and
+  the one the labeling page leases ahead. Claims for one (annotator, project)
+  are serialised (``_hold_claim_lock``), so concurrent requests with one login
+  cannot each lease a different item.
 """
 
 from __future__ import annotations
@@ -12,13 +16,14 @@ from __future__ import annotations
 import math
 from datetime import datetime, timedelta
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Case, Count, F, Q, Value, When
 from django.utils import timezone
 
 from annotation.errors import Conflict, NotFound
-from annotation.models import Assignment, AssignmentStatus, Item, Project
+from annotation.models import Assignment, AssignmentStatus, Item, Membership, Project
 
 CLAIM_ATTEMPTS = 8
 
@@ -30,6 +35,34 @@ def _locking(qs):
     if connection.vendor == "postgresql":
         return qs.select_for_update(skip_locked=True, no_key=True)
     return qs
+
+
+def _hold_claim_lock(*, project: Project, annotator: AbstractBaseUser) -> None:
+    """Serialise leasing for one annotator in one project until the transaction ends.
+
+    Precondition: inside ``transaction.atomic``. Without it, concurrent requests
+    with one login all see "no live lease" and each claims a different item (SKIP
+    LOCKED hands them different rows), hoarding the queue. On PostgreSQL this
+    locks the annotator's Membership row (or, for a superuser who has none, the
+    user row) FOR NO KEY UPDATE: other claimants of the same pair wait, anyone
+    else passes, and inserts that reference the row are not blocked. On SQLite the
+    transaction itself is the lock: it begins IMMEDIATE (settings), which takes
+    the database's write lock up front, so writers already run one at a time.
+    """
+    if connection.vendor != "postgresql":
+        return
+    membership = list(
+        Membership.objects.select_for_update(no_key=True)
+        .filter(user_id=annotator.pk, project_id=project.pk)
+        .values_list("pk", flat=True)
+    )
+    if not membership:
+        list(
+            get_user_model()
+            .objects.select_for_update(no_key=True)
+            .filter(pk=annotator.pk)
+            .values_list("pk", flat=True)
+        )
 
 
 def slot_take(*, item_id: int, overlap: int) -> bool:
@@ -121,7 +154,22 @@ def assignment_claim_next(
     slot by compare-and-set, in a transaction that holds no network or disk work.
     """
     now = now or timezone.now()
-    current = (
+    # Read without a lock first: a reload or a submit with a lease ahead (the
+    # common case) costs one query. Only a claim pays for the lock.
+    current = _live_lease(project=project, annotator=annotator, now=now)
+    if current is not None:
+        return current
+    with transaction.atomic():
+        _hold_claim_lock(project=project, annotator=annotator)
+        # Someone else's request for this annotator may have leased while we waited.
+        current = _live_lease(project=project, annotator=annotator, now=now)
+        if current is not None:
+            return current
+        return _claim_new(project=project, annotator=annotator, now=now)
+
+
+def _live_lease(*, project: Project, annotator: AbstractBaseUser, now: datetime):
+    return (
         Assignment.objects.select_related("item")
         .filter(
             project=project,
@@ -132,8 +180,9 @@ def assignment_claim_next(
         .order_by("id")
         .first()
     )
-    if current is not None:
-        return current
+
+
+def _claim_new(*, project: Project, annotator: AbstractBaseUser, now: datetime):
     swept = _sweep_due(project.id, now) and leases_release_expired(project=project, now=now) >= 0
     pools = [True, False] if _wants_gold(project=project, annotator=annotator) else [False]
     lease_until = now + timedelta(seconds=project.lease_seconds)
@@ -264,6 +313,19 @@ def assignment_claim_ahead(
     at most two leases are ever held. Returns ``None`` when nothing is left.
     """
     now = now or timezone.now()
+    ahead = _live_other(project=project, annotator=annotator, current_id=current_id, now=now)
+    if ahead is not None:
+        return ahead
+    with transaction.atomic():
+        _hold_claim_lock(project=project, annotator=annotator)
+        return _claim_ahead_locked(
+            project=project, annotator=annotator, current_id=current_id, now=now
+        )
+
+
+def _claim_ahead_locked(
+    *, project: Project, annotator: AbstractBaseUser, current_id: int, now: datetime
+) -> Assignment | None:
     ahead = _live_other(project=project, annotator=annotator, current_id=current_id, now=now)
     if ahead is not None:
         return ahead

@@ -7,6 +7,7 @@ from collections import Counter
 
 import pytest
 from django.db import connection, connections
+from django.test import Client
 from rest_framework.test import APIClient
 
 from annotation.models import Annotation, Assignment, Item, Membership, Project, Role
@@ -136,3 +137,122 @@ def test_racing_retries_with_one_key_store_one_annotation():
     assert sorted(statuses) == [200] * 5 + [201]
     assert Annotation.objects.filter(project=project).count() == 1
     assert Assignment.objects.get(pk=body["id"]).status == "submitted"
+
+
+def _concurrently(count: int, action) -> list:
+    """Run ``action(index)`` in ``count`` threads released together; each has its own connection."""
+    results: list = []
+    barrier = threading.Barrier(count)
+
+    def run(index: int) -> None:
+        try:
+            barrier.wait()
+            results.append(action(index))
+        except Exception as exc:  # surfaced by the caller's assertions
+            results.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    return results
+
+
+def _live_leases(project: Project, user) -> set[int]:
+    return set(
+        Assignment.objects.filter(project=project, annotator=user, status="active").values_list(
+            "id", flat=True
+        )
+    )
+
+
+def _annotators(project: Project, *names: str):
+    users = []
+    for name in names:
+        user = UserFactory(username=name)
+        Membership.objects.create(user=user, project=project, role=Role.ANNOTATOR)
+        users.append(user)
+    return users
+
+
+def test_sixteen_concurrent_api_next_calls_with_one_token_lease_one_item():
+    project, _ = _project(items=30, overlap=1)
+    hoarder, other = _annotators(project, "hoarder", "other")
+    raw = token_create(user=hoarder)[1]
+
+    def next_item(_: int):
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Token {raw}")
+        response = client.get(f"/api/v1/projects/{project.id}/next/")
+        return response.status_code, response.json()["id"]
+
+    results = _concurrently(16, next_item)
+    assert all(isinstance(r, tuple) and r[0] == 200 for r in results), results
+    assert len({assignment_id for _, assignment_id in results}) == 1
+    assert len(_live_leases(project, hoarder)) == 1
+    # The other 29 items are still there for someone else.
+    client = APIClient()
+    client.force_authenticate(other)
+    assert client.get(f"/api/v1/projects/{project.id}/next/").status_code == 200
+
+
+def test_on_an_overlap_one_project_a_racing_annotator_leaves_the_rest_for_others():
+    project, _ = _project(items=2, overlap=1)
+    hoarder, other = _annotators(project, "hoarder", "other")
+    raw = token_create(user=hoarder)[1]
+
+    def next_item(_: int) -> int:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Token {raw}")
+        return client.get(f"/api/v1/projects/{project.id}/next/").status_code
+
+    assert _concurrently(16, next_item) == [200] * 16
+    client = APIClient()
+    client.force_authenticate(other)
+    assert client.get(f"/api/v1/projects/{project.id}/next/").status_code == 200
+
+
+def _session_cookie(user) -> str:
+    client = Client()
+    client.force_login(user)
+    return client.cookies["sessionid"].value
+
+
+def test_sixteen_concurrent_label_next_calls_in_one_session_lease_one_item():
+    project, _ = _project(items=30, overlap=1)
+    (annotator,) = _annotators(project, "tabs")
+    session = _session_cookie(annotator)
+
+    def next_item(_: int):
+        client = Client()
+        client.cookies["sessionid"] = session
+        response = client.get(f"/projects/{project.id}/label/next/")
+        return response.status_code, response.json()["next"]["id"]
+
+    results = _concurrently(16, next_item)
+    assert all(isinstance(r, tuple) and r[0] == 200 for r in results), results
+    assert len({assignment_id for _, assignment_id in results}) == 1
+    assert len(_live_leases(project, annotator)) == 1
+
+
+def test_concurrent_lease_ahead_and_next_never_hold_more_than_two_leases():
+    project, _ = _project(items=30, overlap=1)
+    (annotator,) = _annotators(project, "ahead")
+    session = _session_cookie(annotator)
+    first = Client()
+    first.cookies["sessionid"] = session
+    current = first.get(f"/projects/{project.id}/label/next/").json()["next"]["id"]
+
+    def ahead_or_next(index: int) -> int:
+        client = Client()
+        client.cookies["sessionid"] = session
+        if index % 2:
+            return client.post(f"/projects/{project.id}/label/{current}/ahead/").status_code
+        return client.get(f"/projects/{project.id}/label/next/").status_code
+
+    assert _concurrently(16, ahead_or_next) == [200] * 16
+    leases = _live_leases(project, annotator)
+    assert len(leases) == 2 and current in leases
