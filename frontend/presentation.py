@@ -15,37 +15,17 @@ def response_label(position: int) -> str:
 
 
 @dataclass
-class Segment:
-    text: str
-    mark: int | None = None  # the correction's number, for highlighted segments
-
-
-@dataclass
 class CorrectedResponse:
-    label: str
-    segments: list[Segment]
-    corrections: list[dict] = field(default_factory=list)
+    """A response with its corrections, for the page to render (with markdown.js) and highlight.
 
-
-def highlight_segments(text: str, spans: Sequence[tuple[int, int, int]]) -> list[Segment]:
-    """Split ``text`` at code-point spans ``(start, end, number)`` into plain and marked segments.
-
-    Python strings index by code point, exactly like the stored offsets, so an
-    emoji or an Arabic letter never shifts a highlight.
+    ``marks`` are ``(start, end, number)`` in code points of ``text``, the unit
+    the spans are stored in; the page converts them for the renderer.
     """
-    segments: list[Segment] = []
-    cursor = 0
-    for start, end, number in sorted(spans):
-        start, end = max(start, cursor), min(end, len(text))
-        if start >= end:
-            continue
-        if start > cursor:
-            segments.append(Segment(text[cursor:start]))
-        segments.append(Segment(text[start:end], number))
-        cursor = end
-    if cursor < len(text):
-        segments.append(Segment(text[cursor:]))
-    return segments
+
+    label: str
+    text: str
+    marks: list[tuple[int, int, int]]
+    corrections: list[dict] = field(default_factory=list)
 
 
 def annotation_views(
@@ -126,7 +106,8 @@ def annotation_views(
                 corrected.append(
                     CorrectedResponse(
                         label=label.get(rid, "?"),
-                        segments=highlight_segments(text, spans),
+                        text=text,
+                        marks=spans,
                         corrections=items,
                     )
                 )

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
+from html import unescape
 
 import pytest
 from django.test import Client
 
 from annotation.models import Annotation, AnnotatorProfile, Assignment, AssignmentStatus, Response
 from annotation.services import assignment_claim_next, profile_update
-from frontend.presentation import highlight_segments
-from frontend.templatetags.ballot_markdown import markdown_to_safe_html
+from frontend.templatetags.ballot_markdown import markdown_source, markdown_to_safe_html
 
 pytestmark = pytest.mark.django_db
 
@@ -220,8 +221,26 @@ def test_curator_item_page_escapes_data(client_for, project, alice):
     assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)" in page
 
 
-def test_highlight_segments_count_code_points():
-    text = "Hi 👋🏽 مرحبا!"
-    start = text.index("مرحبا")
-    segments = highlight_segments(text, [(start, start + 5, 1)])
-    assert [(s.text, s.mark) for s in segments] == [("Hi 👋🏽 ", None), ("مرحبا", 1), ("!", None)]
+def test_markdown_source_hands_the_exact_raw_text_and_marks_to_the_page():
+    text = 'Line one\r\n<b onclick="x()">two</b> 👋🏽 `code`'
+    html = str(markdown_source(text, [(3, 7, 1)]))
+    match = re.fullmatch(
+        r'<div class="md raw-text" dir="auto" data-markdown="(.*)" data-marks="(.*)">(.*)</div>',
+        html,
+        re.S,
+    )
+    assert match, html
+    source, marks, fallback = (unescape(part) for part in match.groups())
+    # JSON keeps the "\r" that HTML parsing would fold into "\n": offsets stay exact.
+    assert json.loads(source) == text and "\r" not in source
+    assert json.loads(marks) == [[3, 7, 1]]
+    assert fallback == text
+    assert "<b" not in html and 'onclick="' not in html
+
+
+def test_markdown_source_shows_structured_message_content_as_json():
+    content = [{"type": "text", "text": "hi"}]
+    html = str(markdown_source(content))
+    assert json.loads(unescape(re.search(r'data-markdown="([^"]*)"', html).group(1))) == json.dumps(
+        content, indent=2
+    )

@@ -52,10 +52,13 @@ const isEditable = (el) =>
     el.tagName === "SELECT" ||
     el.isContentEditable);
 
-function snippet(text, length = 90) {
-  const flat = String(text).replace(/\s+/g, " ").trim();
-  const chars = Array.from(flat);
-  return chars.length > length ? `${chars.slice(0, length).join("")}…` : flat;
+// A response as the cards show it (the same renderer), clipped to a few lines.
+function preview(text) {
+  const el = h("div", { class: "md snippet" });
+  renderMarkdown(el, text);
+  // The row itself is the keyboard stop; links stay reachable on the card above.
+  for (const link of el.querySelectorAll("a")) link.tabIndex = -1;
+  return el;
 }
 
 function keyFor(assignmentId) {
@@ -222,6 +225,8 @@ function showAssignment(assignment) {
       dataset: { response: response.id },
     });
     raw.value = response.text;
+    // Setting the value leaves the caret at the end; keyboard selection starts at the beginning.
+    raw.setSelectionRange(0, 0);
     raw.addEventListener("beforeinput", (event) => event.preventDefault());
     const card = h(
       "article",
@@ -460,7 +465,7 @@ function rankingComponent(question, index) {
         },
         h("span", { class: "rank-no", "aria-hidden": "true" }, tied ? "=" : String(rank)),
         h("span", { class: "response-label" }, name),
-        h("span", { class: "snippet" }, snippet(response.text)),
+        preview(response.text),
         h(
           "span",
           { class: "rank-buttons" },
@@ -709,7 +714,12 @@ function selectedSpan() {
   const rawStart = mapper.rawOffset(range.startContainer, range.startOffset);
   const rawEnd = mapper.rawOffset(range.endContainer, range.endOffset);
   if (rawStart === null || rawEnd === null) return null;
-  const [start, end] = trimSpan(response.text, Math.min(rawStart, rawEnd), Math.max(rawStart, rawEnd));
+  // A selection on rendered text that reaches into a code span, a link or emphasis
+  // takes the whole construct, delimiters included: the stored span is then
+  // well-formed Markdown, and the form shows it rendered next to its source.
+  const [trimmedStart, trimmedEnd] = trimSpan(response.text, Math.min(rawStart, rawEnd), Math.max(rawStart, rawEnd));
+  if (trimmedStart >= trimmedEnd) return null;
+  const [start, end] = trimSpan(response.text, ...mapper.snap(trimmedStart, trimmedEnd));
   return start < end ? { response: response.id, start, end } : null;
 }
 
@@ -722,7 +732,9 @@ function rememberSelection() {
 document.addEventListener("selectionchange", () => rememberSelection());
 
 function buildCorrectionDialog() {
-  const original = h("blockquote", { class: "original", dir: "auto" });
+  const original = h("blockquote", { class: "original md", dir: "auto" });
+  const source = h("code", { class: "original-source", dir: "auto" });
+  const sourceLine = h("p", { class: "help original-source-line" }, "Markdown source: ", source);
   const corrected = h("textarea", { id: "correction-text", rows: 3, dir: "auto", required: true });
   const category = h("select", { id: "correction-category" });
   const comment = h("input", { id: "correction-comment", type: "text", autocomplete: "off" });
@@ -733,6 +745,7 @@ function buildCorrectionDialog() {
     h("h2", { id: "correction-title" }, "Correct this span"),
     h("p", { class: "help", id: "correction-where" }),
     original,
+    sourceLine,
     h("div", { class: "field" }, h("label", { for: "correction-text" }, "Corrected text"), corrected),
     h("div", { class: "field" }, h("label", { for: "correction-category" }, "Category"), category),
     h("div", { class: "field" }, h("label", { for: "correction-comment" }, "Comment (optional)"), comment),
@@ -766,7 +779,11 @@ function buildCorrectionDialog() {
   });
   return {
     open({ text, where, categories, requireCategory, values }, save) {
-      original.textContent = text;
+      // Shown as the annotator saw it on the card; the exact stored characters
+      // (with their Markdown syntax) are spelled out below when they differ.
+      renderMarkdown(original, text);
+      source.textContent = text;
+      sourceLine.hidden = original.textContent === text;
       document.getElementById("correction-where").textContent = where;
       category.replaceChildren(
         ...(requireCategory ? [] : [h("option", { value: "" }, "—")]),
@@ -928,7 +945,13 @@ function toggleRaw() {
   if (!current) return;
   for (const raw of current.raws.values()) raw.hidden = !rawVisible;
   for (const button of app.querySelectorAll(".kind-correction [aria-pressed]")) button.setAttribute("aria-pressed", String(rawVisible));
-  if (rawVisible) current.raws.values().next().value?.focus();
+  if (!rawVisible) return;
+  const first = current.raws.values().next().value;
+  if (!first) return;
+  // Keyboard selection starts at the beginning of response A, every time the boxes open.
+  first.setSelectionRange(0, 0);
+  first.scrollTop = 0;
+  first.focus();
 }
 
 const COMPONENTS = {
