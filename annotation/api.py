@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from django.conf import settings
 from django.contrib.auth import authenticate
 from django.db.models import Prefetch, prefetch_related_objects
 from drf_spectacular.types import OpenApiTypes
@@ -18,7 +19,7 @@ from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
 from annotation import selectors, serializers, services
-from annotation.errors import NotFound, ValidationFailed
+from annotation.errors import NotFound, PayloadTooLarge, ValidationFailed
 from annotation.models import (
     AnnotatorProfile,
     Item,
@@ -31,6 +32,7 @@ from annotation.pagination import DefaultCursorPagination
 from annotation.parsers import JsonLinesParser, JsonlParser
 from annotation.pseudonyms import may_reveal_usernames, pseudonym
 from annotation.selectors import STAFF_ROLES
+from annotation.services.imports import ON_CONFLICT
 
 ADMIN_ONLY = (Role.ADMIN,)
 
@@ -39,6 +41,14 @@ def _validated(serializer_class, data, partial: bool = False) -> dict:
     serializer = serializer_class(data=data, partial=partial)
     serializer.is_valid(raise_exception=True)
     return dict(serializer.validated_data)
+
+
+def _flag(value: str | None, field: str) -> bool:
+    if value in (None, "", "0", "false", "False", "no"):
+        return False
+    if value in ("1", "true", "True", "yes"):
+        return True
+    raise ValidationFailed(f"{field} must be 1 or 0 (true or false).", field=field)
 
 
 def _paginate(
@@ -191,9 +201,19 @@ class ItemListApi(APIView):
         )
         if not isinstance(request.data, dict):
             raise ValidationFailed("The body must be one item object.", field="body")
-        result = services.items_import(
-            project=project, lines=[json.dumps(request.data)], fmt="native"
-        )
+        # The whole item keys an id-less item here: posting a new pair for a known prompt adds it.
+        try:
+            result = services.items_import(
+                project=project,
+                lines=[json.dumps(request.data)],
+                fmt="native",
+                derive_ids="content",
+            )
+        except ValidationFailed as exc:
+            # One item is not a file: name the field, not "line 1".
+            first = exc.errors[0] if exc.errors else {"field": exc.field, "detail": exc.detail}
+            field = (first.get("field") or "").removeprefix("line 1").removeprefix(": ")
+            raise ValidationFailed(first["detail"], field=field or None) from None
         if result.created == 0:
             from annotation.errors import Conflict
 
@@ -235,29 +255,49 @@ class ImportApi(APIView):
         description=(
             "Send the file as multipart `file`, or as the raw body with Content-Type `application/x-ndjson`. "
             "`format` is one of auto, native, trl, hh, ranked, ratings. All or nothing: a bad line gets 400 "
-            "with its line number and reason and nothing is written. Re-importing a file changes nothing."
+            "with its line number and reason and nothing is written (`skip_invalid=1` leaves bad lines out "
+            "instead and lists them in `invalid_lines`; a preference pair with an empty reply is a bad line). "
+            "Re-importing an unchanged file changes nothing. A line whose item was imported before with "
+            "other content is a conflict: `on_conflict=error` (default) answers 409 listing the lines and "
+            "writes nothing, `skip` keeps the stored items, `update` replaces them (409 for items that "
+            "already have assignments or labels made in Ballot). Lines without an id are keyed on their "
+            "conversation: the k-th distinct line with a given prompt is that prompt's k-th item. "
+            "Limits: the body at most BALLOT_IMPORT_MAX_BYTES (413), a line at most "
+            "BALLOT_IMPORT_MAX_LINE_BYTES, at most BALLOT_MAX_RESPONSES_PER_ITEM responses per item."
         ),
         parameters=[
             OpenApiParameter(
                 "format",
                 OpenApiTypes.STR,
                 enum=["auto", "native", "trl", "hh", "ranked", "ratings"],
-            )
+            ),
+            OpenApiParameter("on_conflict", OpenApiTypes.STR, enum=list(ON_CONFLICT)),
+            OpenApiParameter("skip_invalid", OpenApiTypes.BOOL),
         ],
         request={
             "multipart/form-data": serializers.ImportIn,
             "application/x-ndjson": OpenApiTypes.BINARY,
         },
-        responses={200: OpenApiTypes.OBJECT, 201: OpenApiTypes.OBJECT},
+        responses={200: serializers.ImportResultOut, 201: serializers.ImportResultOut},
     )
     def post(self, request: Request, project_id: int) -> HttpResponse:
         project, _ = selectors.project_get_for(
             user=request.user, project_id=project_id, roles=STAFF_ROLES
         )
         fmt = request.query_params.get("format") or request.POST.get("format") or "auto"
+        on_conflict = (
+            request.query_params.get("on_conflict") or request.POST.get("on_conflict") or "error"
+        )
+        skip_invalid = _flag(
+            request.query_params.get("skip_invalid") or request.POST.get("skip_invalid"),
+            "skip_invalid",
+        )
         data = request.data
         upload = request.FILES.get("file") if not isinstance(data, bytes) else None
         if upload is not None:
+            limit = int(settings.BALLOT_IMPORT_MAX_BYTES)
+            if upload.size > limit:
+                raise PayloadTooLarge(f"The import is larger than {limit} bytes.", field="file")
             lines = upload
         elif isinstance(data, bytes):
             lines = data.splitlines()
@@ -266,7 +306,13 @@ class ImportApi(APIView):
                 "Send a JSONL file as multipart 'file' or as an application/x-ndjson body.",
                 field="file",
             )
-        result = services.items_import(project=project, lines=lines, fmt=fmt)
+        result = services.items_import(
+            project=project,
+            lines=lines,
+            fmt=fmt,
+            on_conflict=on_conflict,
+            skip_invalid=skip_invalid,
+        )
         return HttpResponse(
             result.as_dict(),
             status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK,
@@ -338,13 +384,31 @@ class SubmitApi(APIView):
     @extend_schema(
         request=serializers.SubmitIn,
         parameters=[
-            OpenApiParameter("Idempotency-Key", OpenApiTypes.STR, location=OpenApiParameter.HEADER)
+            OpenApiParameter(
+                "Idempotency-Key",
+                OpenApiTypes.STR,
+                location=OpenApiParameter.HEADER,
+                required=False,
+                description=(
+                    "Optional, 1-128 printable characters, unique per submission. A retry with the same key "
+                    "and the same body returns the first result (200, `replayed: true`) and writes nothing; "
+                    "the same key with a different body gets 422 and writes nothing. Without a key a "
+                    "submission is still stored exactly once, but a retry of it gets 409."
+                ),
+            )
         ],
-        responses={201: OpenApiTypes.OBJECT, 200: OpenApiTypes.OBJECT},
+        responses={
+            201: serializers.SubmitOut,
+            200: serializers.SubmitOut,
+            409: serializers.ErrorOut,
+            410: serializers.ErrorOut,
+            422: serializers.ErrorOut,
+        },
         summary="Submit my answers for an assignment",
         description=(
             "Every answer is validated against its question; 400 names the field and reason and writes nothing. "
-            "A retry with the same Idempotency-Key returns the first result (200) and writes nothing. "
+            "A retry with the same Idempotency-Key and body returns the first result (200) and writes nothing; "
+            "the same key with another body is 422. Without a key, a second submit is 409. "
             "410 means the lease expired and the item went to someone else."
         ),
     )
@@ -469,8 +533,12 @@ class MyProfileApi(APIView):
 
 class ProjectProfilesApi(APIView):
     @extend_schema(
-        responses=OpenApiTypes.OBJECT,
+        responses=serializers.ProjectProfilesOut,
         summary="Pseudonymised profiles of the project's annotators (admin, curator)",
+        description=(
+            "Curators see pseudonyms and no free text (`self_description` is left out, as in exports); "
+            "project admins also see usernames and the free text."
+        ),
     )
     def get(self, request: Request, project_id: int) -> HttpResponse:
         project, role = selectors.project_get_for(
@@ -494,6 +562,9 @@ class ProjectProfilesApi(APIView):
             data["annotator"] = pseudonym(profile.user_id, str(project.id))
             if reveal:
                 data["username"] = profile.user.username
+            else:
+                # Free text can name or identify its author; curators see only the structured answers.
+                data.pop("self_description", None)
             rows.append(data)
         return HttpResponse({"count": len(rows), "results": rows})
 

@@ -81,7 +81,11 @@ def _flatten(detail: Any, prefix: str = "") -> list[dict]:
     if isinstance(detail, dict):
         out: list[dict] = []
         for key, value in detail.items():
-            path = f"{prefix}.{key}" if prefix else str(key)
+            # DRF keys a list serializer's errors by index: questions[0].position, not questions.0.
+            if isinstance(key, int):
+                path = f"{prefix}[{key}]"
+            else:
+                path = f"{prefix}.{key}" if prefix else str(key)
             out.extend(_flatten(value, path))
         return out
     if isinstance(detail, list):

@@ -339,3 +339,59 @@ class ImportIn(serializers.Serializer):
     format = serializers.ChoiceField(
         choices=["auto", "native", "trl", "hh", "ranked", "ratings"], required=False
     )
+
+
+class ErrorItemOut(serializers.Serializer):
+    field = serializers.CharField(allow_null=True)
+    detail = serializers.CharField()
+    line = serializers.IntegerField(required=False, help_text="The import line, for import errors.")
+
+
+class ErrorOut(serializers.Serializer):
+    """The one error shape (annotation/errors.py) every 4xx answer has."""
+
+    error = serializers.CharField(
+        help_text="A short code: invalid, not_found, conflict, too_large…"
+    )
+    detail = serializers.CharField()
+    field = serializers.CharField(allow_null=True, help_text="The field path at fault, if any.")
+    errors = ErrorItemOut(many=True)
+
+
+class ProjectProfileOut(ProfileOut):
+    """A profile as project staff see it: pseudonymised; free text only for those who may reveal."""
+
+    annotator = serializers.CharField(read_only=True, help_text="The annotator's pseudonym.")
+    username = serializers.CharField(read_only=True, required=False)
+
+    class Meta(ProfileOut.Meta):
+        fields = [*ProfileOut.Meta.fields, "annotator", "username"]
+
+
+class ProjectProfilesOut(serializers.Serializer):
+    count = serializers.IntegerField()
+    results = ProjectProfileOut(many=True)
+
+
+class ImportResultOut(serializers.Serializer):
+    format = serializers.CharField()
+    lines = serializers.IntegerField()
+    created = serializers.IntegerField()
+    existing = serializers.IntegerField()
+    updated = serializers.IntegerField()
+    duplicates = serializers.IntegerField()
+    conflicts = serializers.IntegerField()
+    conflict_lines = serializers.ListField(child=serializers.IntegerField())
+    skipped_invalid = serializers.IntegerField()
+    invalid_lines = ErrorItemOut(many=True)
+    responses = serializers.IntegerField()
+    annotations = serializers.IntegerField()
+    questions_created = serializers.ListField(child=serializers.CharField())
+
+
+class SubmitOut(serializers.Serializer):
+    annotation = serializers.IntegerField()
+    assignment = serializers.IntegerField(allow_null=True)
+    created = serializers.BooleanField()
+    replayed = serializers.BooleanField()
+    gold_answer = serializers.JSONField(required=False)

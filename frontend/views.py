@@ -7,13 +7,12 @@ same 404 as for an id that does not exist.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.core.paginator import Paginator
 from django.db import connection
 from django.db.models import Count, Prefetch
@@ -25,8 +24,9 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from annotation import selectors, services
-from annotation.errors import BallotError, Forbidden, NotFound, ValidationFailed
+from annotation.errors import BallotError, Forbidden, NotFound, PayloadTooLarge, ValidationFailed
 from annotation.models import AnnotatorProfile, Item, Project, QuestionKind, Response
+from annotation.parsers import json_loads_strict
 from annotation.pseudonyms import may_reveal_usernames
 from annotation.selectors import STAFF_ROLES
 from annotation.serializers import AssignmentOut, QuestionOut
@@ -288,6 +288,10 @@ def label_next(request: HttpRequest, project_id: int) -> JsonResponse:
 def label_ahead(request: HttpRequest, project_id: int, assignment_id: int) -> JsonResponse:
     """Lease the item after ``assignment_id`` now, so submitting it costs one write, not two."""
     project, _ = selectors.project_get_for(user=request.user, project_id=project_id)
+    # Someone else's assignment (or one from another project) is as missing as a made-up id.
+    assignment = selectors.assignment_get_for(user=request.user, assignment_id=assignment_id)
+    if assignment.project_id != project.id:
+        raise NotFound("No such assignment.")
     ahead = assignment_lease_ahead(
         project=project, annotator=request.user, current_id=assignment_id
     )
@@ -308,10 +312,12 @@ def label_submit(request: HttpRequest, project_id: int, assignment_id: int) -> J
     assignment = selectors.assignment_get_for(user=request.user, assignment_id=assignment_id)
     if assignment.project_id != project.id:
         raise NotFound("No such assignment.")
+    # The API's JSON limits (NaN, depth, NUL, 64-bit integers, size) hold here too.
     try:
-        body = json.loads(request.body or b"{}")
-    except (ValueError, UnicodeDecodeError):
-        body = None
+        raw = request.body
+    except RequestDataTooBig:
+        raise PayloadTooLarge("The request body is too large.", field="body") from None
+    body = json_loads_strict(raw or b"{}")
     if not isinstance(body, dict):
         return JsonResponse(
             {
