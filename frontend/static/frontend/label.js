@@ -92,13 +92,15 @@ function clearStatus() {
 function updateCounter() {
   const item = current && current.item;
   const progress = current && current.assignment.progress;
-  const parts = [];
+  const extra = [`${ballot.doneCount} done this session`];
+  if (item) extra.push(`id ${item.external_id}`);
   // "x of N": the item's place among everything this annotator can label here,
-  // counted by the server like the home page (done + skipped + remaining).
-  if (progress) parts.push(`Item ${progress.position} of ${progress.total}`);
-  parts.push(`${ballot.doneCount} done this session`);
-  if (item) parts.push(`id ${item.external_id}`);
-  counterEl.textContent = parts.join(" · ");
+  // counted by the server like the home page (done + skipped + remaining). It
+  // stays visible on narrow screens; the rest is hidden there.
+  counterEl.replaceChildren(
+    progress ? h("span", { class: "counter-position" }, `Item ${progress.position} of ${progress.total}`) : null,
+    h("span", { class: "counter-extra" }, `${progress ? " · " : ""}${extra.join(" · ")}`),
+  );
 }
 
 // --- time spent: only while the tab is visible --------------------------------------------------
