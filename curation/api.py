@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.http import FileResponse
+from django.http import FileResponse, QueryDict
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
@@ -11,7 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation.api import _paginate, _validated
-from annotation.errors import NotFound
+from annotation.errors import NotFound, ValidationFailed
 from annotation.pseudonyms import may_reveal_usernames
 from annotation.selectors import STAFF_ROLES, project_get_for
 from curation import selectors, serializers
@@ -132,10 +132,15 @@ class DatasetListApi(APIView):
     )
     def post(self, request: Request, project_id: int) -> Response:
         project, _ = project_get_for(user=request.user, project_id=project_id, roles=STAFF_ROLES)
-        params = request.data if isinstance(request.data, dict) else {}
-        job = job_create(
-            project=project, kind=JobKind.EXPORT, params=dict(params), user=request.user
-        )
+        data = request.data
+        if not isinstance(data, dict):
+            # [], "x", 12 or null must not quietly become a default export.
+            raise ValidationFailed(
+                "The body must be a JSON object of export parameters ({} for the defaults).",
+                field="body",
+            )
+        params = data.dict() if isinstance(data, QueryDict) else dict(data)
+        job = job_create(project=project, kind=JobKind.EXPORT, params=params, user=request.user)
         job.refresh_from_db()
         return Response(serializers.JobOut(job).data, status=status.HTTP_202_ACCEPTED)
 

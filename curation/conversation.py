@@ -19,8 +19,9 @@ assistant turn marker (``assistant_cue=True``)::
 
     assistant: ⟨answer⟩
 
-(the last line is the cue; the answer follows it), so appending the answer gives exactly the flattened conversation with the
-answer as its last assistant turn.
+(the last line is the cue; the answer follows it), so appending the answer
+gives exactly the flattened conversation with the answer as its last
+assistant turn.
 """
 
 from __future__ import annotations

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import platform
 from collections.abc import Callable
 from dataclasses import asdict
@@ -23,6 +22,7 @@ from django.utils import timezone
 
 from annotation.errors import ValidationFailed
 from annotation.models import Item, Project
+from curation import params as check
 from curation.conversation import conversation_text
 from curation.models import Artifact, Job, JobKind, JobShard, PairScore
 from curation.pairs import SELECTION_FIELDS, iter_preference_pairs, pair_key, selection_from_params
@@ -37,88 +37,103 @@ FIFA_DEFAULTS = {
     "keep_fraction": 0.5,
     "keep_top": None,
     "greedy": True,
+    "when_short": "fill",
 }
 REWARD_DEFAULTS = {"folds": 5, "epochs": 12, "hidden": 128, "seed": 0}
+EMBED_DEFAULTS = {"batch_size": 64, "embedding_model": None}
+SCORING_DEFAULTS = {
+    **REWARD_DEFAULTS,
+    **FIFA_DEFAULTS,
+    **EMBED_DEFAULTS,
+    "suspect_threshold": 0.7,
+    "reward_model_path": None,
+}
 SELECTION_KEYS = set(SELECTION_FIELDS)
-
-
-def _number(params: dict, key: str, *, low: float, high: float, integer: bool = False) -> Any:
-    value = params[key]
-    if value is None:
-        return None
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or (integer and not float(value).is_integer())
-    ):
-        raise ValidationFailed(
-            f"{key} must be {'an integer' if integer else 'a number'}.", field=f"params.{key}"
-        )
-    if not low <= value <= high:
-        raise ValidationFailed(f"{key} must lie in [{low}, {high}].", field=f"params.{key}")
-    return int(value) if integer else float(value)
+# models_gpu.fifa.WHEN_SHORT, repeated so that validating a request does not import torch.
+WHEN_SHORT = ("fill", "stop")
+# What each kind takes, with defaults; any other key is refused (a typo must not be ignored).
+DEFAULTS: dict[str, dict[str, Any]] = {
+    JobKind.EMBED: {**EMBED_DEFAULTS, "shards": 1},
+    JobKind.REWARD: {**REWARD_DEFAULTS, **EMBED_DEFAULTS},
+    JobKind.FIFA: SCORING_DEFAULTS,
+    JobKind.SUSPECTS: SCORING_DEFAULTS,
+}
+TAKES_SELECTION = {JobKind.REWARD, JobKind.FIFA, JobKind.SUSPECTS}
+# The bundled embedding model, usable without any configured model root.
+EMBEDDING_IDS = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
+# key -> (low, high, integer); every number a job takes, with its range.
+RANGES: dict[str, tuple[float, float, bool]] = {
+    "alpha": (-100, 100, False),
+    "gamma": (-100, 100, False),
+    "k": (1, 100, True),
+    "keep_fraction": (0.0, 1.0, False),
+    "keep_top": (1, 10_000_000, True),
+    "folds": (2, 20, True),
+    "epochs": (1, 500, True),
+    "hidden": (4, 4096, True),
+    "seed": (0, check.SEED_MAX, True),
+    "suspect_threshold": (0.5, 1.0, False),
+    "shards": (1, 256, True),
+    "batch_size": (1, 4096, True),
+}
 
 
 def validate_params(*, kind: str, project: Project, params: dict) -> dict:
-    """Check a job's parameters; return them with defaults filled in."""
+    """Check a job's parameters strictly; return them with defaults filled in.
+
+    Unknown keys, wrong types, out-of-range numbers and model names outside the
+    configured model roots are refused with ``params.<key>`` and the reason.
+    """
     if not isinstance(params, dict):
         raise ValidationFailed("params must be an object.", field="params")
-    allowed = set(SELECTION_KEYS) | {
-        "embedding_model",
-        "reward_model_path",
-        "batch_size",
-        "shards",
-        "suspect_threshold",
-        "max_flagged",
-    }
-    allowed |= set(FIFA_DEFAULTS) | set(REWARD_DEFAULTS)
     if kind == JobKind.EXPORT:
         from curation.services.datasets import validate_export_params
 
         return validate_export_params(project=project, params=params)
-    unknown = set(params) - allowed
-    if unknown:
-        raise ValidationFailed(
-            f"Unknown parameter(s): {', '.join(sorted(unknown))}.",
-            field=f"params.{sorted(unknown)[0]}",
-        )
-    clean = {
-        **REWARD_DEFAULTS,
-        **FIFA_DEFAULTS,
-        "suspect_threshold": 0.7,
-        "shards": 1,
-        "batch_size": 64,
-        **params,
-    }
-    selection_from_params({k: v for k, v in clean.items() if k in SELECTION_KEYS})
-    _number(clean, "alpha", low=-100, high=100)
-    _number(clean, "gamma", low=-100, high=100)
-    _number(clean, "k", low=1, high=100, integer=True)
-    _number(clean, "keep_fraction", low=0.0, high=1.0)
-    _number(clean, "keep_top", low=1, high=10_000_000, integer=True)
-    _number(clean, "folds", low=2, high=20, integer=True)
-    _number(clean, "epochs", low=1, high=500, integer=True)
-    _number(clean, "hidden", low=4, high=4096, integer=True)
-    _number(clean, "suspect_threshold", low=0.5, high=1.0)
-    _number(clean, "shards", low=1, high=256, integer=True)
-    _number(clean, "batch_size", low=1, high=4096, integer=True)
-    if clean.get("reward_model_path") and not os.path.isdir(clean["reward_model_path"]):
-        raise ValidationFailed(
-            "reward_model_path must be a local folder with a sequence-classification model.",
-            field="params.reward_model_path",
-        )
-    if clean.get("embedding_model") and not os.path.isdir(clean["embedding_model"]):
-        raise ValidationFailed(
-            "embedding_model must be a local directory (no hub downloads).",
-            field="params.embedding_model",
-        )
+    defaults = DEFAULTS[kind]
+    allowed = set(defaults) | (SELECTION_KEYS if kind in TAKES_SELECTION else set())
+    check.reject_unknown(params, allowed, f"{kind} job")
+    clean = {**defaults, **params}
+    for key, (low, high, integer) in RANGES.items():
+        if key in clean:
+            clean[key] = check.number(
+                clean, key, low=low, high=high, integer=integer, nullable=key == "keep_top"
+            )
+    if "greedy" in clean:
+        check.boolean(clean, "greedy")
+    if "when_short" in clean:
+        check.choice(clean, "when_short", WHEN_SHORT)
+    check.model_name(clean, "embedding_model", allowed_ids=EMBEDDING_IDS)
+    if "reward_model_path" in clean:
+        check.model_name(clean, "reward_model_path")
+    if kind in TAKES_SELECTION:
+        selection_from_params({k: v for k, v in clean.items() if k in SELECTION_KEYS})
     return clean
+
+
+def _model_path(params: dict, key: str, allowed_ids: tuple[str, ...] = ()) -> str | None:
+    """The folder a validated model name stands for, checked again where the job runs."""
+    name = params.get(key)
+    if not name:
+        return None
+    folder = check.model_folder(name, allowed_ids=allowed_ids)
+    if folder is None:
+        # Validated when the job was created; the roots or the folder changed since.
+        raise ValidationFailed(
+            f"{key} {name!r} is no longer under a configured model root (BALLOT_MODEL_ROOTS).",
+            field=f"params.{key}",
+        )
+    return folder
 
 
 def _embedding_config(params: dict):
     from models_gpu.embeddings import EmbeddingConfig
 
-    model = params.get("embedding_model") or settings.BALLOT_EMBEDDING_MODEL or None
+    model = (
+        _model_path(params, "embedding_model", EMBEDDING_IDS)
+        or settings.BALLOT_EMBEDDING_MODEL
+        or None
+    )
     return EmbeddingConfig(
         batch_size=int(params.get("batch_size", 64)), **({"model": model} if model else {})
     )
@@ -186,6 +201,7 @@ def run_scoring(job: Job, report: Report) -> dict:
             keep_top=keep_top,
             greedy=params["greedy"],
             seed=params["seed"],
+            when_short=params.get("when_short", "fill"),
         ),
         suspect_threshold=params["suspect_threshold"],
     )
@@ -195,7 +211,7 @@ def run_scoring(job: Job, report: Report) -> dict:
         from models_gpu.reward import HFRewardModel
 
         report(0.02, "scoring with the Hugging Face reward model")
-        external = HFRewardModel(params["reward_model_path"]).margin(
+        external = HFRewardModel(_model_path(params, "reward_model_path")).margin(
             prompts, [p.chosen_text for p in pairs], [p.rejected_text for p in pairs]
         )
     scoring = score_pairs(
@@ -253,6 +269,12 @@ def run_scoring(job: Job, report: Report) -> dict:
         "heldout_accuracy": _finite(scoring.reward.accuracy),
         "fold_accuracy": [_finite(a) for a in scoring.reward.fold_accuracy],
         "kept": summary.n_kept,
+        "requested": scoring.fifa.requested,
+        "kept_diverse": scoring.fifa.kept_diverse,
+        "filled": scoring.fifa.filled,
+        "when_short": params.get("when_short", "fill"),
+        # Why fewer diverse pairs than asked were found (null when the selection was not short).
+        "short_reason": scoring.fifa.short_reason,
         "mean_margin": {
             "kept": _finite(summary.mean_margin_kept),
             "full": _finite(summary.mean_margin_full),

@@ -644,41 +644,35 @@ def iter_pointwise_rows(
 
 
 def selection_from_params(params: dict, *, item_ids: Iterable[int] | None = None) -> Selection:
-    """Build a Selection from API/CLI parameters, validating each (raises ValidationFailed)."""
-    from annotation.errors import ValidationFailed
+    """Build a Selection from API/CLI parameters, checking each strictly.
 
-    source = params.get("source", "human")
-    if source not in SOURCES:
-        raise ValidationFailed(f"source must be one of {', '.join(SOURCES)}.", field="source")
-    aggregation = params.get("aggregation", "majority")
-    if aggregation not in AGGREGATIONS:
-        raise ValidationFailed(
-            f"aggregation must be one of {', '.join(AGGREGATIONS)}.", field="aggregation"
-        )
-    try:
-        min_agreement = float(params.get("min_agreement", 0.0))
-        threshold = float(params.get("rating_threshold", 0.25))
-    except (TypeError, ValueError):
-        raise ValidationFailed(
-            "min_agreement and rating_threshold must be numbers.", field="min_agreement"
-        )
-    if not 0 <= min_agreement <= 1:
-        raise ValidationFailed("min_agreement must lie in [0, 1].", field="min_agreement")
-    if not 0 <= threshold <= 1:
-        raise ValidationFailed(
-            "rating_threshold must lie in [0, 1] (normalised scale).", field="rating_threshold"
-        )
-    tags = params.get("tags") or []
-    if isinstance(tags, str):
-        tags = [t for t in tags.split(",") if t]
+    Raises ``ValidationFailed`` naming ``params.<key>`` and the reason: wrong types,
+    impossible dates and out-of-range numbers are refused here, before a job is stored.
+    """
+    from annotation.errors import ValidationFailed
+    from annotation.services.projects import PROFILE_FIELDS
+    from curation import params as check
+
+    values = {"source": "human", "aggregation": "majority", **params}
+    source = check.choice(values, "source", SOURCES)
+    aggregation = check.choice(values, "aggregation", AGGREGATIONS)
+    min_agreement = check.number(
+        {"min_agreement": 0.0, **params}, "min_agreement", low=0.0, high=1.0
+    )
+    threshold = check.number(
+        {"rating_threshold": 0.25, **params}, "rating_threshold", low=0.0, high=1.0
+    )
+    tags = check.string_list(params, "tags")
+    questions = check.string_list(params, "questions")
+    rating_aspect = check.string(params, "rating_aspect", nullable=True) or None
+    include_ties = check.boolean({"include_ties": True, **params}, "include_ties")
     annotator_filter = params.get("annotator_filter") or {}
     if not isinstance(annotator_filter, dict):
         raise ValidationFailed(
-            "annotator_filter maps profile fields to values.", field="annotator_filter"
+            "annotator_filter maps profile fields to values.", field="params.annotator_filter"
         )
-    from annotation.services.projects import PROFILE_FIELDS
-
-    for key in annotator_filter:
+    scalar = (str, int, float, bool)
+    for key, value in annotator_filter.items():
         if key not in PROFILE_FIELDS or key in (
             "stated_preferences",
             "self_description",
@@ -686,41 +680,35 @@ def selection_from_params(params: dict, *, item_ids: Iterable[int] | None = None
             "expertise",
         ):
             raise ValidationFailed(
-                f"Cannot filter annotators by {key!r}.", field=f"annotator_filter.{key}"
+                f"Cannot filter annotators by {key!r}.", field=f"params.annotator_filter.{key}"
             )
-    created_after = _date(params.get("created_after"), "created_after")
-    created_before = _date(params.get("created_before"), "created_before")
-    questions = params.get("questions") or []
+        values_ok = (
+            all(isinstance(v, scalar) for v in value) and len(value) <= check.MAX_LIST_LENGTH
+            if isinstance(value, list)
+            else isinstance(value, scalar)
+        )
+        if not values_ok:
+            raise ValidationFailed(
+                f"annotator_filter.{key} must be a value or a list of values.",
+                field=f"params.annotator_filter.{key}",
+            )
+    created_after = check.timestamp(params, "created_after")
+    created_before = check.timestamp(params, "created_before")
+    if created_after and created_before and created_after >= created_before:
+        raise ValidationFailed(
+            "created_after must be earlier than created_before.", field="params.created_after"
+        )
     return Selection(
         source=source,
         aggregation=aggregation,
         min_agreement=min_agreement,
         rating_threshold=threshold,
-        rating_aspect=params.get("rating_aspect") or None,
+        rating_aspect=rating_aspect,
         tags=tuple(tags),
         created_after=created_after,
         created_before=created_before,
         annotator_filter=annotator_filter,
         item_ids=frozenset(item_ids) if item_ids is not None else None,
         questions=tuple(questions),
-        include_ties=bool(params.get("include_ties", True)),
+        include_ties=include_ties,
     )
-
-
-def _date(value, field: str) -> datetime | None:
-    if value in (None, ""):
-        return None
-    from django.utils.dateparse import parse_date, parse_datetime
-    from django.utils.timezone import make_aware
-
-    from annotation.errors import ValidationFailed
-
-    parsed = parse_datetime(str(value))
-    if parsed is None:
-        day = parse_date(str(value))
-        if day is None:
-            raise ValidationFailed("Use an ISO date or datetime.", field=field)
-        parsed = datetime(day.year, day.month, day.day)
-    if parsed.tzinfo is None:
-        parsed = make_aware(parsed)
-    return parsed

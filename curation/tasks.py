@@ -171,8 +171,24 @@ def embed_shard(self, job_id: int, index: int) -> str:
     job = Job.objects.select_related("project").get(pk=job_id)
     if job.status != JobStatus.RUNNING:
         return ""
-    with _heartbeat(job_id, enabled=not self.request.is_eager):
-        path = run_embed_shard(job, index, worker=_worker_name(self))
+    try:
+        with _heartbeat(job_id, enabled=not self.request.is_eager):
+            path = run_embed_shard(job, index, worker=_worker_name(self))
+    except OperationalError:
+        raise  # transient: Celery retries the shard
+    except SoftTimeLimitExceeded:
+        job_fail(job_id=job_id, error=f"shard {index}: the job ran past its time limit.")
+        return ""
+    except Exception as exc:
+        # A failed header task means the chord never calls the merge, so the job would
+        # stay "running" at its last progress forever: fail it here, with the reason.
+        log.exception("shard %s of job %s failed", index, job_id)
+        reason = f"{exc.field}: {exc.detail}" if isinstance(exc, BallotError) and exc.field else exc
+        job_fail(
+            job_id=job_id,
+            error=f"shard {index}: {type(exc).__name__}: {reason}\n{traceback.format_exc(limit=5)}",
+        )
+        return ""
     done = job.shards.filter(done=True).count()
     with contextlib.suppress(JobCancelled):
         job_progress(

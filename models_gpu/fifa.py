@@ -14,6 +14,13 @@ prompt loses its diversity, and one within ``duplicate_radius`` is never kept at
 The term only shrinks as the kept set grows, so lazy greedy with a max-heap is exact:
 a popped candidate is re-scored against the prompts kept since its last evaluation, and
 kept only if it still beats the best stale upper bound.
+
+Greedy selection can run out before it reaches the size asked for: with few distinct
+prompts (a demo project: 89 pairs over 6 prompts), every pair whose prompt repeats a kept
+one is a duplicate, so only 6 pairs are kept whatever the fraction. ``when_short`` says
+what happens then: ``"fill"`` (the default) tops the selection up with the remaining pairs
+by importance, after the diverse ones; ``"stop"`` keeps only the diverse pairs. Either way
+:attr:`FiFAResult.short_reason` says why the diverse selection fell short.
 """
 
 from __future__ import annotations
@@ -26,6 +33,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from models_gpu.entropy import distance_floor, knn_distances, knn_entropy
+
+WHEN_SHORT = ("fill", "stop")
 
 
 @dataclass(frozen=True)
@@ -45,6 +54,11 @@ class FiFAConfig:
             kept prompt is never kept (0.05 on unit vectors ≈ cosine 0.9987, i.e. the
             same text up to punctuation).
         seed: Breaks score ties and draws the random baseline in summaries.
+        when_short: What to do when greedy selection exhausts its candidates before
+            reaching the requested size: ``"fill"`` up by importance or ``"stop"``.
+            Filling is the default because the requested size is what the user asked
+            for (a fraction of the data to train on); the diverse pairs still come first
+            in ``kept_order``, and the result reports how many were filled.
     """
 
     alpha: float = 1.0
@@ -55,6 +69,11 @@ class FiFAConfig:
     greedy: bool = True
     duplicate_radius: float = 0.05
     seed: int = 0
+    when_short: str = "fill"
+
+    def __post_init__(self) -> None:
+        if self.when_short not in WHEN_SHORT:
+            raise ValueError(f"when_short must be one of {WHEN_SHORT}, got {self.when_short!r}")
 
 
 @dataclass
@@ -70,6 +89,10 @@ class FiFAResult:
         knn_distance: Static ``ρ_k`` of each prompt among all prompts.
         kept: Boolean mask of kept pairs.
         kept_order: Indices of kept pairs in the order they were chosen.
+        requested: How many pairs were asked for (``keep_top`` or the fraction).
+        kept_diverse: How many the (greedy) diversity selection kept.
+        filled: How many were added by importance after it fell short.
+        short_reason: Why the diversity selection kept fewer than requested, or None.
     """
 
     importance: np.ndarray
@@ -79,6 +102,10 @@ class FiFAResult:
     knn_distance: np.ndarray
     kept: np.ndarray
     kept_order: np.ndarray
+    requested: int = 0
+    kept_diverse: int = 0
+    filled: int = 0
+    short_reason: str | None = None
 
 
 def fifa_select(
@@ -103,11 +130,32 @@ def fifa_select(
     base = margins + config.alpha * quality
     importance = base + config.gamma * diversity
     tiebreak = np.random.default_rng(config.seed).random(n)
+    short_reason = None
+    filled = 0
     if config.greedy:
         order = _lazy_greedy(base, diversity, prompt_emb, n_keep, floor, tiebreak, config)
         importance = base + config.gamma * diversity
+        kept_diverse = len(order)
+        if kept_diverse < n_keep:
+            short_reason = (
+                f"diversity selection kept {kept_diverse} of the {n_keep} pairs asked for: "
+                f"every other pair's prompt lies within duplicate_radius "
+                f"({config.duplicate_radius}) of a kept prompt, so the data has about "
+                f"{kept_diverse} distinct prompts"
+            )
+            if config.when_short == "fill":
+                chosen = np.zeros(n, dtype=bool)
+                chosen[order] = True
+                rest = [i for i in np.lexsort((tiebreak, -importance)) if not chosen[i]]
+                extra = rest[: n_keep - kept_diverse]
+                filled = len(extra)
+                order = [*order, *(int(i) for i in extra)]
+                short_reason += f"; filled the other {filled} by importance (when_short='fill')"
+            else:
+                short_reason += "; kept only those (when_short='stop')"
     else:
         order = np.lexsort((tiebreak, -importance))[:n_keep]
+        kept_diverse = len(order)
     kept = np.zeros(n, dtype=bool)
     kept[order] = True
     return FiFAResult(
@@ -118,6 +166,10 @@ def fifa_select(
         knn_distance=rho,
         kept=kept,
         kept_order=np.asarray(order, dtype=np.int64),
+        requested=n_keep,
+        kept_diverse=kept_diverse,
+        filled=filled,
+        short_reason=short_reason,
     )
 
 

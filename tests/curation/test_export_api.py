@@ -133,8 +133,8 @@ def test_bob_the_annotator_gets_403_on_every_curation_endpoint(world, method, ur
     ("params", "field"),
     [
         ({"format": "sft"}, "params.format"),
-        ({"format": "trl_preference", "min_agreement": 1.5}, "min_agreement"),
-        ({"format": "trl_preference", "min_agreement": "lots"}, "min_agreement"),
+        ({"format": "trl_preference", "min_agreement": 1.5}, "params.min_agreement"),
+        ({"format": "trl_preference", "min_agreement": "lots"}, "params.min_agreement"),
         ({"format": "trl_preference", "colour": "red"}, "params.colour"),
     ],
 )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from django.core.management import CommandError, call_command
 
@@ -146,14 +148,20 @@ def test_the_curate_command_runs_a_job_and_reports_errors(hh_project, capsys):
         call_command("curate", "fifa", "--project", "99999")
 
 
-def test_a_local_hugging_face_reward_model_can_supply_the_margins(hh_project, alice, api, tmp_path):
+def test_a_local_hugging_face_reward_model_can_supply_the_margins(
+    hh_project, alice, api, tmp_path, settings
+):
     import numpy as np
 
+    from curation.conversation import conversation_text
     from models_gpu.reward import HFRewardModel
     from tests.tiny_models import build_tiny_sequence_classifier
 
-    build_tiny_sequence_classifier(tmp_path, ["the", "a", "you", "i", "to", "not"])
-    params = {**FAST, "reward_model_path": str(tmp_path)}
+    # Models load only from the roots an admin configured, named relative to one.
+    settings.BALLOT_MODEL_ROOTS = [str(tmp_path)]
+    (tmp_path / "tiny-rm").mkdir()
+    build_tiny_sequence_classifier(tmp_path / "tiny-rm", ["the", "a", "you", "i", "to", "not"])
+    params = {**FAST, "reward_model_path": "tiny-rm"}
     response = api(alice).post(
         f"/api/v1/projects/{hh_project.id}/jobs/", {"kind": "fifa", "params": params}, format="json"
     )
@@ -165,11 +173,9 @@ def test_a_local_hugging_face_reward_model_can_supply_the_margins(hh_project, al
         .order_by("id")
         .select_related("chosen_response", "rejected_response", "item")
     )
-    model = HFRewardModel(tmp_path)
+    model = HFRewardModel(tmp_path / "tiny-rm")
     sample = scores[:5]
-    prompts = [
-        "\n\n".join(f"{m['role']}: {m['content']}" for m in s.item.conversation) for s in sample
-    ]
+    prompts = [conversation_text(s.item.conversation) for s in sample]
     expected = model.margin(
         prompts,
         [s.chosen_response.text for s in sample],
@@ -182,3 +188,53 @@ def test_a_local_hugging_face_reward_model_can_supply_the_margins(hh_project, al
         format="json",
     )
     assert bad.status_code == 400 and bad.json()["field"] == "params.reward_model_path"
+
+
+TOPICS = [
+    "How do I bake sourdough bread at home?",
+    "What causes the northern lights?",
+    "Explain how a car's differential works.",
+    "Which chess openings suit beginners?",
+    "How should I water succulents in winter?",
+    "What is the tax treatment of stock options in France?",
+]
+
+
+@pytest.fixture
+def six_prompt_project(project):
+    # The demo project's shape: many pairs over few distinct prompts.
+    lines = [
+        json.dumps(
+            {
+                "chosen": f"\n\nHuman: {TOPICS[i % 6]}\n\nAssistant: A careful answer, number {i}.",
+                "rejected": f"\n\nHuman: {TOPICS[i % 6]}\n\nAssistant: No idea {i}, sorry.",
+            }
+        )
+        for i in range(60)
+    ]
+    items_import(project=project, lines=lines, fmt="hh")
+    return project
+
+
+@pytest.mark.parametrize(("when_short", "kept"), [(None, 30), ("fill", 30), ("stop", 6)])
+def test_a_fifa_job_that_runs_out_of_distinct_prompts_says_why_and_fills_or_stops(
+    six_prompt_project, alice, api, when_short, kept
+):
+    params = {"folds": 3, "epochs": 2, "keep_fraction": 0.5}
+    if when_short:
+        params["when_short"] = when_short
+    response = api(alice).post(
+        f"/api/v1/projects/{six_prompt_project.id}/jobs/",
+        {"kind": "fifa", "params": params},
+        format="json",
+    )
+    job = api(alice).get(f"/api/v1/projects/{six_prompt_project.id}/jobs/{response.json()['id']}/")
+    result = job.json()["result"]
+
+    assert job.json()["status"] == "succeeded", job.json()["error"]
+    assert result["pairs"] == 60 and result["requested"] == 30
+    assert result["kept"] == kept and result["kept_diverse"] == 6
+    assert result["filled"] == kept - 6
+    assert result["when_short"] == (when_short or "fill")
+    assert "kept 6 of the 30" in result["short_reason"]
+    assert PairScore.objects.filter(job_id=job.json()["id"], kept=True).count() == kept

@@ -68,3 +68,54 @@ def test_fifa_keeps_confident_diverse_hh_pairs(hh_pairs: HHPairs) -> None:
     assert summary.entropy_kept >= summary.entropy_random
     for offset, original in enumerate(copies):
         assert not (result.kept[original] and result.kept[len(hh_pairs.prompts) + offset])
+
+
+def six_prompts_with_many_pairs(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    # The demo project's shape: 89 pairs over 6 distinct prompts.
+    rng = np.random.default_rng(seed)
+    distinct = rng.standard_normal((6, 16)).astype(np.float32)
+    distinct /= np.linalg.norm(distinct, axis=1, keepdims=True)
+    prompts = distinct[np.arange(89) % 6]
+    return rng.normal(size=89), prompts
+
+
+def test_when_diversity_runs_out_fill_tops_up_by_importance_and_says_why() -> None:
+    margins, prompts = six_prompts_with_many_pairs()
+    result = fifa_select(margins, np.ones(89), prompts, config=FiFAConfig(keep_fraction=0.3))
+
+    assert result.requested == round(0.3 * 89) == result.kept.sum() == 27
+    assert result.kept_diverse == 6 and result.filled == 21
+    assert (
+        "kept 6 of the 27" in result.short_reason and "filled the other 21" in result.short_reason
+    )
+    # The diverse pairs come first, one per prompt; the filled ones are the most important rest.
+    first = result.kept_order[:6]
+    assert len({tuple(prompts[i]) for i in first}) == 6
+    rest = np.setdiff1d(np.arange(89), first)
+    best_rest = rest[np.argsort(-result.importance[rest], kind="stable")][:21]
+    assert set(result.kept_order[6:].tolist()) == set(best_rest.tolist())
+
+
+def test_when_diversity_runs_out_stop_keeps_only_the_diverse_pairs_and_says_why() -> None:
+    margins, prompts = six_prompts_with_many_pairs()
+    result = fifa_select(
+        margins, np.ones(89), prompts, config=FiFAConfig(keep_fraction=0.3, when_short="stop")
+    )
+
+    assert result.kept.sum() == result.kept_diverse == 6
+    assert result.requested == 27 and result.filled == 0
+    assert "kept 6 of the 27" in result.short_reason and "when_short='stop'" in result.short_reason
+
+
+def test_a_selection_that_reaches_its_size_gives_no_short_reason() -> None:
+    rng = np.random.default_rng(2)
+    prompts = np.eye(40, dtype=np.float32)
+    result = fifa_select(rng.normal(size=40), np.ones(40), prompts, config=FiFAConfig(keep_top=8))
+    assert result.short_reason is None and result.filled == 0 and result.kept_diverse == 8
+
+
+def test_an_unknown_when_short_is_refused() -> None:
+    import pytest
+
+    with pytest.raises(ValueError, match="when_short"):
+        FiFAConfig(when_short="pad")

@@ -8,10 +8,10 @@ import threading
 import time
 
 from django.core.management.base import CommandError
-from tqdm import tqdm
 
 from annotation.errors import BallotError
 from annotation.models import Project
+from annotation.progress import progress_bar
 from curation.models import Job, JobStatus
 from curation.services import job_create
 
@@ -48,7 +48,8 @@ def launch_and_follow(
     stdout.write(f"job {job.id} ({kind}) queued")
     if not wait:
         return job
-    bar = tqdm(
+    # A live bar on a terminal; in a log, one line per 5 % (not one per redraw).
+    bar = progress_bar(
         total=100,
         desc=kind,
         unit="%",
