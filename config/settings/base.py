@@ -145,6 +145,9 @@ LOGOUT_REDIRECT_URL = "/login/"
 # Where jobs write artifacts (embeddings, exports). Local disk by default.
 BALLOT_STORAGE_ROOT = Path(os.environ.get("BALLOT_STORAGE_ROOT", BASE_DIR / "var" / "storage"))
 BALLOT_EMBEDDING_MODEL = os.environ.get("BALLOT_EMBEDDING_MODEL", "")
+# Folders job parameters may load models from (embedding_model, reward_model_path name a
+# folder relative to one of them); API clients never give server paths. Comma-separated.
+BALLOT_MODEL_ROOTS = env_list("BALLOT_MODEL_ROOTS")
 BALLOT_LEASE_SECONDS = int(os.environ.get("BALLOT_LEASE_SECONDS", str(30 * 60)))
 # A running job whose heartbeat is older than this may be claimed again (its worker died).
 BALLOT_JOB_STALE_SECONDS = int(os.environ.get("BALLOT_JOB_STALE_SECONDS", "120"))
