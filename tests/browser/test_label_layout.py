@@ -84,8 +84,8 @@ def test_the_labeling_page_never_scrolls_sideways(page, login, screenshot, proje
     assert not page.errors
 
 
-def test_the_correction_form_fits_a_phone(page, login, screenshot, project_asking):
-    project = project_asking("correction")
+def test_the_dialogs_fit_a_phone(page, login, screenshot, project_asking):
+    project = project_asking(*KINDS)
     login(page, "bob")
     page.set_viewport_size({"width": 360, "height": 800})
     page.goto(f"/projects/{project.id}/label/")
@@ -110,3 +110,16 @@ def test_the_correction_form_fits_a_phone(page, login, screenshot, project_askin
     assert measured["left"] >= 0 and measured["right"] <= measured["width"], measured
     assert overflow(page)["scrollWidth"] <= 360
     screenshot(page, "label-correction-form-360")
+    page.keyboard.press("Escape")
+    page.wait_for_selector(".correction-dialog:not([open])", state="attached")
+    page.evaluate("document.activeElement && document.activeElement.blur()")
+    page.keyboard.press("?")
+    page.wait_for_selector("#shortcuts[open]")
+    help_box = page.evaluate(
+        """() => {
+            const dialog = document.querySelector('#shortcuts');
+            return {scrollWidth: dialog.scrollWidth, clientWidth: dialog.clientWidth};
+        }"""
+    )
+    assert help_box["scrollWidth"] <= help_box["clientWidth"], help_box
+    screenshot(page, "shortcuts-help-360")
