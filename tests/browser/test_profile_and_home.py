@@ -39,12 +39,16 @@ def test_untouched_sliders_are_saved_as_no_answer_and_a_moved_one_as_its_value(
     page.goto("/profile/")
     page.locator("#id_pref_safety").fill("70")
     assert page.locator("output[data-output-for=id_pref_safety]").inner_text() == "70"
+    page.click("#id_pref_factuality")  # a click on the thumb at the midpoint answers 50
+    assert page.locator("output[data-output-for=id_pref_factuality]").inner_text() == "50"
     page.fill("#id_lang_0", "Welsh")
     screenshot(page, "profile-one-slider-moved", full_page=True)
     save_profile(page)
     profile.refresh_from_db()
     assert profile.stated_preferences["safety"] == 70
-    assert all(profile.stated_preferences[k] is None for k in PREFERENCE_KEYS if k != "safety")
+    assert profile.stated_preferences["factuality"] == 50
+    answered = {"safety", "factuality"}
+    assert all(profile.stated_preferences[k] is None for k in PREFERENCE_KEYS if k not in answered)
     assert profile.languages == [{"language": "Welsh", "proficiency": None}]
 
     # A saved answer shows as a value; "Clear" takes it back to no answer.

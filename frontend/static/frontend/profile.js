@@ -13,11 +13,14 @@ for (const output of document.querySelectorAll("output[data-output-for]")) {
     row?.classList.toggle("is-unanswered", isUnanswered);
     if (clear) clear.hidden = isUnanswered;
   };
-  // Arrow keys and clicks on the track fire "input" too, so every way of answering lands here.
-  input.addEventListener("input", () => {
+  const answer = () => {
     unanswered.value = "";
     show();
-  });
+  };
+  // Arrow keys and drags fire "input". A click that leaves the value where it was
+  // (on the thumb at the midpoint) fires nothing, yet it answers with that value.
+  input.addEventListener("input", answer);
+  input.addEventListener("pointerup", answer);
   clear?.addEventListener("click", () => {
     unanswered.value = "1";
     show();
