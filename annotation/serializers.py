@@ -242,7 +242,12 @@ def annotation_answers(annotation: Annotation) -> list[dict]:
 
 
 class AnnotationOut(serializers.ModelSerializer):
-    annotator = serializers.SerializerMethodField()
+    annotator = serializers.SerializerMethodField(
+        help_text="The annotator's pseudonym in this project (null for an LM judge)."
+    )
+    username = serializers.SerializerMethodField(
+        help_text="The annotator's username: present only for project admins."
+    )
     item = serializers.IntegerField(source="item_id")
     assignment = serializers.IntegerField(source="assignment_id", allow_null=True)
     answers = serializers.SerializerMethodField()
@@ -254,6 +259,7 @@ class AnnotationOut(serializers.ModelSerializer):
             "item",
             "assignment",
             "annotator",
+            "username",
             "source",
             "judge_name",
             "time_spent_ms",
@@ -265,10 +271,13 @@ class AnnotationOut(serializers.ModelSerializer):
         # Pseudonym for everyone; ``username`` is added only for admins (see annotation/pseudonyms.py).
         return pseudonym(obj.annotator_id, str(obj.project_id)) if obj.annotator_id else None
 
+    def get_username(self, obj: Annotation) -> str | None:
+        return obj.annotator.username if obj.annotator_id else None
+
     def to_representation(self, instance: Annotation) -> dict:
         data = super().to_representation(instance)
-        if self.context.get("reveal"):
-            data["username"] = instance.annotator.username if instance.annotator_id else None
+        if not self.context.get("reveal"):
+            del data["username"]
         return data
 
     def get_answers(self, obj: Annotation) -> list[dict]:
