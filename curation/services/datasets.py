@@ -240,6 +240,8 @@ def run_export(job: Job, report) -> dict:
         "dataset_version": version.id,
         "version": version.version,
         "rows": manifest.get("rows_by_split", manifest.get("rows")),
+        # The split files that exist (empty splits have none), as in the manifest.
+        "splits": manifest.get("splits"),
         "path": relative,
         "items_considered": total,
     }

@@ -210,3 +210,18 @@ def test_a_path_outside_the_version_is_not_served(world):
         f"{base(world)}/datasets/{version.id}/files/../../../../etc/passwd"
     )
     assert response.status_code == 404
+
+
+def test_an_export_with_no_rows_publishes_a_version_that_loads_from_disk(world):
+    datasets = pytest.importorskip("datasets")
+    from curation.storage import absolute
+
+    response = world.api(world.alice).post(f"{base(world)}/datasets/", {}, format="json")
+    job = Job.objects.get(pk=response.json()["id"])
+    assert job.status == JobStatus.SUCCEEDED, job.error
+    version = DatasetVersion.objects.get(job=job)
+
+    assert job.result["splits"] == version.manifest["splits"] == {"train": 0}
+    loaded = datasets.load_from_disk(str(absolute(version.path) / "hf"))
+    assert dict(loaded.num_rows) == {"train": 0}
+    assert loaded["train"].column_names == [c["name"] for c in version.manifest["schema"]]
