@@ -198,3 +198,28 @@ def _stranded(job: Job) -> bool:
     if job.status != JobStatus.RUNNING or job.heartbeat_at is None:
         return False
     return (timezone.now() - job.heartbeat_at).total_seconds() > STALE_SECONDS + 30
+
+
+def test_a_shard_that_fails_on_a_worker_fails_the_job_with_the_reason(
+    celery_workers, tmp_path, monkeypatch, settings
+):
+    # A folder under the configured model root that holds no model: accepted when the job
+    # is created, it fails inside the shards. Before, the chord never called the merge and
+    # the job stayed "running" with the error only in the worker's log.
+    root = tmp_path / "models"
+    (root / "broken").mkdir(parents=True)
+    monkeypatch.setenv("BALLOT_MODEL_ROOTS", str(root))
+    settings.BALLOT_MODEL_ROOTS = [str(root)]
+    celery_workers("w1")
+    owner, project = _project_with_pairs(pairs=10)
+
+    job = job_create(
+        project=project,
+        kind=JobKind.EMBED,
+        params={"shards": 2, "embedding_model": "broken"},
+        user=owner,
+    )
+    job = _wait_for_job(job, until=_terminal, timeout=120)
+
+    assert job.status == JobStatus.FAILED, _describe(job)
+    assert job.error.startswith("shard ") and job.finished_at is not None
