@@ -141,6 +141,16 @@ def permission_denied(request: HttpRequest, exception: Exception | None = None) 
     )
 
 
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    # Django's reason ("CSRF cookie not set.") means nothing to a person; say what to do.
+    return permission_denied(
+        request,
+        PermissionDenied(
+            "This form expired or was sent from another site. Reload the page and try again."
+        ),
+    )
+
+
 def page_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     # Never echo the resolver's message: it lists the URL patterns that were tried.
     return _error_response(

@@ -138,6 +138,9 @@ AXES_CLIENT_IP_CALLABLE = "annotation.authentication.client_ip"
 AXES_LOCKOUT_CALLABLE = "annotation.authentication.lockout_response"
 AXES_HTTP_RESPONSE_CODE = 429
 
+# A failed CSRF check shows the site's styled 403 page with advice, not Django's bare one.
+CSRF_FAILURE_VIEW = "frontend.views.csrf_failure"
+
 LOGIN_URL = "/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/login/"

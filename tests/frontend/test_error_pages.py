@@ -125,3 +125,11 @@ def test_local_settings_show_the_debug_page_only_when_asked(tmp_path):
     probe = _local(tmp_path, DJANGO_DEBUG="1")
     assert probe["debug"] is True
     assert probe["status"] == 404 and "URLconf" in probe["page"]
+
+
+def test_a_form_sent_without_its_csrf_token_gets_the_styled_403_with_advice(bob):
+    client = Client(enforce_csrf_checks=True)
+    response = client.post("/login/", {"username": "bob", "password": "pw"})
+    assert response.status_code == 403
+    page = response.content.decode()
+    assert SITE_CHROME in page and "Reload the page and try again" in page
