@@ -1,0 +1,66 @@
+"""A small, complete project to aim generated requests at: every path parameter names a real row.
+
+Requests with random ids only ever reach the 404 branch; the attacks that found
+500s needed a real project, item, question, job and assignment behind the URL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+
+from annotation.models import Membership, Role
+from annotation.services import assignment_claim_next, token_create
+from curation.models import Job, JobKind, JobStatus
+from tests.factories import ItemFactory, ProjectFactory, UserFactory, make_questions
+
+
+@dataclass
+class World:
+    admin: AbstractBaseUser
+    token: str
+    path_values: dict[str, Any] = field(default_factory=dict)
+
+    def fill(self, route: str, converters: dict[str, str] | None = None) -> str:
+        """``route`` with each ``{name}`` or ``<conv:name>`` replaced by the seeded row's id."""
+        path = route
+        for name, value in self.path_values.items():
+            path = path.replace(f"{{{name}}}", str(value))
+            for conv in ("int", "str", "path", "slug", ""):
+                path = path.replace(f"<{conv}:{name}>" if conv else f"<{name}>", str(value))
+        return path
+
+
+def seed_world(tag: str) -> World:
+    """One project with questions of every kind, three items, a lease, a finished job, two members."""
+    admin = UserFactory(username=f"admin-{tag}", is_superuser=False)
+    annotator = UserFactory(username=f"annotator-{tag}")
+    project = ProjectFactory(name=f"Attacked {tag}", created_by=admin, overlap=2)
+    Membership.objects.create(user=admin, project=project, role=Role.ADMIN)
+    membership = Membership.objects.create(user=annotator, project=project, role=Role.ANNOTATOR)
+    questions = make_questions(project)
+    items = [
+        ItemFactory(project=project, responses=["First answer.", "Second answer.", "Third."])
+        for _ in range(3)
+    ]
+    assignment = assignment_claim_next(project=project, annotator=admin)
+    job = Job.objects.create(
+        project=project, kind=JobKind.SUSPECTS, status=JobStatus.SUCCEEDED, created_by=admin
+    )
+    _, raw = token_create(user=admin)
+    return World(
+        admin=admin,
+        token=raw,
+        path_values={
+            "project_id": project.id,
+            "item_id": items[0].id,
+            "question_id": questions[0].id,
+            "membership_id": membership.id,
+            "assignment_id": assignment.id if assignment else 0,
+            "job_id": job.id,
+            "version_id": 1,
+            "file_path": "manifest.json",
+        },
+    )
