@@ -44,9 +44,7 @@ def test_hh_rlhf_rejects_the_pairs_with_an_empty_reply_by_line_number(empty_proj
 def test_hh_rlhf_imports_every_pair_with_its_label(empty_project):
     path = dataset("hh_rlhf_harmless") / "harmless-base_test.jsonl"
     rows = [json.loads(line) for line in path.open()]
-    result = items_import(
-        project=empty_project, lines=path.open("rb"), fmt="hh", skip_invalid=True
-    )
+    result = items_import(project=empty_project, lines=path.open("rb"), fmt="hh", skip_invalid=True)
     assert result.lines == len(rows) == 2312
     assert result.skipped_invalid == 4
     assert [e["line"] for e in result.invalid_lines] == HH_EMPTY_REPLY_LINES
@@ -219,3 +217,29 @@ def test_ten_thousand_items_import_with_a_constant_number_of_queries(
         result = items_import(project=empty_project, lines=_lines(rows), fmt="trl")
     assert result.created == 10_000
     assert PairwiseAnswer.objects.filter(annotation__project=empty_project).count() == 10_000
+
+
+def test_import_dataset_refuses_hh_empty_replies_unless_asked_to_skip_them(empty_project):
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    folder = str(dataset("hh_rlhf_harmless"))
+    errors = StringIO()
+    with pytest.raises(CommandError):
+        call_command(
+            "import_dataset", "hh_rlhf_harmless", folder, project=empty_project.id, stderr=errors
+        )
+    assert "line 87: chosen" in errors.getvalue()
+    assert not Item.objects.filter(project=empty_project).exists()
+    out = StringIO()
+    call_command(
+        "import_dataset",
+        "hh_rlhf_harmless",
+        folder,
+        "--skip-invalid",
+        project=empty_project.id,
+        stdout=out,
+        stderr=StringIO(),
+    )
+    assert json.loads(out.getvalue())["skipped_invalid"] == 4
