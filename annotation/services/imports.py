@@ -731,13 +731,36 @@ def _item_row(project: Project, item: ParsedItem, pk: int | None = None) -> Item
     )
 
 
+def _legacy_changed(pairs: list[tuple[ParsedItem, int]]) -> list[tuple[ParsedItem, int]]:
+    """Of items stored before fingerprints existed, those whose conversation or responses differ."""
+    conversations: dict[int, Any] = {}
+    texts: dict[int, list[str]] = {}
+    ids = [pk for _, pk in pairs]
+    for start in range(0, len(ids), 5000):
+        chunk = ids[start : start + 5000]
+        conversations.update(Item.objects.filter(pk__in=chunk).values_list("id", "conversation"))
+        for item_id, text in (
+            Response.objects.filter(item_id__in=chunk)
+            .order_by("item_id", "position")
+            .values_list("item_id", "text")
+        ):
+            texts.setdefault(item_id, []).append(text)
+    return [
+        (item, pk)
+        for item, pk in pairs
+        if conversations.get(pk) != item.conversation
+        or texts.get(pk, []) != [r["text"] for r in item.responses]
+    ]
+
+
 def _match_stored(
     project: Project, items: list[ParsedItem], result: ImportResult, on_conflict: str
 ) -> tuple[list[ParsedItem], list[tuple[ParsedItem, int]]]:
     """Split parsed items into new ones and stored ones to update; count the rest.
 
-    Items stored before fingerprints existed (empty ``content_hash``) count as
-    unchanged: their edits cannot be told apart. For ``update`` the stored items'
+    Items stored before fingerprints existed (empty ``content_hash``) are compared
+    on their conversation and response texts only (their labels and other fields
+    cannot be told apart from the stored rows). For ``update`` the stored items'
     responses and imported labels are deleted here, inside the caller's transaction,
     so the write loop recreates them from the file.
     """
@@ -752,6 +775,7 @@ def _match_stored(
             stored[external_id] = (pk, content_hash)
     new_items: list[ParsedItem] = []
     conflicts: list[tuple[ParsedItem, int]] = []
+    legacy: list[tuple[ParsedItem, int]] = []
     for item in items:
         match = stored.get(item.external_id)
         if match is None and item.derived_id:
@@ -760,10 +784,15 @@ def _match_stored(
                 item.external_id = item.legacy_id
         if match is None:
             new_items.append(item)
-        elif match[1] in ("", item.fingerprint):
+        elif match[1] == item.fingerprint:
             result.existing += 1
+        elif match[1] == "":
+            legacy.append((item, match[0]))
         else:
             conflicts.append((item, match[0]))
+    changed = _legacy_changed(legacy)
+    result.existing += len(legacy) - len(changed)
+    conflicts.extend(changed)
     if not conflicts:
         return new_items, []
     conflicts.sort(key=lambda pair: pair[0].line)

@@ -219,3 +219,13 @@ def test_items_imported_before_fingerprints_are_found_by_their_old_ids(empty_pro
     again = items_import(project=empty_project, lines=FILE_WITHOUT_IDS, fmt="trl")
     assert again.created == 0 and again.existing == 3
     assert Item.objects.filter(project=empty_project).count() == 3
+
+
+def test_an_edit_of_an_item_imported_before_fingerprints_is_still_a_conflict(empty_project):
+    line = {"external_id": "old-1", "prompt": "Hi", "responses": ["a", "b"]}
+    items_import(project=empty_project, lines=[json.dumps(line)], fmt="native")
+    Item.objects.filter(project=empty_project).update(content_hash="")
+    assert items_import(project=empty_project, lines=[json.dumps(line)]).existing == 1
+    line["responses"] = ["a", "B"]
+    with pytest.raises(Conflict):
+        items_import(project=empty_project, lines=[json.dumps(line)], fmt="native")
