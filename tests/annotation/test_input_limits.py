@@ -373,3 +373,20 @@ def test_the_labeling_page_submit_applies_the_same_limits(project, items, bob, c
     )
     assert nan.status_code == 400 and nan.json()["field"] == "time_spent_ms"
     assert not Annotation.objects.exists()
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_BODIES))
+def test_every_hostile_json_case_in_an_import_line_is_refused_with_its_line_number(
+    case, project, alice, api
+):
+    good = json.dumps({"prompt": "fine", "responses": ["a", "b"]})
+    hostile = HOSTILE_BODIES[case].replace('"name": "x"', '"prompt": "q", "responses": ["a"]')
+    hostile = hostile.replace('"name": "a\\u0000b"', '"prompt": "a\\u0000b", "responses": ["a"]')
+    response = api(alice).post(
+        f"/api/v1/projects/{project.id}/import/?format=native",
+        data="\n".join([good, hostile, good]),
+        content_type="application/x-ndjson",
+    )
+    assert response.status_code == 400, response.content[:300]
+    assert [e["line"] for e in response.json()["errors"]] == [2]
+    assert not Item.objects.filter(project=project).exists()
