@@ -19,7 +19,7 @@ from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
 from annotation import selectors, serializers, services
-from annotation.errors import NotFound, PayloadTooLarge, ValidationFailed
+from annotation.errors import Conflict, NotFound, PayloadTooLarge, ValidationFailed
 from annotation.models import (
     AnnotatorProfile,
     Item,
@@ -214,9 +214,10 @@ class ItemListApi(APIView):
             first = exc.errors[0] if exc.errors else {"field": exc.field, "detail": exc.detail}
             field = (first.get("field") or "").removeprefix("line 1").removeprefix(": ")
             raise ValidationFailed(first["detail"], field=field or None) from None
-        if result.created == 0:
-            from annotation.errors import Conflict
-
+        except Conflict:
+            result = None
+        if result is None or result.created == 0:
+            # The same item again, or another item under a known external_id: nothing is changed.
             raise Conflict("An item with this external_id already exists.", field="external_id")
         item = selectors.item_list_for(project=project).order_by("-id").first()
         return HttpResponse(serializers.ItemOut(item).data, status=status.HTTP_201_CREATED)

@@ -229,3 +229,18 @@ def test_an_edit_of_an_item_imported_before_fingerprints_is_still_a_conflict(emp
     line["responses"] = ["a", "B"]
     with pytest.raises(Conflict):
         items_import(project=empty_project, lines=[json.dumps(line)], fmt="native")
+
+
+def test_posting_another_item_under_a_known_external_id_is_409_naming_the_field(
+    project, alice, api
+):
+    client = api(alice)
+    url = f"/api/v1/projects/{project.id}/items/"
+    first = {"external_id": "e-1", "prompt": "q", "responses": ["a", "b"]}
+    assert client.post(url, first, format="json").status_code == 201
+    other = client.post(url, {**first, "responses": ["c", "d"]}, format="json")
+    assert other.status_code == 409 and other.json()["field"] == "external_id"
+    assert list(Item.objects.get(external_id="e-1").responses.values_list("text", flat=True)) == [
+        "a",
+        "b",
+    ]
