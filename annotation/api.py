@@ -453,9 +453,13 @@ class MembershipListApi(APIView):
         responses=serializers.MembershipOut(many=True), summary="List a project's members"
     )
     def get(self, request: Request, project_id: int) -> HttpResponse:
-        project, _ = selectors.project_get_for(user=request.user, project_id=project_id)
+        project, role = selectors.project_get_for(user=request.user, project_id=project_id)
         memberships = Membership.objects.filter(project=project).select_related("user")
-        return _paginate(self, request, memberships, serializers.MembershipOut)
+        if role not in STAFF_ROLES:
+            # Annotators see their own membership, not who else labels the project.
+            memberships = memberships.filter(user=request.user)
+        context = {"reveal": may_reveal_usernames(role), "reader_id": request.user.id}
+        return _paginate(self, request, memberships, serializers.MembershipOut, context=context)
 
     @extend_schema(
         request=serializers.MembershipIn,

@@ -285,11 +285,28 @@ class AnnotationOut(serializers.ModelSerializer):
 
 
 class MembershipOut(serializers.ModelSerializer):
-    username = serializers.CharField(source="user.username")
+    """A member as the reader may see them: the pseudonym always, the username per the one rule.
+
+    ``context["reveal"]`` (project admins) shows every username; otherwise only the reader's own.
+    """
+
+    pseudonym = serializers.SerializerMethodField()
+    username = serializers.SerializerMethodField(
+        help_text="Present for project admins, and on the reader's own membership."
+    )
 
     class Meta:
         model = Membership
-        fields = ["id", "username", "role", "created_at"]
+        fields = ["id", "pseudonym", "username", "role", "created_at"]
+
+    def get_pseudonym(self, obj: Membership) -> str:
+        return pseudonym(obj.user_id, str(obj.project_id))
+
+    def get_username(self, obj: Membership) -> str | None:
+        reader = self.context.get("reader_id")
+        if self.context.get("reveal", True) or obj.user_id == reader:
+            return obj.user.username
+        return None
 
 
 class MembershipIn(serializers.Serializer):
