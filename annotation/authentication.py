@@ -137,9 +137,9 @@ class LoginThrottleBackend(AxesStandaloneBackend):
         return super().authenticate(request, username=username, password=password, **kwargs)
 
 
-# Connected when this module is imported, which happens when Django loads the
-# backend above, before its first ``authenticate()``, so it runs after axes' own
-# receiver (connected at start-up) and sees the flags that receiver set.
+# This module imports models, so it is only ever imported after start-up, when
+# axes has already connected its receiver in ``AppConfig.ready``. Receivers run in
+# the order they were connected, so this one sees the flags axes just set.
 @receiver(user_login_failed, dispatch_uid="ballot.lockout_reaches_django_request")
 def _lockout_reaches_django_request(sender: Any, request: Any = None, **kwargs: Any) -> None:
     """Copy axes' lockout flag from a DRF ``Request`` onto the ``HttpRequest`` it wraps.
@@ -172,7 +172,7 @@ def lockout_response(
     wait = (
         f"Try again in {minutes} minute{'s' if minutes != 1 else ''}."
         if seconds
-        else ("Ask an admin to unlock the account.")
+        else "Ask an admin to unlock the account."
     )
     detail = f"Too many failed sign-in attempts for this account or from this address. {wait}"
     if request.path.startswith("/api/"):
