@@ -69,3 +69,45 @@ def test_the_tour_runs_as_pasted(live_server, tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "train.jsonl").read_text().splitlines()]
     assert rows and set(rows[0]) >= {"prompt", "chosen", "rejected"}
     assert len(rows) == version.row_counts["train"]
+
+
+def export_snippet() -> str:
+    section = README[README.index("## Exports") :]
+    match = re.search(r"```python\n(.*?)```", section, flags=re.S)
+    assert match, "the Exports section has no python block"
+    return match.group(1)
+
+
+def test_the_export_loading_snippet_loads_every_split_of_a_published_version(
+    alice, tmp_path, settings, monkeypatch
+):
+    from annotation.services import items_import
+    from curation.models import JobKind
+    from curation.services import job_create
+    from curation.storage import absolute
+    from tests.factories import ProjectFactory
+
+    settings.BALLOT_STORAGE_ROOT = tmp_path / "storage"
+    settings.BALLOT_JOBS_IN_THREAD = False
+    project = ProjectFactory(created_by=alice)
+    lines = (ROOT / "examples" / "pairs.jsonl").read_text().splitlines()
+    items_import(project=project, lines=lines, fmt="trl")
+    job = job_create(
+        project=project,
+        kind=JobKind.EXPORT,
+        params={"format": "trl_preference", "test_fraction": 0.5},
+    )
+    job.refresh_from_db()
+    assert job.status == "succeeded", job.error
+    snippet = export_snippet()
+    assert re.search(r'^root = ".*"', snippet, flags=re.M)
+    root = absolute(job.result["path"])
+    snippet = re.sub(r'^root = ".*"', f"root = {str(root)!r}", snippet, flags=re.M)
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-cache"))
+    namespace: dict = {}
+    exec(compile(snippet, "README.md", "exec"), namespace)
+    splits = namespace["splits"]
+    assert sum(splits.values()) == len(lines)
+    for name in ("parquet", "jsonl", "hf"):
+        loaded = namespace[name]
+        assert {split: loaded[split].num_rows for split in loaded} == splits, name
