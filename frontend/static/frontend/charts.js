@@ -1,0 +1,73 @@
+// Every chart in the workspace is drawn here, through Plotly (from the installed `plotly`
+// Python package, served as /static/vendor/plotly.min.js: no CDN). Pages pass plain data
+// (the same JSON the chart-data API serves) and never call Plotly themselves, so the
+// library can be swapped in one place.
+
+const CONFIG = { responsive: true, displaylogo: false, modeBarButtonsToRemove: ["sendDataToCloud"] };
+const FONT = { family: "system-ui, -apple-system, 'Segoe UI', sans-serif", size: 12 };
+
+function plotly() {
+  if (!window.Plotly) throw new Error("Plotly is not loaded: include the charts loader block");
+  return window.Plotly;
+}
+
+function layout(options = {}) {
+  return {
+    font: FONT,
+    margin: { l: 48, r: 16, t: options.title ? 36 : 12, b: 44 },
+    title: options.title ? { text: options.title, font: { size: 14 } } : undefined,
+    xaxis: { title: { text: options.xTitle || "" }, automargin: true },
+    yaxis: { title: { text: options.yTitle || "" }, automargin: true, range: options.yRange },
+    barmode: options.barmode || "group",
+    showlegend: options.showLegend ?? true,
+    legend: { orientation: "h", y: -0.2 },
+    paper_bgcolor: "rgba(0,0,0,0)",
+    plot_bgcolor: "rgba(0,0,0,0)",
+  };
+}
+
+function empty(element, message) {
+  element.replaceChildren();
+  const note = document.createElement("p");
+  note.className = "chart-empty";
+  note.textContent = message || "No data yet.";
+  element.append(note);
+}
+
+/** A histogram of one or more series: `series` is [{name, values}]. */
+export function histogram(element, series, options = {}) {
+  if (!series.some((s) => s.values && s.values.length)) return empty(element, options.empty);
+  const traces = series.map((s) => ({ type: "histogram", name: s.name, x: s.values, opacity: 0.75, nbinsx: options.bins || 30 }));
+  return plotly().react(element, traces, layout({ barmode: "overlay", ...options }), CONFIG);
+}
+
+/** Bars: `series` is [{name, x: [...categories], y: [...values]}]. */
+export function bars(element, series, options = {}) {
+  if (!series.some((s) => s.x && s.x.length)) return empty(element, options.empty);
+  const traces = series.map((s) => ({ type: "bar", name: s.name, x: s.x, y: s.y }));
+  return plotly().react(element, traces, layout({ showLegend: series.length > 1, ...options }), CONFIG);
+}
+
+/** Lines over x (dates or numbers): `series` is [{name, x, y}]. */
+export function lines(element, series, options = {}) {
+  if (!series.some((s) => s.x && s.x.length)) return empty(element, options.empty);
+  const traces = series.map((s) => ({ type: "scatter", mode: "lines+markers", name: s.name, x: s.x, y: s.y }));
+  return plotly().react(element, traces, layout({ showLegend: series.length > 1, ...options }), CONFIG);
+}
+
+/** Points: `series` is [{name, x, y, text}]; `text` is shown on hover as plain text. */
+export function scatter(element, series, options = {}) {
+  if (!series.some((s) => s.x && s.x.length)) return empty(element, options.empty);
+  const traces = series.map((s) => ({
+    type: "scattergl", mode: "markers", name: s.name, x: s.x, y: s.y, text: s.text,
+    hoverinfo: "x+y+text", marker: { size: 6, opacity: 0.7 },
+  }));
+  return plotly().react(element, traces, layout(options), CONFIG);
+}
+
+/** Fetch chart data as JSON from the API (same origin, session cookie). */
+export async function fetchData(url) {
+  const response = await fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" });
+  if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
+  return response.json();
+}
