@@ -195,3 +195,81 @@ class DatasetVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.project_id} v{self.version} ({self.format})"
+
+
+class WebhookEvent(models.TextChoices):
+    ANNOTATION_CREATED = "annotation.created", "An annotation was stored"
+    JOB_FINISHED = "job.finished", "A job succeeded, failed or was cancelled"
+    DATASET_VERSION_PUBLISHED = "dataset_version.published", "A dataset version was published"
+
+
+class Webhook(models.Model):
+    """A project's subscription: signed events POSTed to ``url`` (Standard Webhooks).
+
+    ``secret`` (``whsec_`` + base64 of 32 random bytes) must be kept to sign each
+    delivery; it is shown to people once, when the webhook is created.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="webhooks")
+    url = models.URLField(max_length=2000)
+    description = models.CharField(max_length=200, blank=True)
+    events = models.JSONField(default=list, help_text="Event types sent to this URL.")
+    secret = models.CharField(max_length=100)
+    active = models.BooleanField(default=True)
+    created_by = models.ForeignKey(
+        django_settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["project_id", "id"]
+        indexes = [models.Index(fields=["project", "active"], name="webhook_project_active_idx")]
+
+    def __str__(self) -> str:
+        return f"webhook {self.pk} → {self.url}"
+
+
+class DeliveryStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    REFUSED = "refused", "Refused (address not allowed)"
+
+
+class WebhookDelivery(models.Model):
+    """One event for one webhook, with its attempts. ``event_id`` is the ``webhook-id`` header:
+    the same on every retry, and unique per webhook, so publishing an event twice sends it once."""
+
+    webhook = models.ForeignKey(Webhook, on_delete=models.CASCADE, related_name="deliveries")
+    event_type = models.CharField(max_length=64)
+    event_id = models.CharField(max_length=64)
+    payload = models.JSONField(default=dict)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    status = models.CharField(
+        max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING
+    )
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["webhook", "event_id"], name="webhookdelivery_unique_event"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"], name="webhookdelivery_due_idx")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.event_id} → webhook {self.webhook_id} ({self.status})"
