@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.contrib.auth import authenticate
-from django.db.models import Prefetch, prefetch_related_objects
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers as drf_serializers
@@ -19,22 +19,15 @@ from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
 from annotation import selectors, serializers, services
-from annotation.errors import Conflict, NotFound, PayloadTooLarge, ValidationFailed
-from annotation.models import (
-    AnnotatorProfile,
-    Item,
-    Membership,
-    Question,
-    Response,
-    Role,
-)
+from annotation.errors import Conflict, PayloadTooLarge, ValidationFailed
 from annotation.pagination import DefaultCursorPagination
 from annotation.parsers import JsonLinesParser, JsonlParser
 from annotation.pseudonyms import may_reveal_usernames, pseudonym
-from annotation.selectors import STAFF_ROLES
+from annotation.selectors import ADMIN_ONLY, STAFF_ROLES
 from annotation.services.imports import ON_CONFLICT
 
-ADMIN_ONLY = (Role.ADMIN,)
+if TYPE_CHECKING:
+    from annotation.models import Membership, Question
 
 
 def _validated(serializer_class, data, partial: bool = False) -> dict:
@@ -66,7 +59,7 @@ class ProjectListApi(APIView):
     @extend_schema(responses=serializers.ProjectOut(many=True), summary="List my projects")
     def get(self, request: Request) -> HttpResponse:
         projects = selectors.project_list_for(user=request.user).prefetch_related("questions")
-        roles = dict(Membership.objects.filter(user=request.user).values_list("project_id", "role"))
+        roles = selectors.membership_roles_for(user=request.user)
         return _paginate(self, request, projects, serializers.ProjectOut, context={"roles": roles})
 
     @extend_schema(
@@ -79,7 +72,8 @@ class ProjectListApi(APIView):
         questions = [dict(q) for q in data.pop("questions", [])]
         project = services.project_create(user=request.user, questions=questions, **data)
         return HttpResponse(
-            serializers.ProjectOut(project, context={"roles": {project.id: Role.ADMIN}}).data,
+            # project_create makes its creator the project's admin.
+            serializers.ProjectOut(project, context={"roles": {project.id: ADMIN_ONLY[0]}}).data,
             status=status.HTTP_201_CREATED,
         )
 
@@ -112,7 +106,7 @@ class ProjectDetailApi(APIView):
         project, _ = selectors.project_get_for(
             user=request.user, project_id=project_id, roles=ADMIN_ONLY
         )
-        project.delete()
+        services.project_delete(project=project)
         return HttpResponse(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -148,10 +142,7 @@ class QuestionDetailApi(APIView):
         project, _ = selectors.project_get_for(
             user=request.user, project_id=project_id, roles=roles
         )
-        question = Question.objects.filter(project=project, pk=question_id).first()
-        if question is None:
-            raise NotFound("No such question.")
-        return question
+        return selectors.question_get(project=project, question_id=question_id)
 
     @extend_schema(responses=serializers.QuestionOut, summary="Read a question")
     def get(self, request: Request, project_id: int, question_id: int) -> HttpResponse:
@@ -173,7 +164,7 @@ class QuestionDetailApi(APIView):
 
     @extend_schema(responses={204: None}, summary="Delete a question (admin)")
     def delete(self, request: Request, project_id: int, question_id: int) -> HttpResponse:
-        self._get(request, project_id, question_id, ADMIN_ONLY).delete()
+        services.question_delete(question=self._get(request, project_id, question_id, ADMIN_ONLY))
         return HttpResponse(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -238,9 +229,7 @@ class ItemAnnotationsApi(APIView):
     def get(self, request: Request, project_id: int, item_id: int) -> HttpResponse:
         item = selectors.item_get_for(user=request.user, project_id=project_id, item_id=item_id)
         _, role = selectors.project_get_for(user=request.user, project_id=project_id)
-        annotations = selectors.annotation_list_for(
-            user=request.user, project=item.project, role=Role.ADMIN
-        ).filter(item=item)
+        annotations = selectors.item_annotation_list(item=item)
         return HttpResponse(
             serializers.AnnotationOut(
                 annotations, many=True, context={"reveal": may_reveal_usernames(role)}
@@ -352,9 +341,7 @@ class NextApi(APIView):
         if assignment is None:
             return HttpResponse(status=status.HTTP_204_NO_CONTENT)
         # The claim already loaded the item; one query adds its responses.
-        prefetch_related_objects(
-            [assignment.item], Prefetch("responses", queryset=Response.objects.order_by("position"))
-        )
+        assignment = selectors.assignment_responses_prefetch(assignment=assignment)
         return HttpResponse(serializers.AssignmentOut(assignment).data)
 
 
@@ -373,11 +360,7 @@ class AssignmentDetailApi(APIView):
     @extend_schema(responses=serializers.AssignmentOut, summary="Read one of my assignments")
     def get(self, request: Request, assignment_id: int) -> HttpResponse:
         assignment = selectors.assignment_get_for(user=request.user, assignment_id=assignment_id)
-        assignment.item = (
-            Item.objects.filter(pk=assignment.item_id)
-            .prefetch_related(Prefetch("responses", queryset=Response.objects.order_by("position")))
-            .get()
-        )
+        assignment = selectors.assignment_responses_prefetch(assignment=assignment)
         return HttpResponse(serializers.AssignmentOut(assignment).data)
 
 
@@ -454,10 +437,7 @@ class MembershipListApi(APIView):
     )
     def get(self, request: Request, project_id: int) -> HttpResponse:
         project, role = selectors.project_get_for(user=request.user, project_id=project_id)
-        memberships = Membership.objects.filter(project=project).select_related("user")
-        if role not in STAFF_ROLES:
-            # Annotators see their own membership, not who else labels the project.
-            memberships = memberships.filter(user=request.user)
+        memberships = selectors.membership_list_for(user=request.user, project=project, role=role)
         context = {"reveal": may_reveal_usernames(role), "reader_id": request.user.id}
         return _paginate(self, request, memberships, serializers.MembershipOut, context=context)
 
@@ -484,14 +464,7 @@ class MembershipDetailApi(APIView):
         project, _ = selectors.project_get_for(
             user=request.user, project_id=project_id, roles=ADMIN_ONLY
         )
-        membership = (
-            Membership.objects.filter(project=project, pk=membership_id)
-            .select_related("user", "project")
-            .first()
-        )
-        if membership is None:
-            raise NotFound("No such membership.")
-        return membership
+        return selectors.membership_get(project=project, membership_id=membership_id)
 
     @extend_schema(
         request=serializers.MembershipPatch,
@@ -516,7 +489,7 @@ class MembershipDetailApi(APIView):
 class MyProfileApi(APIView):
     @extend_schema(responses=serializers.ProfileOut, summary="Read my annotator profile")
     def get(self, request: Request) -> HttpResponse:
-        profile, _ = AnnotatorProfile.objects.get_or_create(user=request.user)
+        profile = services.profile_get_or_create(user=request.user)
         return HttpResponse(serializers.ProfileOut(profile).data)
 
     @extend_schema(
@@ -550,19 +523,8 @@ class ProjectProfilesApi(APIView):
             user=request.user, project_id=project_id, roles=STAFF_ROLES
         )
         reveal = may_reveal_usernames(role)
-        user_ids = set(Membership.objects.filter(project=project).values_list("user_id", flat=True))
-        user_ids |= set(
-            project.annotations.filter(annotator__isnull=False)
-            .values_list("annotator_id", flat=True)
-            .distinct()
-        )
-        profiles = (
-            AnnotatorProfile.objects.filter(user_id__in=user_ids)
-            .select_related("user")
-            .order_by("user_id")
-        )
         rows = []
-        for profile in profiles:
+        for profile in selectors.profile_list_for(project=project):
             data = serializers.ProfileOut(profile).data
             data["annotator"] = pseudonym(profile.user_id, str(project.id))
             if reveal:

@@ -9,12 +9,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Count, Prefetch, Q, QuerySet
+from django.db import connection
+from django.db.models import Count, Prefetch, Q, QuerySet, prefetch_related_objects
 from django.utils import timezone
 
 from annotation.errors import Forbidden, NotFound
 from annotation.models import (
     Annotation,
+    AnnotatorProfile,
     Assignment,
     AssignmentStatus,
     Item,
@@ -26,6 +28,8 @@ from annotation.models import (
 )
 
 STAFF_ROLES = (Role.ADMIN, Role.CURATOR)
+# Views and tasks import no models (an import-linter contract); they name roles through these.
+ADMIN_ONLY = (Role.ADMIN,)
 
 
 def project_list_for(*, user: AbstractBaseUser) -> QuerySet[Project]:
@@ -41,6 +45,34 @@ def membership_role(*, user: AbstractBaseUser, project: Project) -> str | None:
     return (
         Membership.objects.filter(user=user, project=project).values_list("role", flat=True).first()
     )
+
+
+def membership_roles_for(*, user: AbstractBaseUser) -> dict[int, str]:
+    """The user's role in each project they belong to, by project id."""
+    return dict(Membership.objects.filter(user=user).values_list("project_id", "role"))
+
+
+def membership_list_for(
+    *, user: AbstractBaseUser, project: Project, role: str
+) -> QuerySet[Membership]:
+    """The project's memberships for staff; an annotator sees only their own."""
+    memberships = Membership.objects.filter(project=project).select_related("user")
+    if role not in STAFF_ROLES:
+        # Annotators see their own membership, not who else labels the project.
+        memberships = memberships.filter(user=user)
+    return memberships
+
+
+def membership_get(*, project: Project, membership_id: int | str) -> Membership:
+    """One membership of ``project``; the caller has checked the user's role in it."""
+    membership = (
+        Membership.objects.filter(project=project, pk=_int(membership_id))
+        .select_related("user", "project")
+        .first()
+    )
+    if membership is None:
+        raise NotFound("No such membership.")
+    return membership
 
 
 def project_get_for(
@@ -77,6 +109,14 @@ def question_list(*, project: Project) -> list[Question]:
     return list(Question.objects.filter(project=project).order_by("position", "id"))
 
 
+def question_get(*, project: Project, question_id: int | str) -> Question:
+    """One question of ``project``; the caller got the project through ``project_get_for``."""
+    question = Question.objects.filter(project=project, pk=_int(question_id)).first()
+    if question is None:
+        raise NotFound("No such question.")
+    return question
+
+
 def item_list_for(*, project: Project) -> QuerySet[Item]:
     return Item.objects.filter(project=project).prefetch_related(
         Prefetch("responses", queryset=Response.objects.order_by("position"))
@@ -92,20 +132,42 @@ def item_get_for(*, user: AbstractBaseUser, project_id: int | str, item_id: int 
     return item
 
 
-def annotation_list_for(
-    *, user: AbstractBaseUser, project: Project, role: str
-) -> QuerySet[Annotation]:
-    """Every annotation for staff; an annotator sees only their own."""
-    qs = (
+def item_list_with_annotation_counts(*, project: Project) -> QuerySet[Item]:
+    """The project's items in id order, each with ``annotation_count``, for the curators' list."""
+    return (
+        Item.objects.filter(project=project)
+        .annotate(annotation_count=Count("annotations", distinct=True))
+        .order_by("id")
+        .only("id", "external_id", "is_gold", "priority", "tags")
+    )
+
+
+def _annotations_with_answers(*, project: Project) -> QuerySet[Annotation]:
+    return (
         Annotation.objects.filter(project=project)
         .select_related("annotator")
         .prefetch_related(
             "pairwise_answers", "ranking_answers", "rating_answers", "correction_answers"
         )
     )
+
+
+def annotation_list_for(
+    *, user: AbstractBaseUser, project: Project, role: str
+) -> QuerySet[Annotation]:
+    """Every annotation for staff; an annotator sees only their own."""
+    qs = _annotations_with_answers(project=project)
     if role not in STAFF_ROLES:
         qs = qs.filter(annotator=user)
     return qs
+
+
+def item_annotation_list(*, item: Item) -> QuerySet[Annotation]:
+    """Every annotation on ``item``, answers prefetched.
+
+    Only for staff: the caller got ``item`` through ``item_get_for``, which checks the role.
+    """
+    return _annotations_with_answers(project=item.project).filter(item=item)
 
 
 def assignment_get_for(*, user: AbstractBaseUser, assignment_id: int | str) -> Assignment:
@@ -117,6 +179,18 @@ def assignment_get_for(*, user: AbstractBaseUser, assignment_id: int | str) -> A
     )
     if assignment is None:
         raise NotFound("No such assignment.")
+    return assignment
+
+
+def assignment_responses_prefetch(*, assignment: Assignment) -> Assignment:
+    """``assignment`` with its item's responses loaded in position order (one query).
+
+    The item itself is already loaded by whoever returned the assignment
+    (``assignment_get_for`` or the claim), so only the responses are fetched.
+    """
+    prefetch_related_objects(
+        [assignment.item], Prefetch("responses", queryset=Response.objects.order_by("position"))
+    )
     return assignment
 
 
@@ -158,6 +232,38 @@ def project_progress_for(*, user: AbstractBaseUser, projects: Iterable[Project])
             "remaining": open_items + row["leased"],
         }
     return out
+
+
+def profile_is_complete(*, user: AbstractBaseUser) -> bool:
+    """Whether the user consented and finished the profile survey."""
+    return AnnotatorProfile.objects.filter(
+        user=user, consented_at__isnull=False, completed_at__isnull=False
+    ).exists()
+
+
+def profile_list_for(*, project: Project) -> QuerySet[AnnotatorProfile]:
+    """Profiles of the project's members and of anyone who annotated in it, by user id.
+
+    Former members who left annotations stay listed: their labels are still in the data.
+    The caller checks that the reader is staff and decides what of each profile to show.
+    """
+    user_ids = set(Membership.objects.filter(project=project).values_list("user_id", flat=True))
+    user_ids |= set(
+        Annotation.objects.filter(project=project, annotator__isnull=False)
+        .values_list("annotator_id", flat=True)
+        .distinct()
+    )
+    return (
+        AnnotatorProfile.objects.filter(user_id__in=user_ids)
+        .select_related("user")
+        .order_by("user_id")
+    )
+
+
+def database_ping() -> None:
+    """One round trip to the database, for the health check; raises if it is unreachable."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
 
 
 def _int(value: int | str) -> int:

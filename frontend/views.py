@@ -9,13 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import wraps
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.core.paginator import Paginator
-from django.db import connection
-from django.db.models import Count, Prefetch
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.template import loader
@@ -25,7 +23,6 @@ from django.views.decorators.http import require_GET, require_POST
 
 from annotation import selectors, services
 from annotation.errors import BallotError, Forbidden, NotFound, PayloadTooLarge, ValidationFailed
-from annotation.models import AnnotatorProfile, Item, Project, QuestionKind, Response
 from annotation.parsers import json_loads_strict
 from annotation.pseudonyms import may_reveal_usernames
 from annotation.selectors import STAFF_ROLES
@@ -34,12 +31,14 @@ from frontend.forms import ConsentForm, ProfileForm
 from frontend.presentation import annotation_views, response_label
 from frontend.queue import assignment_lease_ahead
 
+if TYPE_CHECKING:
+    from annotation.models import AnnotatorProfile, Project
+
 # --- helpers -------------------------------------------------------------------------------
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1")
+    selectors.database_ping()
     return JsonResponse({"ok": True})
 
 
@@ -57,12 +56,6 @@ def _safe_next(request: HttpRequest, fallback: str = "/") -> str:
     if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
         return target
     return fallback
-
-
-def _profile_complete(user) -> bool:
-    return AnnotatorProfile.objects.filter(
-        user=user, consented_at__isnull=False, completed_at__isnull=False
-    ).exists()
 
 
 def json_login_required(view: Callable[..., JsonResponse]) -> Callable[..., JsonResponse]:
@@ -97,11 +90,7 @@ def _assignment_payload(*, project: Project, user) -> dict | None:
     assignment = services.assignment_claim_next(project=project, annotator=user)
     if assignment is None:
         return None
-    assignment.item = (
-        Item.objects.filter(pk=assignment.item_id)
-        .prefetch_related(Prefetch("responses", queryset=Response.objects.order_by("position")))
-        .get()
-    )
+    assignment = selectors.assignment_responses_prefetch(assignment=assignment)
     payload = dict(AssignmentOut(assignment).data)
     stats = selectors.project_progress_for(user=user, projects=[project])[project.id]
     finished = stats["done"] + stats["skipped"]
@@ -182,7 +171,7 @@ def server_error(request: HttpRequest) -> HttpResponse:
 def home(request: HttpRequest) -> HttpResponse:
     projects = list(selectors.project_list_for(user=request.user))
     progress = selectors.project_progress_for(user=request.user, projects=projects)
-    roles = dict(request.user.memberships.values_list("project_id", "role"))
+    roles = selectors.membership_roles_for(user=request.user)
     rows = []
     for project in projects:
         role = "admin" if request.user.is_superuser else roles.get(project.id, "")
@@ -206,7 +195,7 @@ def home(request: HttpRequest) -> HttpResponse:
 def onboarding(request: HttpRequest) -> HttpResponse:
     """Consent first, then the profile survey; then back to where the annotator was going."""
     next_url = _safe_next(request)
-    profile, _ = AnnotatorProfile.objects.get_or_create(user=request.user)
+    profile = services.profile_get_or_create(user=request.user)
     if profile.consented_at is None:
         form = ConsentForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
@@ -218,7 +207,7 @@ def onboarding(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def profile(request: HttpRequest) -> HttpResponse:
-    profile_row, _ = AnnotatorProfile.objects.get_or_create(user=request.user)
+    profile_row = services.profile_get_or_create(user=request.user)
     if profile_row.consented_at is None:
         return redirect(f"{reverse('frontend:onboarding')}?next={reverse('frontend:profile')}")
     return _profile_form(
@@ -260,7 +249,7 @@ def _profile_form(
 @require_GET
 def label(request: HttpRequest, project_id: int) -> HttpResponse:
     project, role = _project_or_404(request, project_id)
-    if project.require_profile and not _profile_complete(request.user):
+    if project.require_profile and not selectors.profile_is_complete(user=request.user):
         return redirect(f"{reverse('frontend:onboarding')}?next={request.path}")
     questions = QuestionOut(selectors.question_list(project=project), many=True).data
     boot = {
@@ -378,12 +367,7 @@ def label_skip(request: HttpRequest, project_id: int, assignment_id: int) -> Jso
 @require_GET
 def item_list(request: HttpRequest, project_id: int) -> HttpResponse:
     project, _ = _project_or_404(request, project_id, roles=STAFF_ROLES)
-    items = (
-        Item.objects.filter(project=project)
-        .annotate(annotation_count=Count("annotations", distinct=True))
-        .order_by("id")
-        .only("id", "external_id", "is_gold", "priority", "tags")
-    )
+    items = selectors.item_list_with_annotation_counts(project=project)
     page = Paginator(items, 50).get_page(request.GET.get("page"))
     return render(request, "frontend/item_list.html", {"project": project, "page": page})
 
@@ -400,9 +384,7 @@ def item_detail(request: HttpRequest, project_id: int, item_id: int) -> HttpResp
     project = item.project
     _, role = selectors.project_get_for(user=request.user, project_id=project.id)
     questions = selectors.question_list(project=project)
-    annotations = selectors.annotation_list_for(
-        user=request.user, project=project, role=STAFF_ROLES[0]
-    ).filter(item=item)
+    annotations = selectors.item_annotation_list(item=item)
     responses = list(item.responses.all())
     return render(
         request,
@@ -417,6 +399,5 @@ def item_detail(request: HttpRequest, project_id: int, item_id: int) -> HttpResp
                 responses=responses,
                 reveal_usernames=may_reveal_usernames(role),
             ),
-            "kinds": QuestionKind,
         },
     )

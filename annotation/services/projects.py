@@ -213,6 +213,12 @@ def project_update(*, project: Project, **fields: Any) -> Project:
     return project
 
 
+@transaction.atomic
+def project_delete(*, project: Project) -> None:
+    """Delete a project with everything in it (items, answers, memberships, jobs)."""
+    project.delete()
+
+
 MAX_QUESTION_POSITION = 32767  # the column is a PositiveSmallIntegerField
 
 
@@ -290,6 +296,12 @@ def question_update(*, question: Question, **fields: Any) -> Question:
     except IntegrityError:
         raise Conflict("This project already has a question with that name.", field="name")
     return question
+
+
+@transaction.atomic
+def question_delete(*, question: Question) -> None:
+    """Delete a question and the answers given to it."""
+    question.delete()
 
 
 def _question_has_answers(question: Question) -> bool:
@@ -378,6 +390,12 @@ PREFERENCE_KEYS = (
 )
 AGE_BANDS = ("18-24", "25-34", "35-44", "45-54", "55-64", "65+", "prefer_not_to_say", "")
 LANGUAGE_PROFICIENCY = ("native", "fluent", "intermediate", "basic")
+
+
+def profile_get_or_create(*, user: AbstractBaseUser) -> AnnotatorProfile:
+    """The user's profile, created empty (no consent, nothing answered) on first use."""
+    profile, _ = AnnotatorProfile.objects.get_or_create(user=user)
+    return profile
 
 
 def profile_update(
