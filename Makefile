@@ -28,6 +28,8 @@ test: install
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	# import-linter contracts in pyproject.toml; --no-cache keeps its cache folder out of the tree.
+	$(VENV)/bin/lint-imports --no-cache
 
 format: install
 	$(VENV)/bin/ruff format .
