@@ -1,0 +1,155 @@
+"""Reading the rows pairs are built from: the only ORM code of :mod:`curation.pairs`.
+
+Items are read in id order, a chunk at a time, and each chunk's responses,
+selected annotations and answers are read by item id range into plain rows
+(:mod:`curation.pairs.rows`), one query per table and chunk. Memory stays bounded
+by the chunk, and the time grows linearly with the project (see
+``bench/bench_export.py`` and the 200,000-annotation export test).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from django.db import connection
+from django.db.models import Q, QuerySet
+
+from annotation.models import (
+    Annotation,
+    CorrectionAnswer,
+    Item,
+    PairwiseAnswer,
+    Project,
+    Question,
+    RankingAnswer,
+    RatingAnswer,
+    Response,
+    Source,
+)
+from curation.pairs.rows import (
+    AnnotationRow,
+    CorrectionRow,
+    ItemRow,
+    PairwiseRow,
+    RankingRow,
+    RatingRow,
+    ResponseRow,
+)
+from curation.pairs.selection import Selection
+
+CHUNK = 1000
+
+# Answer table -> (model, row type); the row type's fields are the columns read.
+_ANSWER_TABLES = {
+    "pairwise_answers": (PairwiseAnswer, PairwiseRow),
+    "ranking_answers": (RankingAnswer, RankingRow),
+    "rating_answers": (RatingAnswer, RatingRow),
+    "correction_answers": (CorrectionAnswer, CorrectionRow),
+}
+
+
+def questions_by_id(*, project: Project, kind: str | None = None) -> dict[int, Question]:
+    """The project's questions (of one kind when given), by id."""
+    questions = Question.objects.filter(project=project)
+    if kind is not None:
+        questions = questions.filter(kind=kind)
+    return {q.id: q for q in questions}
+
+
+def _annotations_queryset(selection: Selection) -> QuerySet[Annotation]:
+    # No project filter: callers restrict by item id range and keep only this
+    # project's items. An equality on project_id would lead SQLite's planner to scan
+    # every annotation of the project for each chunk (quadratic on large exports).
+    qs = Annotation.objects.all()
+    if selection.source == "human":
+        qs = qs.filter(source=Source.HUMAN)
+    elif selection.source == "ai":
+        qs = qs.filter(source=Source.AI)
+    if selection.created_after:
+        qs = qs.filter(created_at__gte=selection.created_after)
+    if selection.created_before:
+        qs = qs.filter(created_at__lt=selection.created_before)
+    for key, value in selection.annotator_filter.items():
+        lookup = f"annotator__profile__{key}"
+        if isinstance(value, list):
+            qs = qs.filter(**{f"{lookup}__in": value})
+        else:
+            qs = qs.filter(**{lookup: value})
+    return qs
+
+
+def _load_chunk(item_rows: list[tuple], annotations: QuerySet[Annotation]) -> list[ItemRow]:
+    """Responses, annotations and answers of a chunk of items, by id range (a short query, unlike an IN list).
+
+    The range may hold items outside the selection (gold items, items not kept by a
+    FiFA job); their rows are dropped here.
+    """
+    ids = [row[0] for row in item_rows]
+    low, high = min(ids), max(ids)
+    items = {
+        row[0]: ItemRow(id=row[0], external_id=row[1], conversation=row[2], tags=row[3] or [])
+        for row in item_rows
+    }
+    # An id range on an indexed column, no join: rows of other projects' items in the
+    # range are dropped below by the dict look-up.
+    responses = Response.objects.filter(item_id__gte=low, item_id__lte=high)
+    for rid, item_id, text in responses.order_by("item_id", "position").values_list(
+        "id", "item_id", "text"
+    ):
+        item = items.get(item_id)
+        if item is not None:
+            item.responses.append(ResponseRow(id=rid, text=text))
+    by_id: dict[int, AnnotationRow] = {}
+    in_range = annotations.filter(item_id__gte=low, item_id__lte=high).order_by("id")
+    for aid, item_id, annotator_id, source, judge_name in in_range.values_list(
+        "id", "item_id", "annotator_id", "source", "judge_name"
+    ):
+        item = items.get(item_id)
+        if item is None:
+            continue
+        row = AnnotationRow(id=aid, annotator_id=annotator_id, source=source, judge_name=judge_name)
+        by_id[aid] = row
+        item.annotations.append(row)
+    if by_id:
+        for name, (model, row_type) in _ANSWER_TABLES.items():
+            make = row_type._make
+            # A semi-join on the indexed annotation_id: constant-size SQL, no scan of the answer table.
+            answers = model.objects.filter(annotation_id__in=in_range.values("id"))
+            for values in answers.order_by("id").values_list(*row_type._fields):
+                annotation = by_id.get(values[0])
+                if annotation is not None:
+                    getattr(annotation, name).append(make(values))
+    return [items[i] for i in ids]
+
+
+def item_chunks(*, project: Project, selection: Selection) -> Iterator[list[ItemRow]]:
+    """The selected items in id order, in chunks of plain rows (bounded memory).
+
+    Gold items are left out; ``selection.tags`` keeps items with any of the tags,
+    ``selection.item_ids`` only those items; each item carries the annotations the
+    selection admits (source, dates, annotator profile).
+    """
+    base = Item.objects.filter(project=project, is_gold=False).order_by("id")
+    if selection.tags:
+        contains = connection.features.supports_json_field_contains
+        tag_q = Q()
+        for tag in selection.tags:
+            tag_q |= Q(tags__contains=[tag]) if contains else Q(tags__icontains=f'"{tag}"')
+        base = base.filter(tag_q)
+    annotations = _annotations_queryset(selection)
+    columns = ("id", "external_id", "conversation", "tags")
+    if selection.item_ids is not None:
+        # Query a chunk of the wanted ids at a time: one IN list of 50,000 ids exceeds SQLite's limits.
+        wanted = sorted(selection.item_ids)
+        for start in range(0, len(wanted), CHUNK):
+            rows = list(base.filter(id__in=wanted[start : start + CHUNK]).values_list(*columns))
+            if rows:
+                yield _load_chunk(rows, annotations)
+        return
+    last = 0
+    while True:
+        rows = list(base.filter(id__gt=last).values_list(*columns)[:CHUNK])
+        if not rows:
+            return
+        yield _load_chunk(rows, annotations)
+        last = rows[-1][0]
