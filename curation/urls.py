@@ -2,9 +2,11 @@ from __future__ import annotations
 
 from django.urls import path
 
-from curation import api
+from curation import api, charts_api
+from curation.webhooks import api as webhooks_api
 
 urlpatterns = [
+    path("job-kinds/", api.JobKindListApi.as_view(), name="job-kind-list"),
     path("projects/<int:project_id>/jobs/", api.JobListApi.as_view(), name="job-list"),
     path(
         "projects/<int:project_id>/jobs/<int:job_id>/",
@@ -38,4 +40,60 @@ urlpatterns = [
         name="dataset-file",
     ),
     path("projects/<int:project_id>/quality/", api.QualityApi.as_view(), name="quality"),
+    path(
+        "projects/<int:project_id>/webhooks/",
+        webhooks_api.WebhookListApi.as_view(),
+        name="webhook-list",
+    ),
+    path(
+        "projects/<int:project_id>/webhooks/<int:webhook_id>/",
+        webhooks_api.WebhookDetailApi.as_view(),
+        name="webhook-detail",
+    ),
+    path(
+        "projects/<int:project_id>/webhooks/<int:webhook_id>/test/",
+        webhooks_api.WebhookTestApi.as_view(),
+        name="webhook-test",
+    ),
+    path(
+        "projects/<int:project_id>/webhooks/<int:webhook_id>/deliveries/",
+        webhooks_api.WebhookDeliveryListApi.as_view(),
+        name="webhook-deliveries",
+    ),
+    # Chart data of the quality and datasets pages (curation/charts_api.py).
+    path(
+        "projects/<int:project_id>/quality/agreement/",
+        charts_api.AgreementChartApi.as_view(),
+        name="quality-agreement",
+    ),
+    path(
+        "projects/<int:project_id>/quality/label-distributions/",
+        charts_api.LabelDistributionsApi.as_view(),
+        name="quality-label-distributions",
+    ),
+    path(
+        "projects/<int:project_id>/quality/coverage/",
+        charts_api.CoverageApi.as_view(),
+        name="quality-coverage",
+    ),
+    path(
+        "projects/<int:project_id>/quality/throughput/",
+        charts_api.ThroughputApi.as_view(),
+        name="quality-throughput",
+    ),
+    path(
+        "projects/<int:project_id>/quality/annotators/",
+        charts_api.AnnotatorsApi.as_view(),
+        name="quality-annotators",
+    ),
+    path(
+        "projects/<int:project_id>/quality/profile-breakdown/",
+        charts_api.ProfileBreakdownApi.as_view(),
+        name="quality-profile-breakdown",
+    ),
+    path(
+        "projects/<int:project_id>/datasets/compare/",
+        charts_api.DatasetCompareApi.as_view(),
+        name="dataset-compare",
+    ),
 ]

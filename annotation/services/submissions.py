@@ -21,6 +21,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from annotation.errors import Conflict, LeaseLost, Unprocessable, ValidationFailed
+from annotation.events import publish
 from annotation.models import (
     Annotation,
     Assignment,
@@ -430,6 +431,24 @@ def _replay(
     return existing
 
 
+def annotation_created_publish(*, annotation: Annotation) -> None:
+    """Announce a stored annotation (after commit; no query: ``item`` is already loaded)."""
+    publish(
+        "annotation.created",
+        project_id=annotation.project_id,
+        key=f"annotation.created:{annotation.pk}",
+        payload={
+            "annotation_id": annotation.pk,
+            "item_id": annotation.item_id,
+            "external_id": annotation.item.external_id,
+            "source": annotation.source,
+            "judge": annotation.judge_name,
+            "time_spent_ms": annotation.time_spent_ms,
+            "created_at": annotation.created_at.isoformat(),
+        },
+    )
+
+
 def annotation_submit(
     *,
     assignment_id: int,
@@ -512,6 +531,7 @@ def annotation_submit(
             locked.finished_at = now
             locked.save(update_fields=["status", "finished_at", "leased_until"])
             annotation.item, annotation.project = locked.item, locked.project
+            annotation_created_publish(annotation=annotation)
             return annotation, True
     except IntegrityError:
         # A concurrent retry with the same key won the race: answer with its result.
