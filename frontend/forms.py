@@ -189,3 +189,82 @@ class ProfileForm(forms.Form):
             if (data.get(f"lang_{row}") or "").strip()
         ]
         return fields
+
+
+class ProjectSetupForm(forms.Form):
+    """A project's settings on the set-up page. Parses types only; ``project_setup_save`` validates."""
+
+    name = forms.CharField(max_length=200)
+    instructions = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 8}),
+        required=False,
+        help_text="Markdown, shown to annotators above every item.",
+    )
+    overlap = forms.IntegerField(
+        min_value=1,
+        max_value=100,
+        initial=1,
+        help_text="How many distinct annotators label each item.",
+    )
+    gold_rate = forms.FloatField(
+        min_value=0,
+        max_value=1,
+        initial=0.0,
+        help_text="Share of served items that are gold (0 to 1).",
+        widget=forms.NumberInput(attrs={"step": "0.01"}),
+    )
+    lease_seconds = forms.IntegerField(
+        min_value=30,
+        max_value=7 * 86400,
+        initial=30 * 60,
+        label="Lease (seconds)",
+        help_text="How long an item stays reserved for the annotator who opened it.",
+    )
+    quality_threshold = forms.FloatField(
+        min_value=0,
+        max_value=1,
+        initial=0.5,
+        help_text="Annotators whose agreement with the majority falls below this are flagged.",
+        widget=forms.NumberInput(attrs={"step": "0.01"}),
+    )
+    require_profile = forms.BooleanField(
+        required=False,
+        label="Require a profile",
+        help_text="Annotators give consent and fill in their profile before the first item.",
+    )
+    show_gold_feedback = forms.BooleanField(
+        required=False,
+        label="Show gold feedback",
+        help_text="Show a gold item's expected answer after submission.",
+    )
+
+    FIELDS = (
+        "name",
+        "instructions",
+        "overlap",
+        "gold_rate",
+        "lease_seconds",
+        "quality_threshold",
+        "require_profile",
+        "show_gold_feedback",
+    )
+
+    @classmethod
+    def initial_from(cls, project: Any) -> dict[str, Any]:
+        return {name: getattr(project, name) for name in cls.FIELDS}
+
+    def project_fields(self) -> dict[str, Any]:
+        """The cleaned data in the shape ``project_update`` takes."""
+        return {name: self.cleaned_data[name] for name in self.FIELDS}
+
+
+class MemberAddForm(forms.Form):
+    user = forms.CharField(
+        max_length=254,
+        label="Username or e-mail",
+        widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
+    )
+    role = forms.ChoiceField(
+        choices=[("annotator", "Annotator"), ("curator", "Curator"), ("admin", "Admin")],
+        initial="annotator",
+    )

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from frontend import views
+from frontend import views, workspace_setup
 
 app_name = "frontend"
 
@@ -36,6 +36,36 @@ urlpatterns = [
         "projects/<int:project_id>/label/<int:assignment_id>/skip/",
         views.label_skip,
         name="label-skip",
+    ),
+    path("projects/new/", workspace_setup.project_create, name="project-create"),
+    path(
+        "projects/instructions-preview/",
+        workspace_setup.instructions_preview,
+        name="instructions-preview",
+    ),
+    path("projects/label-preview/", workspace_setup.label_preview, name="label-preview"),
+    path(
+        "projects/<int:project_id>/settings/",
+        workspace_setup.project_settings,
+        name="project-settings",
+    ),
+    path(
+        "projects/<int:project_id>/import/", workspace_setup.project_import, name="project-import"
+    ),
+    path(
+        "projects/<int:project_id>/import/preview/",
+        workspace_setup.project_import_preview,
+        name="project-import-preview",
+    ),
+    path(
+        "projects/<int:project_id>/import/run/",
+        workspace_setup.project_import_run,
+        name="project-import-run",
+    ),
+    path(
+        "projects/<int:project_id>/members/",
+        workspace_setup.project_members,
+        name="project-members",
     ),
     path("projects/<int:project_id>/items/", views.item_list, name="item-list"),
     path("projects/<int:project_id>/items/<int:item_id>/", views.item_detail, name="item-detail"),

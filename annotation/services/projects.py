@@ -12,7 +12,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from annotation.authentication import hash_token
-from annotation.errors import Conflict, NotFound, ValidationFailed
+from annotation.errors import BallotError, Conflict, NotFound, ValidationFailed
 from annotation.models import (
     AnnotatorProfile,
     ApiToken,
@@ -172,6 +172,16 @@ def _project_fields_validate(fields: dict) -> dict:
         not isinstance(clean["lease_seconds"], int) or not 30 <= clean["lease_seconds"] <= 7 * 86400
     ):
         raise ValidationFailed("lease_seconds must be from 30 to 604800.", field="lease_seconds")
+    if "quality_threshold" in clean:
+        # The API's serializer bounds it too; forms reach here without one.
+        try:
+            clean["quality_threshold"] = float(clean["quality_threshold"])
+        except (TypeError, ValueError):
+            raise ValidationFailed("quality_threshold must be a number.", field="quality_threshold")
+        if not 0 <= clean["quality_threshold"] <= 1:
+            raise ValidationFailed(
+                "quality_threshold must lie in [0, 1].", field="quality_threshold"
+            )
     return clean
 
 
@@ -304,6 +314,111 @@ def question_delete(*, question: Question) -> None:
     question.delete()
 
 
+QUESTION_SPEC_FIELDS = ("kind", "name", "prompt", "required", "config")
+
+
+def _prefixed(error: BallotError, prefix: str) -> BallotError:
+    """The same error with its field paths under ``prefix`` (``questions[2].``)."""
+    field = f"{prefix}{error.field}" if error.field else prefix.rstrip(".")
+    errors = [
+        {**entry, "field": f"{prefix}{entry['field']}" if entry.get("field") else field}
+        for entry in error.errors
+    ] or [{"field": field, "detail": error.detail}]
+    return type(error)(error.detail, field=field, errors=errors)
+
+
+def questions_validate(*, questions: Any) -> None:
+    """Check every question spec of a set-up form at once; one error per bad field, all listed.
+
+    Only what needs no database: kinds, configs and names. Name clashes with stored
+    questions and answered questions are found by the writes themselves.
+    """
+    if not isinstance(questions, list):
+        raise ValidationFailed("questions must be a list.", field="questions")
+    json_check(questions, field="questions")
+    errors: list[dict] = []
+    names: dict[str, int] = {}
+    for index, spec in enumerate(questions):
+        prefix = f"questions[{index}]"
+        if not isinstance(spec, dict):
+            errors.append({"field": prefix, "detail": "Each question must be an object."})
+            continue
+        kind = spec.get("kind")
+        try:
+            question_config_validate(kind=kind, config=spec.get("config"), field=f"{prefix}.config")
+        except ValidationFailed as error:
+            errors.extend(error.errors or [{"field": error.field, "detail": error.detail}])
+        slug = slugify(str(spec.get("name") or kind or ""))[:64]
+        if not slug:
+            errors.append(
+                {
+                    "field": f"{prefix}.name",
+                    "detail": "A question needs a name made of letters, digits or dashes.",
+                }
+            )
+        elif slug in names:
+            errors.append(
+                {"field": f"{prefix}.name", "detail": f"Another question is named {slug!r}."}
+            )
+        names.setdefault(slug, index)
+        if len(str(spec.get("prompt") or "")) > 500:
+            errors.append(
+                {"field": f"{prefix}.prompt", "detail": "A prompt holds at most 500 characters."}
+            )
+    if errors:
+        first = errors[0]
+        raise ValidationFailed(first["detail"], field=first["field"], errors=errors)
+
+
+@transaction.atomic
+def project_setup_save(
+    *,
+    user: AbstractBaseUser,
+    project: Project | None = None,
+    fields: dict[str, Any],
+    questions: list[dict],
+) -> Project:
+    """Create (``project=None``) or change a project and its whole question list in one go.
+
+    ``questions`` is the list as the set-up page shows it, in order: an entry with an
+    ``id`` of one of the project's questions changes that question, one without adds
+    a question, and stored questions left out are deleted. Positions follow the list.
+    All or nothing; errors name the field as ``questions[i].config.aspects`` etc.
+    """
+    questions_validate(questions=questions)
+    specs = [{k: spec[k] for k in QUESTION_SPEC_FIELDS if k in spec} for spec in questions]
+    if project is None:
+        fields = dict(fields)
+        return project_create(user=user, name=fields.pop("name", ""), questions=specs, **fields)
+    project_update(project=project, **fields)
+    stored = {q.id: q for q in Question.objects.select_for_update().filter(project=project)}
+    kept = {spec.get("id") for spec in questions if spec.get("id") in stored}
+    for question_id, question in stored.items():
+        if question_id not in kept:
+            question_delete(question=question)
+    # Positions are not unique, but names are: renames that swap two names would clash
+    # mid-way, so the kept questions first move to temporary names.
+    for question_id in kept:
+        Question.objects.filter(pk=question_id).update(name=f"~{question_id}")
+    for index, (raw, spec) in enumerate(zip(questions, specs, strict=True)):
+        prefix = f"questions[{index}]."
+        try:
+            question = stored.get(raw.get("id")) if raw.get("id") in kept else None
+            if question is None:
+                question_create(project=project, position=index, **spec)
+                continue
+            changes: dict[str, Any] = {"position": index, "name": spec.get("name") or spec["kind"]}
+            changes.update({k: spec[k] for k in ("prompt", "required") if k in spec})
+            config = question_config_validate(kind=spec["kind"], config=spec.get("config"))
+            if spec["kind"] != question.kind or config != question.config:
+                # Only a real change is sent: an answered question refuses any config write.
+                changes.update(kind=spec["kind"], config=config)
+            question_update(question=question, **changes)
+        except BallotError as error:
+            raise _prefixed(error, prefix) from None
+    return project
+
+
 def _question_has_answers(question: Question) -> bool:
     from annotation.models import CorrectionAnswer, PairwiseAnswer, RankingAnswer, RatingAnswer
 
@@ -314,9 +429,20 @@ def _question_has_answers(question: Question) -> bool:
 
 
 def membership_add(*, project: Project, username: str, role: str = Role.ANNOTATOR) -> Membership:
+    """Add a user, named by username or (when no username matches) by e-mail address."""
     if role not in Role.values:
         raise ValidationFailed(f"role must be one of {', '.join(Role.values)}.", field="role")
-    user = get_user_model().objects.filter(username=username).first()
+    users = get_user_model().objects
+    user = users.filter(username=username).first()
+    if user is None and "@" in username:
+        # E-mail addresses are not unique in Django's user model: refuse to guess between two.
+        matches = list(users.filter(email__iexact=username.strip())[:2])
+        if len(matches) > 1:
+            raise ValidationFailed(
+                f"Several users have the e-mail address {username!r}; add one by username.",
+                field="username",
+            )
+        user = matches[0] if matches else None
     if user is None:
         raise ValidationFailed(f"No user named {username!r}.", field="username")
     try:

@@ -280,6 +280,7 @@ function showAssignment(assignment) {
 // Reserve the following item now, while the annotator reads; the submit then
 // only stores answers and its reply carries that item. Failures here are harmless.
 function leaseAhead(assignmentId) {
+  if (boot.preview) return;
   requestWithRetry(endpoint(boot.urls.ahead, assignmentId), { method: "POST" }).catch(() => {});
 }
 
@@ -1079,6 +1080,11 @@ async function submit() {
     missing[0].focus();
     return;
   }
+  // The set-up page frames this page as a preview (boot.preview): nothing is sent.
+  if (boot.preview) {
+    showStatus("ok", "Preview: every answer is given. Nothing was saved.");
+    return;
+  }
   const startedAt = performance.now();
   const assignment = current.assignment;
   const body = { answers: current.components.map((c) => c.answer()).filter(Boolean), time_spent_ms: elapsedMs() };
@@ -1105,6 +1111,10 @@ async function submit() {
 
 async function skip() {
   if (!current || submitting || goldPending) return;
+  if (boot.preview) {
+    showStatus("ok", "Preview: skipping would show the next item. Nothing was saved.");
+    return;
+  }
   const startedAt = performance.now();
   submitting = true;
   try {
