@@ -10,5 +10,11 @@ class CurationConfig(AppConfig):
 
     def ready(self) -> None:
         # Registers the Celery tasks in every process (web, commands, tests): the job
-        # lifecycle sends them by name and never imports the task module itself.
+        # lifecycle and the webhooks send them by name and never import the task modules.
+        # Webhooks hear every event the apps publish (annotation never imports curation).
+        from annotation import events
         from curation import tasks  # noqa: F401
+        from curation.webhooks import services as webhook_services
+        from curation.webhooks import tasks as webhook_tasks  # noqa: F401
+
+        events.subscribe(webhook_services.event_receive)
