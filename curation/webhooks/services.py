@@ -99,9 +99,11 @@ def _clean_events(events: Any) -> list[str]:
 
 
 def _forget_targets(project_id: int) -> None:
-    # After commit: a reader that refilled the cache before the commit would
-    # otherwise keep the old list for a whole TTL.
-    transaction.on_commit(lambda: cache.delete(targets_cache_key(project_id)))
+    # Now, and again after commit: a reader that refills the cache between the two
+    # reads the old rows and would otherwise keep the old list for a whole TTL.
+    key = targets_cache_key(project_id)
+    cache.delete(key)
+    transaction.on_commit(lambda: cache.delete(key))
 
 
 @transaction.atomic
