@@ -404,3 +404,15 @@ def test_members_page_refuses_annotators_and_outsiders(project, bob, charlie):
     url = f"/projects/{project.id}/members/"
     assert client_for(bob).get(url).status_code == 403
     assert client_for(charlie).get(url).status_code == 404
+
+
+def test_label_preview_shows_an_outsider_the_built_in_sample_not_the_projects_items(
+    project, charlie, items
+):
+    response = client_for(charlie).post(
+        "/projects/label-preview/",
+        {"questions": json.dumps([PAIRWISE]), "project": str(project.id)},
+    )
+    item = boot_of(response.content.decode(), "ballot-boot")["assignment"]["item"]
+    assert item["external_id"] == "sample"
+    assert all(i.external_id not in response.content.decode() for i in items)

@@ -126,7 +126,7 @@ function showPreview(data) {
         h("h3", {}, `Line ${item.line} · ${item.external_id}`, item.is_gold ? " · gold" : ""),
         h("p", { class: "prompt" }, h("strong", {}, "Prompt: "), item.prompt),
         item.turns > 1 ? h("p", { class: "help" }, `${item.turns} messages in the conversation; the last one from the user is shown.`) : null,
-        h("ol", { type: "A" }, item.responses.map((text, position) => h("li", { class: "response", "aria-label": `Response ${letter(position)}` }, text))),
+        h("ol", { class: "responses" }, item.responses.map((text, position) => h("li", { class: "response" }, h("strong", {}, `Response ${letter(position)}: `), text))),
         item.labels.length
           ? h("ul", { class: "labels" }, item.labels.map((label) => h("li", {}, `${label.annotator} (${label.source}): ${label.answers.join("; ") || "no answers"}`)))
           : h("p", { class: "help" }, "No labels."),
