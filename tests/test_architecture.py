@@ -2,20 +2,27 @@
 
 The rules are import-linter contracts in pyproject.toml ([tool.importlinter]). These tests run
 `lint-imports` on the tree, show on a copy of it that each contract catches the wrong-way import
-it is there for, and add the one check import-linter cannot express: a cycle between a package's
-``__init__`` and its own modules inside curation.
+it is there for, check that every view and task module is named in the ORM contract, and add the
+one check import-linter cannot express: a cycle between a package's ``__init__`` and its own
+modules inside curation.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
+import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 
 import grimp
 import pytest
+from django.urls import URLResolver, get_resolver
+
+from config.celery import app as celery_app
 
 ROOT = Path(__file__).resolve().parent.parent
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
@@ -112,6 +119,49 @@ def test_each_contract_catches_the_wrong_way_import_it_is_for(tmp_path: Path) ->
     assert not missing, report
     assert f"frontend.views -> curation.models (l.{hint_line + 2})" not in report, report
     assert "No cycles are allowed in curation.probe." in report, report
+
+
+def _contract(contract_id: str) -> dict:
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    return next(c for c in config["contracts"] if c["id"] == contract_id)
+
+
+def _expression_pattern(expression: str) -> re.Pattern[str]:
+    # import-linter's module expressions: * is one name, ** one or more; a module covers its
+    # submodules (as_packages is on).
+    parts = [
+        r"[^.]+(\.[^.]+)*" if part == "**" else r"[^.]+" if part == "*" else re.escape(part)
+        for part in expression.split(".")
+    ]
+    return re.compile(r"\.".join(parts) + r"(\..+)?")
+
+
+def _view_modules(patterns: list) -> Iterator[str]:
+    for pattern in patterns:
+        if isinstance(pattern, URLResolver):
+            yield from _view_modules(pattern.url_patterns)
+            continue
+        view = pattern.callback
+        # as_view() returns a function defined in Django or DRF; the class says where the view is.
+        owner = getattr(view, "view_class", None) or getattr(view, "cls", None) or view
+        yield owner.__module__
+
+
+def test_every_view_and_task_module_is_under_the_orm_contract() -> None:
+    celery_app.loader.import_default_modules()
+    task_modules = {task.__module__ for task in celery_app.tasks.values()}
+    ours = {
+        module
+        for module in {*_view_modules(get_resolver().url_patterns), *task_modules}
+        if module.split(".")[0] in APP_PACKAGES
+    }
+    patterns = [
+        _expression_pattern(expression)
+        for expression in _contract("views-and-tasks-without-orm")["source_modules"]
+    ]
+    uncovered = sorted(m for m in ours if not any(p.fullmatch(m) for p in patterns))
+    assert "curation.tasks" in ours and "annotation.api" in ours
+    assert uncovered == [], "add these to source_modules in pyproject.toml"
 
 
 def _cycles(graph: grimp.ImportGraph, package: str) -> list[tuple[str, ...]]:
