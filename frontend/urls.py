@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from frontend import views, workspace_setup
+from frontend import views, workspace_datasets, workspace_quality, workspace_setup
 
 app_name = "frontend"
 
@@ -69,4 +69,15 @@ urlpatterns = [
     ),
     path("projects/<int:project_id>/items/", views.item_list, name="item-list"),
     path("projects/<int:project_id>/items/<int:item_id>/", views.item_detail, name="item-detail"),
+    path("projects/<int:project_id>/quality/", workspace_quality.quality, name="quality"),
+    path(
+        "projects/<int:project_id>/datasets/",
+        workspace_datasets.dataset_list,
+        name="dataset-list",
+    ),
+    path(
+        "projects/<int:project_id>/datasets/compare/",
+        workspace_datasets.dataset_compare,
+        name="dataset-compare",
+    ),
 ]

@@ -77,8 +77,12 @@ def build_quality_project(
         users.append(user)
     start = timezone.now() - timedelta(days=4)
     made = [
-        ItemFactory(project=project, responses=["Alpha answer.", "Beta answer.", "Gamma answer."])
-        for _ in range(items)
+        ItemFactory(
+            project=project,
+            conversation=[{"role": "user", "content": f"Question {n}: say something nice."}],
+            responses=[f"Alpha answer {n}.", f"Beta answer {n}.", f"Gamma answer {n}."],
+        )
+        for n in range(items)
     ]
     gold = ItemFactory(
         project=project,

@@ -16,7 +16,8 @@ function layout(options = {}) {
     font: FONT,
     margin: { l: 48, r: 16, t: options.title ? 36 : 12, b: 44 },
     title: options.title ? { text: options.title, font: { size: 14 } } : undefined,
-    xaxis: { title: { text: options.xTitle || "" }, automargin: true },
+    // xType "category" keeps numeric labels (ratings, counts) as evenly spaced categories.
+    xaxis: { title: { text: options.xTitle || "" }, automargin: true, type: options.xType },
     yaxis: { title: { text: options.yTitle || "" }, automargin: true, range: options.yRange },
     barmode: options.barmode || "group",
     showlegend: options.showLegend ?? true,
