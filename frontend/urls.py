@@ -3,7 +3,13 @@ from __future__ import annotations
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from frontend import views, workspace_datasets, workspace_quality, workspace_setup
+from frontend import (
+    views,
+    workspace_datasets,
+    workspace_quality,
+    workspace_setup,
+    workspace_webhooks,
+)
 
 app_name = "frontend"
 
@@ -79,5 +85,25 @@ urlpatterns = [
         "projects/<int:project_id>/datasets/compare/",
         workspace_datasets.dataset_compare,
         name="dataset-compare",
+    ),
+    path(
+        "projects/<int:project_id>/webhooks/",
+        workspace_webhooks.webhook_list,
+        name="webhook-list",
+    ),
+    path(
+        "projects/<int:project_id>/webhooks/<int:webhook_id>/test/",
+        workspace_webhooks.webhook_send_test,
+        name="webhook-send-test",
+    ),
+    path(
+        "projects/<int:project_id>/webhooks/<int:webhook_id>/toggle/",
+        workspace_webhooks.webhook_toggle,
+        name="webhook-toggle",
+    ),
+    path(
+        "projects/<int:project_id>/webhooks/<int:webhook_id>/delete/",
+        workspace_webhooks.webhook_delete,
+        name="webhook-delete",
     ),
 ]

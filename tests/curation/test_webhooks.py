@@ -436,3 +436,67 @@ def test_another_projects_webhook_is_404(world, charlie, api):
     other = services.webhook_create(project=theirs, url="http://127.0.0.1:9/x", user=charlie)
     response = world.api(world.alice).get(f"{base(world)}{other.id}/")
     assert response.status_code == 404
+
+
+# --- the page ----------------------------------------------------------------------------
+
+
+def _page(project) -> str:
+    return f"/projects/{project.id}/webhooks/"
+
+
+def test_the_page_shows_the_secret_in_the_creating_answer_only(project, alice, client, receiver):
+    client.force_login(alice)
+    created = client.post(
+        _page(project), {"url": receiver.url, "events": ["job.finished"], "description": "CI"}
+    )
+    assert created.status_code == 201
+    webhook = Webhook.objects.get()
+    assert webhook.events == ["job.finished"]
+    assert webhook.secret in created.content.decode()
+    listed = client.get(_page(project))
+    assert listed.status_code == 200
+    assert receiver.url in listed.content.decode()
+    assert webhook.secret not in listed.content.decode()
+
+
+def test_the_page_names_a_refused_url_next_to_the_field(project, alice, client, settings):
+    settings.BALLOT_WEBHOOK_ALLOWED_NETWORKS = []
+    client.force_login(alice)
+    response = client.post(
+        _page(project), {"url": "http://169.254.169.254/", "events": ["job.finished"]}
+    )
+    assert response.status_code == 400
+    assert 'data-error-for="url"' in response.content.decode()
+    assert "metadata" in response.content.decode()
+    assert not Webhook.objects.exists()
+
+
+def test_the_page_refuses_annotators_outsiders_and_curator_changes(
+    project, alice, bob, charlie, curator, client
+):
+    webhook = services.webhook_create(project=project, url="http://127.0.0.1:9/x", user=alice)
+    client.force_login(bob)
+    assert client.get(_page(project)).status_code == 403
+    client.force_login(charlie)
+    assert client.get(_page(project)).status_code == 404
+    assert client.post(f"{_page(project)}{webhook.id}/delete/").status_code == 404
+    client.force_login(curator)
+    page = client.get(_page(project))
+    assert page.status_code == 200
+    assert "webhook-add-form" not in page.content.decode()
+    assert webhook.secret not in page.content.decode()
+    assert client.post(_page(project), {"url": "http://127.0.0.1:9/y"}).status_code == 403
+    for action in ("test", "toggle", "delete"):
+        assert client.post(f"{_page(project)}{webhook.id}/{action}/").status_code == 403
+    assert Webhook.objects.get().active and not WebhookDelivery.objects.exists()
+
+
+def test_an_admin_disables_and_deletes_a_webhook_on_the_page(project, alice, client):
+    webhook = services.webhook_create(project=project, url="http://127.0.0.1:9/x", user=alice)
+    client.force_login(alice)
+    response = client.post(f"{_page(project)}{webhook.id}/toggle/", {"active": "0"})
+    assert response.status_code == 302
+    assert Webhook.objects.get().active is False
+    assert client.post(f"{_page(project)}{webhook.id}/delete/").status_code == 302
+    assert not Webhook.objects.exists()
