@@ -142,8 +142,15 @@ def _version_view(project: Any, version: Any) -> dict:
         "filters": {
             k: v for k, v in (version.filters or {}).items() if v not in (None, [], {}, "")
         },
-        "aggregation": manifest.get("aggregation") or version.aggregation,
+        "aggregation": _aggregation_text(manifest.get("aggregation") or version.aggregation),
     }
+
+
+def _aggregation_text(aggregation: Any) -> str:
+    if isinstance(aggregation, dict):
+        policy, source = aggregation.get("policy", ""), aggregation.get("source", "")
+        return f"{policy} ({source} labels)" if source else str(policy)
+    return str(aggregation or "")
 
 
 @login_required
