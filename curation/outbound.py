@@ -214,12 +214,17 @@ def literal_address_refusal(url: str) -> str | None:
     return address_refusal(address)
 
 
+def _tls_context() -> ssl.SSLContext:
+    """Certificates checked against the system's trust store, host names verified."""
+    return ssl.create_default_context()
+
+
 def _connection(
     scheme: str, host: str, port: int, address: IPAddress, timeout: float
 ) -> http.client.HTTPConnection:
     if scheme == "https":
         connection: http.client.HTTPConnection = http.client.HTTPSConnection(
-            host, port, timeout=timeout, context=ssl.create_default_context()
+            host, port, timeout=timeout, context=_tls_context()
         )
     else:
         connection = http.client.HTTPConnection(host, port, timeout=timeout)

@@ -8,7 +8,10 @@ the refusal tests also prove nothing was even attempted.
 from __future__ import annotations
 
 import ipaddress
+import shutil
 import socket
+import ssl
+import subprocess
 
 import pytest
 
@@ -240,3 +243,59 @@ def test_other_schemes_credentials_and_hostless_urls_are_refused(url, only_127_0
         _post(url)
     assert refused.value.permanent
     assert connections == []
+
+
+@pytest.fixture
+def certificate(tmp_path):
+    """A self-signed certificate for the name hook.test (made by the openssl command)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-subj",
+            "/CN=hook.test",
+            "-addext",
+            "subjectAltName=DNS:hook.test",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+def test_https_goes_to_the_checked_address_and_verifies_the_certificate_against_the_name(
+    monkeypatch, only_127_0_0_1, certificate, connections
+):
+    cert, key = certificate
+    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_tls.load_cert_chain(cert, key)
+    tls_receiver = Receiver(tls=server_tls).start()
+    try:
+        monkeypatch.setattr(
+            outbound, "_tls_context", lambda: ssl.create_default_context(cafile=str(cert))
+        )
+        fake_dns(monkeypatch, lambda host: ["127.0.0.1"])
+        response = _post(f"https://hook.test:{tls_receiver.port}/hook")
+        assert response.status_code == 200
+        assert tls_receiver.requests[0].headers["host"] == f"hook.test:{tls_receiver.port}"
+        assert connections == ["127.0.0.1"]
+        # Same address, another name: the certificate does not match, nothing is sent.
+        with pytest.raises(outbound.TransportError) as failed:
+            _post(f"https://other.test:{tls_receiver.port}/hook")
+        assert "certificate" in failed.value.message.lower()
+        assert len(tls_receiver.requests) == 1
+    finally:
+        tls_receiver.stop()
