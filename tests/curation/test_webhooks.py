@@ -500,3 +500,21 @@ def test_an_admin_disables_and_deletes_a_webhook_on_the_page(project, alice, cli
     assert Webhook.objects.get().active is False
     assert client.post(f"{_page(project)}{webhook.id}/delete/").status_code == 302
     assert not Webhook.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_without_a_broker_deliveries_run_in_a_background_thread(project, alice, receiver, settings):
+    settings.BALLOT_WEBHOOKS_IN_THREAD = True
+    settings.BALLOT_WEBHOOK_BACKOFF_SECONDS = 0.5
+    receiver.answers = [503]
+    webhook = services.webhook_create(project=project, url=receiver.url, user=alice)
+    delivery = services.webhook_send_test(webhook=webhook)
+    # Inline, the call would return only after both attempts and the pause between them.
+    assert len(receiver.requests) < 2
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        delivery.refresh_from_db()
+        if delivery.status != DeliveryStatus.PENDING:
+            break
+        time.sleep(0.05)
+    assert (delivery.status, delivery.attempts) == (DeliveryStatus.SUCCEEDED, 2)
