@@ -181,9 +181,14 @@ def _fetch(sql: str, params: tuple) -> list[tuple]:
 def _human_answers(model: type, question: Question) -> QuerySet:
     # Gold items are served to everyone and are scored against their answer, not
     # against each other: like the quality report, agreement leaves them out.
-    return model.objects.filter(
-        question=question, annotation__source=Source.HUMAN, annotation__item__is_gold=False
+    # Gold ids as a (small, hashed) subquery rather than a join to every item.
+    return model.objects.filter(question=question, annotation__source=Source.HUMAN).exclude(
+        annotation__item_id__in=_gold_ids(question.project_id)
     )
+
+
+def _gold_ids(project_id: int) -> QuerySet:
+    return Item.objects.filter(project_id=project_id, is_gold=True).values("id")
 
 
 def _unit_values(question: Question, *, nominal: bool) -> QuerySet | None:
@@ -517,7 +522,8 @@ def coverage(*, project: Project) -> dict:
 
 def _coverage(*, project: Project) -> dict:
     per_item = (
-        Annotation.objects.filter(project=project, source=Source.HUMAN, item__is_gold=False)
+        Annotation.objects.filter(project=project, source=Source.HUMAN)
+        .exclude(item_id__in=_gold_ids(project.id))
         .values("item_id")
         .annotate(n=Count("id"))
         .order_by()
@@ -571,7 +577,8 @@ def _throughput(*, project: Project) -> dict:
 
 
 _MAJORITY = """
-WITH uv AS ({values}),
+WITH mine AS ({answers}),
+uv AS (SELECT u1, u2, u3, v, COUNT(*) AS n FROM mine GROUP BY u1, u2, u3, v),
 units AS (
     SELECT u1, u2, u3, MAX(n) AS c1 FROM uv GROUP BY u1, u2, u3 HAVING SUM(n) >= 2
 ),
@@ -581,8 +588,7 @@ tops AS (
            MAX(CASE WHEN uv.n < units.c1 THEN uv.n ELSE 0 END) AS c2
     FROM uv JOIN units ON uv.u1 = units.u1 AND uv.u2 = units.u2 AND uv.u3 = units.u3
     GROUP BY uv.u1, uv.u2, uv.u3, units.c1
-),
-mine AS ({answers})
+)
 SELECT mine.who,
        SUM(CASE WHEN uv.n = tops.c1 AND tops.k1 = 1 AND tops.c1 - 1 > tops.c2 THEN 1 ELSE 0 END),
        SUM(CASE WHEN (uv.n = tops.c1 AND tops.k1 = 1 AND tops.c1 - 1 > tops.c2)
@@ -605,14 +611,10 @@ def _majority_agreement(question: Question) -> dict[int, tuple[int, int]]:
     counts and agrees when c1 - 1 > c2; n = c1 and k1 = 2 → counts, disagrees;
     n < c1 and k1 = 1 → counts, disagrees; anything else is a tie among the others.
     """
-    values = _unit_values(question, nominal=True)
-    if values is None:
+    if question.kind not in (QuestionKind.PAIRWISE, QuestionKind.RATING, QuestionKind.RANKING):
         return {}
-    inner, params = _sql(values)
-    mine_qs = _answers_by_annotator(question)
-    mine, mine_params = _sql(mine_qs)
-    sql = _MAJORITY.format(values=inner, answers=mine)
-    rows = _fetch(sql, params + mine_params)
+    mine, params = _sql(_answers_by_annotator(question))
+    rows = _fetch(_MAJORITY.format(answers=mine), params)
     return {who: (int(agreed), int(counted)) for who, agreed, counted in rows}
 
 
@@ -668,7 +670,9 @@ def _gold_accuracy(project: Project) -> dict[int, tuple[int, int]]:
         return {}
     scores: dict[int, list[int]] = defaultdict(lambda: [0, 0])
     answers = PairwiseAnswer.objects.filter(
-        annotation__project=project, annotation__source=Source.HUMAN, annotation__item__is_gold=True
+        annotation__project=project,
+        annotation__source=Source.HUMAN,
+        annotation__item_id__in=_gold_ids(project.id),
     ).values_list(
         "annotation__annotator_id",
         "question_id",

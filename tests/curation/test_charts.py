@@ -464,3 +464,33 @@ def test_every_chart_endpoint_is_in_the_openapi_schema_with_a_response_schema(cl
         assert "$ref" in content, (name, content)
     compare = schema["paths"]["/api/v1/projects/{project_id}/datasets/compare/"]["get"]
     assert "$ref" in compare["responses"]["200"]["content"]["application/json"]["schema"]
+
+
+def test_a_stale_chart_is_served_at_once_while_one_thread_recomputes_it(
+    api, alice, project, filled, settings, monkeypatch
+):
+    from curation import charts
+
+    settings.BALLOT_JOBS_IN_THREAD = True
+    started: list = []
+
+    class RecordingThread:
+        def __init__(self, target, args, name, daemon):
+            self.target, self.args = target, args
+
+        def start(self):
+            started.append(self)
+
+    monkeypatch.setattr(charts.threading, "Thread", RecordingThread)
+    monkeypatch.setattr(charts, "close_old_connections", lambda: None)
+    before = get(api, alice, project, "throughput")  # nothing cached: computed in the request
+    assert not started
+    item = ItemFactory(project=project)
+    Annotation.objects.create(project=project, item=item, source=Source.AI, judge_name="judge-2")
+    stale = get(api, alice, project, "throughput")
+    assert stale == before and len(started) == 1
+    get(api, alice, project, "throughput")  # a refresh is already running: no second thread
+    assert len(started) == 1
+    started[0].target(*started[0].args)
+    fresh = get(api, alice, project, "throughput")
+    assert sum(fresh["ai"]) == sum(before["ai"]) + 1
