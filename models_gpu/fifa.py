@@ -32,48 +32,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from models_gpu.config import FiFAConfig
 from models_gpu.entropy import distance_floor, knn_distances, knn_entropy
-
-WHEN_SHORT = ("fill", "stop")
-
-
-@dataclass(frozen=True)
-class FiFAConfig:
-    """Settings for :func:`fifa_select`.
-
-    Attributes:
-        alpha: Weight of text quality (q ∈ [0, 1]; 1.0 makes a broken text cost about
-            one logit of margin).
-        gamma: Weight of ``log ρ_k``; 1.0 as in the paper's unweighted sum.
-        k: Neighbour rank for ``ρ_k`` (5: stable yet local).
-        keep_fraction: Share of pairs to keep when ``keep_top`` is None.
-        keep_top: Exact number of pairs to keep; overrides ``keep_fraction``.
-        greedy: Re-score diversity against kept prompts (True) or take the static
-            top-scoring pairs as in the paper (False).
-        duplicate_radius: In greedy mode a prompt within this Euclidean distance of a
-            kept prompt is never kept (0.05 on unit vectors ≈ cosine 0.9987, i.e. the
-            same text up to punctuation).
-        seed: Breaks score ties and draws the random baseline in summaries.
-        when_short: What to do when greedy selection exhausts its candidates before
-            reaching the requested size: ``"fill"`` up by importance or ``"stop"``.
-            Filling is the default because the requested size is what the user asked
-            for (a fraction of the data to train on); the diverse pairs still come first
-            in ``kept_order``, and the result reports how many were filled.
-    """
-
-    alpha: float = 1.0
-    gamma: float = 1.0
-    k: int = 5
-    keep_fraction: float = 0.5
-    keep_top: int | None = None
-    greedy: bool = True
-    duplicate_radius: float = 0.05
-    seed: int = 0
-    when_short: str = "fill"
-
-    def __post_init__(self) -> None:
-        if self.when_short not in WHEN_SHORT:
-            raise ValueError(f"when_short must be one of {WHEN_SHORT}, got {self.when_short!r}")
 
 
 @dataclass

@@ -3,51 +3,34 @@
 The head scores ``r(prompt, response)`` from ``[e_p, e_r, e_p * e_r]`` and is trained on
 preference pairs with the weighted Bradley–Terry loss ``-w · log σ(r_chosen − r_rejected)``.
 :func:`out_of_fold_margins` scores every pair with a model that never saw it, nor any pair
-sharing its prompt group, which is what curation (FiFA, suspect labels) needs.
+sharing its prompt group, which is what curation (FiFA, suspect labels) needs; an
+:class:`OutOfFoldCache` passed to it keeps re-runs with the same inputs from retraining.
+
+Both models follow the scikit-learn estimator contract: ``__init__`` stores settings,
+``fit`` returns the estimator, learned state ends in ``_``, ``predict`` gives rewards,
+``decision_function`` margins and ``score`` the share of pairs ranked the right way.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
-from collections.abc import Sequence
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
+from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GroupKFold
 from torch import nn
 
-from models_gpu.embeddings import resolve_device
-
-
-@dataclass(frozen=True)
-class RewardConfig:
-    """Training settings for :class:`BradleyTerryReward`.
-
-    Attributes:
-        hidden: Width of the MLP's hidden layer.
-        epochs: Passes over the training pairs.
-        lr: AdamW learning rate.
-        weight_decay: AdamW weight decay; frozen embeddings overfit quickly without it.
-        batch_size: Pairs per optimisation step.
-        dropout: Dropout on the hidden layer.
-        folds: Number of group folds for :func:`out_of_fold_margins`.
-        seed: Seeds initialisation, shuffling and fold assignment.
-        device: None for CUDA when present, else CPU.
-    """
-
-    hidden: int = 128
-    epochs: int = 12
-    lr: float = 1e-3
-    weight_decay: float = 0.05
-    batch_size: int = 128
-    dropout: float = 0.2
-    folds: int = 5
-    seed: int = 0
-    device: str | None = None
-
+from models_gpu.config import RewardConfig
+from models_gpu.embeddings import resolve_device, text_digests
 
 MAX_STEPS_PER_EPOCH = 100
 
@@ -78,6 +61,28 @@ def _tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.as_tensor(np.ascontiguousarray(array, dtype=np.float32), device=device)
 
 
+@contextlib.contextmanager
+def _seeded(seed: int, device: torch.device) -> Iterator[None]:
+    """Seed the default generators that initialisation and dropout draw from, and restore
+    them afterwards: training is reproducible and the caller's random streams are untouched."""
+    cuda = []
+    if device.type == "cuda":
+        cuda = [device.index if device.index is not None else torch.cuda.current_device()]
+    with torch.random.fork_rng(devices=cuda):
+        # Not torch.manual_seed: that would also reseed every other GPU, outside the fork.
+        torch.default_generator.manual_seed(seed)
+        for index in cuda:
+            torch.cuda.default_generators[index].manual_seed(seed)
+        yield
+
+
+def _weighted_accuracy(margins: np.ndarray, weights: np.ndarray) -> float:
+    counted = weights > 0
+    if not counted.any():
+        return float("nan")
+    return float(np.average(margins[counted] > 0, weights=weights[counted]))
+
+
 class BradleyTerryReward:
     """Bradley–Terry reward model on frozen embeddings (scikit-learn style estimator).
 
@@ -96,10 +101,21 @@ class BradleyTerryReward:
         weights: np.ndarray | None = None,
     ) -> BradleyTerryReward:
         """Train on pairs; ``weights`` scale each pair's loss (0 ignores the pair, e.g. a tie)."""
+        device = resolve_device(self.config.device)
+        with _seeded(self.config.seed, device):
+            self._fit(prompt_emb, chosen_emb, rejected_emb, weights, device)
+        return self
+
+    def _fit(
+        self,
+        prompt_emb: np.ndarray,
+        chosen_emb: np.ndarray,
+        rejected_emb: np.ndarray,
+        weights: np.ndarray | None,
+        device: torch.device,
+    ) -> None:
         cfg = self.config
-        device = resolve_device(cfg.device)
         generator = torch.Generator().manual_seed(cfg.seed)
-        torch.manual_seed(cfg.seed)
         n, dim = prompt_emb.shape
         w = np.ones(n, dtype=np.float32) if weights is None else np.asarray(weights, np.float32)
         prompts, chosen, rejected = (
@@ -130,28 +146,48 @@ class BradleyTerryReward:
                 epoch_loss += float(per_pair.detach().sum())
             self.loss_history_.append(epoch_loss / max(total_weight, 1e-12))
         self.head_.eval()
-        return self
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "head_"):
+            raise NotFittedError("call BradleyTerryReward.fit() or .load() first")
+
+    def _device(self) -> torch.device:
+        self._check_fitted()
+        return next(self.head_.parameters()).device
 
     @torch.inference_mode()
-    def score(self, prompt_emb: np.ndarray, response_emb: np.ndarray) -> np.ndarray:
+    def predict(self, prompt_emb: np.ndarray, response_emb: np.ndarray) -> np.ndarray:
         """Reward ``r(prompt, response)`` for aligned rows of embeddings."""
-        device = next(self.head_.parameters()).device
-        (scores,) = self.head_(_tensor(prompt_emb, device), _tensor(response_emb, device))
-        return scores.float().cpu().numpy()
+        device = self._device()
+        (rewards,) = self.head_(_tensor(prompt_emb, device), _tensor(response_emb, device))
+        return rewards.float().cpu().numpy()
 
     @torch.inference_mode()
-    def margin(
+    def decision_function(
         self, prompt_emb: np.ndarray, chosen_emb: np.ndarray, rejected_emb: np.ndarray
     ) -> np.ndarray:
-        """``r(p, chosen) − r(p, rejected)`` per pair; positive means the model agrees."""
-        device = next(self.head_.parameters()).device
+        """The margin ``r(p, chosen) − r(p, rejected)`` per pair; positive means the model agrees."""
+        device = self._device()
         r_chosen, r_rejected = self.head_(
             _tensor(prompt_emb, device), _tensor(chosen_emb, device), _tensor(rejected_emb, device)
         )
         return (r_chosen - r_rejected).float().cpu().numpy()
 
+    def score(
+        self,
+        prompt_emb: np.ndarray,
+        chosen_emb: np.ndarray,
+        rejected_emb: np.ndarray,
+        weights: np.ndarray | None = None,
+    ) -> float:
+        """Weighted share of pairs (weight > 0) whose chosen response gets the higher reward."""
+        margins = self.decision_function(prompt_emb, chosen_emb, rejected_emb)
+        w = np.ones(len(margins)) if weights is None else np.asarray(weights, np.float64)
+        return _weighted_accuracy(margins, w)
+
     def save(self, path: str | Path) -> None:
         """Write the head's weights and config to a safetensors file."""
+        self._check_fitted()
         metadata = {"config": json.dumps(asdict(self.config)), "dim": str(self.dim_)}
         state = {k: v.detach().cpu().contiguous() for k, v in self.head_.state_dict().items()}
         save_file(state, str(path), metadata=metadata)
@@ -179,7 +215,7 @@ class OutOfFoldResult:
     Attributes:
         margins: ``r(p, chosen) − r(p, rejected)`` from the model that did not see the pair.
         prob_chosen: ``σ(margin)``, the model's probability that the label is right.
-        fold: Index of the fold the pair was held out in.
+        fold: Index of the fold the pair was held out in (−1: scored by an outside model).
         accuracy: Share of weighted (weight > 0) pairs with a positive margin.
         fold_accuracy: The same per fold.
     """
@@ -189,6 +225,20 @@ class OutOfFoldResult:
     fold: np.ndarray
     accuracy: float
     fold_accuracy: list[float] = field(default_factory=list)
+
+    @classmethod
+    def from_margins(
+        cls, margins: np.ndarray, weights: np.ndarray | None = None
+    ) -> OutOfFoldResult:
+        """Wrap margins from a model that never saw the pairs (e.g. :class:`HFRewardModel`)."""
+        margins = np.asarray(margins, dtype=np.float32)
+        w = np.ones(len(margins)) if weights is None else np.asarray(weights, np.float64)
+        return cls(
+            margins=margins,
+            prob_chosen=1.0 / (1.0 + np.exp(-margins.astype(np.float64))),
+            fold=np.full(len(margins), -1),
+            accuracy=_weighted_accuracy(margins, w),
+        )
 
 
 def group_folds(groups: Sequence[object] | np.ndarray, n_folds: int, seed: int) -> np.ndarray:
@@ -209,6 +259,71 @@ def group_folds(groups: Sequence[object] | np.ndarray, n_folds: int, seed: int) 
     return fold
 
 
+def out_of_fold_key(
+    prompt_emb: np.ndarray,
+    chosen_emb: np.ndarray,
+    rejected_emb: np.ndarray,
+    *,
+    groups: Sequence[object] | np.ndarray,
+    weights: np.ndarray | None,
+    config: RewardConfig,
+) -> str:
+    """Hash of everything out-of-fold margins depend on: embeddings, groups, weights, config."""
+    digest = hashlib.sha256(repr(config).encode())
+    for array in (prompt_emb, chosen_emb, rejected_emb):
+        array = np.ascontiguousarray(array, dtype=np.float32)
+        digest.update(repr(array.shape).encode())
+        digest.update(array.tobytes())
+    digest.update(text_digests([str(g) for g in groups]).tobytes())
+    if weights is not None:
+        digest.update(np.ascontiguousarray(weights, dtype=np.float64).tobytes())
+    return digest.hexdigest()
+
+
+class OutOfFoldCache:
+    """Out-of-fold results on disk under ``root``, one ``<key>.npz`` per distinct input.
+
+    Re-running curation with other selection settings (keep fraction, α, γ) on the same
+    pairs should not retrain the reward model: the margins depend only on what
+    :func:`out_of_fold_key` hashes. Files are written under a temporary name and renamed,
+    so a reader sees a whole file or none, and are read without unpickling.
+    """
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+
+    def get(self, key: str) -> OutOfFoldResult | None:
+        path = self.root / f"{key}.npz"
+        if not path.exists():
+            return None
+        with np.load(path, allow_pickle=False) as data:
+            return OutOfFoldResult(
+                margins=data["margins"],
+                prob_chosen=data["prob_chosen"],
+                fold=data["fold"],
+                accuracy=float(data["accuracy"]),
+                fold_accuracy=[float(a) for a in data["fold_accuracy"]],
+            )
+
+    def put(self, key: str, result: OutOfFoldResult) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        handle, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-", suffix=".npz")
+        try:
+            with os.fdopen(handle, "wb") as out:
+                np.savez(
+                    out,
+                    margins=result.margins,
+                    prob_chosen=result.prob_chosen,
+                    fold=result.fold,
+                    accuracy=np.float64(result.accuracy),
+                    fold_accuracy=np.asarray(result.fold_accuracy, dtype=np.float64),
+                )
+            os.replace(tmp, self.root / f"{key}.npz")
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
 def out_of_fold_margins(
     prompt_emb: np.ndarray,
     chosen_emb: np.ndarray,
@@ -217,6 +332,7 @@ def out_of_fold_margins(
     groups: Sequence[object] | np.ndarray,
     weights: np.ndarray | None = None,
     config: RewardConfig,
+    cache: OutOfFoldCache | None = None,
 ) -> OutOfFoldResult:
     """Score each pair with a Bradley–Terry model trained on the other folds.
 
@@ -224,7 +340,16 @@ def out_of_fold_margins(
     model that saw it or another pair on the same prompt. Ties: pass them with weight 0
     (they get a margin but neither train the model nor count in the accuracy) or drop
     them before calling. Weighted pairs (e.g. by annotator agreement) train proportionally.
+    With a ``cache``, a result computed before for the same inputs is returned untrained.
     """
+    key = None
+    if cache is not None:
+        key = out_of_fold_key(
+            prompt_emb, chosen_emb, rejected_emb, groups=groups, weights=weights, config=config
+        )
+        cached = cache.get(key)
+        if cached is not None:
+            return cached
     n = len(prompt_emb)
     w = np.ones(n, dtype=np.float32) if weights is None else np.asarray(weights, np.float32)
     fold = group_folds(groups, config.folds, config.seed)
@@ -236,31 +361,28 @@ def out_of_fold_margins(
         model = BradleyTerryReward(config).fit(
             prompt_emb[train], chosen_emb[train], rejected_emb[train], w[train]
         )
-        margins[held_out] = model.margin(
+        margins[held_out] = model.decision_function(
             prompt_emb[held_out], chosen_emb[held_out], rejected_emb[held_out]
         )
         fold_accuracy.append(_weighted_accuracy(margins[held_out], w[held_out]))
-    return OutOfFoldResult(
+    result = OutOfFoldResult(
         margins=margins,
         prob_chosen=1.0 / (1.0 + np.exp(-margins.astype(np.float64))),
         fold=fold,
         accuracy=_weighted_accuracy(margins, w),
         fold_accuracy=fold_accuracy,
     )
-
-
-def _weighted_accuracy(margins: np.ndarray, weights: np.ndarray) -> float:
-    counted = weights > 0
-    if not counted.any():
-        return float("nan")
-    return float(np.average(margins[counted] > 0, weights=weights[counted]))
+    if cache is not None and key is not None:
+        cache.put(key, result)
+    return result
 
 
 class HFRewardModel:
     """Scores ``(prompt, response)`` with a local ``AutoModelForSequenceClassification``.
 
     The reward is the single logit, or for multi-class heads the last class's logit
-    minus the first's. Loads lazily from ``path`` (never from a hub).
+    minus the first's. ``fit`` loads the model and tokenizer from ``path`` (never from
+    a hub; nothing is trained) into ``model_`` and ``tokenizer_``.
     """
 
     def __init__(
@@ -275,24 +397,23 @@ class HFRewardModel:
         self.batch_size = batch_size
         self.max_length = max_length
         self.device = device
-        self._model: nn.Module | None = None
 
-    def _load(self) -> None:
+    def fit(self) -> HFRewardModel:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         self.tokenizer_ = AutoTokenizer.from_pretrained(str(self.path), local_files_only=True)
         model = AutoModelForSequenceClassification.from_pretrained(
             str(self.path), local_files_only=True
         )
-        self._model = model.to(resolve_device(self.device)).eval()
+        self.model_ = model.to(resolve_device(self.device)).eval()
+        return self
 
     @torch.inference_mode()
-    def score(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
+    def predict(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
         """Reward of each response to its prompt, as float32."""
-        if self._model is None:
-            self._load()
-        assert self._model is not None
-        device = next(self._model.parameters()).device
+        if not hasattr(self, "model_"):
+            raise NotFittedError("call HFRewardModel.fit() (it loads the model) first")
+        device = next(self.model_.parameters()).device
         out = []
         for start in range(0, len(prompts), self.batch_size):
             batch = self.tokenizer_(
@@ -303,12 +424,24 @@ class HFRewardModel:
                 max_length=self.max_length,
                 return_tensors="pt",
             ).to(device)
-            logits = self._model(**batch).logits.float()
+            logits = self.model_(**batch).logits.float()
             out.append(logits[:, 0] if logits.shape[-1] == 1 else logits[:, -1] - logits[:, 0])
         return torch.cat(out).cpu().numpy() if out else np.zeros(0, dtype=np.float32)
 
-    def margin(
+    def decision_function(
         self, prompts: Sequence[str], chosen: Sequence[str], rejected: Sequence[str]
     ) -> np.ndarray:
-        """``r(p, chosen) − r(p, rejected)`` per pair."""
-        return self.score(prompts, chosen) - self.score(prompts, rejected)
+        """The margin ``r(p, chosen) − r(p, rejected)`` per pair."""
+        return self.predict(prompts, chosen) - self.predict(prompts, rejected)
+
+    def score(
+        self,
+        prompts: Sequence[str],
+        chosen: Sequence[str],
+        rejected: Sequence[str],
+        weights: np.ndarray | None = None,
+    ) -> float:
+        """Weighted share of pairs (weight > 0) whose chosen response gets the higher reward."""
+        margins = self.decision_function(prompts, chosen, rejected)
+        w = np.ones(len(margins)) if weights is None else np.asarray(weights, np.float64)
+        return _weighted_accuracy(margins, w)

@@ -1,4 +1,8 @@
-"""Shared fixtures: HH-RLHF pairs and their MiniLM embeddings, computed once per session."""
+"""Shared fixtures: HH-RLHF pairs and their MiniLM embeddings, computed once per session.
+
+Tests that use ``hh_pairs`` load MiniLM and embed 3,000 texts: mark them ``slow``. No
+test relies on a disk cache another test filled; caches live in each test's tmp_path.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models_gpu.embeddings import EmbeddingCache, EmbeddingConfig, embed_texts
+from models_gpu import EmbeddingConfig, embed_texts
 
 HH_PATH = Path("/work/shared/datasets/hh_rlhf_harmless/harmless-base_test.jsonl")
 N_PAIRS = 1000
@@ -54,13 +58,8 @@ def load_hh(limit: int) -> tuple[list[str], list[str], list[str]]:
 
 
 @pytest.fixture(scope="session")
-def embedding_cache(tmp_path_factory: pytest.TempPathFactory) -> EmbeddingCache:
-    return EmbeddingCache(tmp_path_factory.mktemp("embedding-cache"))
-
-
-@pytest.fixture(scope="session")
-def hh_pairs(embedding_cache: EmbeddingCache) -> HHPairs:
+def hh_pairs() -> HHPairs:
     prompts, chosen, rejected = load_hh(N_PAIRS)
     n = len(prompts)
-    emb = embed_texts([*prompts, *chosen, *rejected], config=TEST_EMBEDDING, cache=embedding_cache)
+    emb = embed_texts([*prompts, *chosen, *rejected], config=TEST_EMBEDDING)
     return HHPairs(prompts, chosen, rejected, emb[:n], emb[n : 2 * n], emb[2 * n :])

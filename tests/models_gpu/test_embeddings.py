@@ -1,13 +1,19 @@
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from transformers import BertConfig, BertModel, BertTokenizerFast
+from sklearn.exceptions import NotFittedError
 
-from models_gpu.embeddings import (
+from models_gpu import (
+    Embedder,
     EmbeddingCache,
     EmbeddingConfig,
     embed_texts,
@@ -16,27 +22,12 @@ from models_gpu.embeddings import (
     text_digests,
 )
 from tests.models_gpu.conftest import TEST_EMBEDDING
+from tests.tiny_models import build_tiny_encoder
+
+REPO = Path(__file__).resolve().parents[2]
 
 
-def build_tiny_bert(path: Path) -> Path:
-    """A randomly initialised 2-layer BERT with a 30-token vocabulary, saved locally."""
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"abcdefghijklmnopqrstuvwxyz"[:25]]
-    path.mkdir(parents=True, exist_ok=True)
-    (path / "vocab.txt").write_text("\n".join(vocab))
-    BertTokenizerFast(vocab_file=str(path / "vocab.txt")).save_pretrained(path)
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=len(vocab),
-        hidden_size=16,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=64,
-    )
-    BertModel(config).save_pretrained(path)
-    return path
-
-
+@pytest.mark.slow
 def test_the_default_model_embeds_to_unit_vectors_offline() -> None:
     vectors = embed_texts(["hello world", "a second text"], config=TEST_EMBEDDING)
     assert vectors.shape == (2, 384)
@@ -44,34 +35,97 @@ def test_the_default_model_embeds_to_unit_vectors_offline() -> None:
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
 
 
+@pytest.mark.slow
+def test_the_bundled_model_loads_without_offline_variables_or_any_connection() -> None:
+    # models_gpu no longer sets HF_HUB_OFFLINE itself: local_files_only must be enough.
+    script = textwrap.dedent(
+        """
+        import json, os, socket
+        attempts = []
+        def refuse(*args, **kwargs):
+            attempts.append(repr(args)[:200])
+            raise OSError("no network in this test")
+        socket.socket.connect = refuse
+        socket.create_connection = refuse
+        from models_gpu import EmbeddingConfig, embed_texts
+        vectors = embed_texts(["hello"], config=EmbeddingConfig())
+        print(json.dumps({"shape": list(vectors.shape), "attempts": attempts,
+                          "offline_set": "HF_HUB_OFFLINE" in os.environ}))
+        """
+    )
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    outcome = json.loads(done.stdout.strip().splitlines()[-1])
+    assert outcome == {"shape": [1, 384], "attempts": [], "offline_set": False}
+
+
 def test_a_second_embed_of_the_same_texts_computes_nothing(tmp_path: Path) -> None:
-    cache = EmbeddingCache(tmp_path)
-    config = EmbeddingConfig(model=str(build_tiny_bert(tmp_path / "bert")), batch_size=4)
+    cache = EmbeddingCache(tmp_path / "cache")
+    config = EmbeddingConfig(model=str(build_tiny_encoder(tmp_path / "bert")), batch_size=4)
     texts = ["abc def", "ghi", "abc def", "jkl mno pqr", "stu"]
-    embedder = get_embedder(config)
     first = embed_texts(texts, config=config, cache=cache)
-    encoded_after_first = embedder.texts_encoded_
-    assert encoded_after_first == 4  # the repeated text is embedded once
-    second = embed_texts(texts, config=config, cache=EmbeddingCache(tmp_path))
-    assert embedder.texts_encoded_ == encoded_after_first
+    embedder = get_embedder(config)
+    assert embedder.texts_encoded_ == 4  # the repeated text is embedded once
+    second = embed_texts(texts, config=config, cache=EmbeddingCache(tmp_path / "cache"))
+    assert embedder.texts_encoded_ == 4
     np.testing.assert_array_equal(first, second)
     np.testing.assert_array_equal(first[0], first[2])
 
 
 def test_the_cache_embeds_only_new_texts_and_keeps_order(tmp_path: Path) -> None:
-    cache = EmbeddingCache(tmp_path)
-    config = EmbeddingConfig(model=str(build_tiny_bert(tmp_path / "bert")), batch_size=2)
-    embedder = get_embedder(config)
+    cache = EmbeddingCache(tmp_path / "cache")
+    config = EmbeddingConfig(model=str(build_tiny_encoder(tmp_path / "bert")), batch_size=2)
     reference = embed_texts(["abc", "def", "ghi"], config=config)
     embed_texts(["abc"], config=config, cache=cache)
-    before = embedder.texts_encoded_
+    before = get_embedder(config).texts_encoded_
     mixed = embed_texts(["ghi", "abc", "def"], config=config, cache=cache)
-    assert embedder.texts_encoded_ - before == 2
+    assert get_embedder(config).texts_encoded_ - before == 2
     np.testing.assert_allclose(mixed, reference[[2, 0, 1]], atol=1e-6)
 
 
+def test_a_full_cache_hit_never_loads_the_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = EmbeddingConfig(model=str(build_tiny_encoder(tmp_path / "bert")))
+    texts = ["abc", "def"]
+    vectors = np.ones((2, 16), dtype=np.float32)
+    cache = EmbeddingCache(tmp_path / "cache")
+    cache.put(model_fingerprint(config), text_digests(texts), vectors)
+
+    def no_loading(self: Embedder, texts: object = None) -> Embedder:
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(Embedder, "fit", no_loading)
+    np.testing.assert_array_equal(
+        embed_texts(texts * 2, config=config, cache=cache), [*vectors] * 2
+    )
+
+
+def test_an_embedder_follows_the_transformer_contract(tmp_path: Path) -> None:
+    config = EmbeddingConfig(model=str(build_tiny_encoder(tmp_path / "bert")), batch_size=2)
+    embedder = Embedder(config)
+    assert vars(embedder) == {"config": config}  # __init__ only stores its settings
+    with pytest.raises(NotFittedError):
+        embedder.transform(["abc"])
+    assert embedder.fit() is embedder
+    assert embedder.dim_ == 16 and embedder.texts_encoded_ == 0
+    vectors = embedder.transform(["abc", "de fg", "hij"])
+    assert vectors.shape == (3, 16) and embedder.texts_encoded_ == 3
+    np.testing.assert_allclose(Embedder(config).fit_transform(["abc"]), vectors[:1], atol=1e-6)
+
+
 def test_a_plain_hugging_face_encoder_is_mean_pooled(tmp_path: Path) -> None:
-    path = build_tiny_bert(tmp_path / "bert")
+    path = build_tiny_encoder(tmp_path / "bert")
     progress: list[float] = []
     vectors = embed_texts(
         ["abc", "de fg hi"],
@@ -84,7 +138,7 @@ def test_a_plain_hugging_face_encoder_is_mean_pooled(tmp_path: Path) -> None:
 
 
 def test_the_cache_identity_changes_with_the_settings(tmp_path: Path) -> None:
-    path = str(build_tiny_bert(tmp_path / "bert"))
+    path = str(build_tiny_encoder(tmp_path / "bert"))
     assert model_fingerprint(EmbeddingConfig(model=path)) != model_fingerprint(
         EmbeddingConfig(model=path, normalize=False)
     )
@@ -96,6 +150,4 @@ def test_an_unknown_model_path_fails_clearly(tmp_path: Path) -> None:
 
 
 def test_text_digests_are_sha256() -> None:
-    import hashlib
-
     assert text_digests(["é"])[0].tobytes() == hashlib.sha256("é".encode()).digest()

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from models_gpu.entropy import knn_distances, knn_entropy
+from models_gpu import knn_distances, knn_entropy
 
 
 def test_the_estimate_matches_the_entropy_of_a_gaussian() -> None:

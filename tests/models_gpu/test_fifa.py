@@ -1,9 +1,16 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from models_gpu.fifa import FiFAConfig, fifa_select, selection_summary, text_quality
-from models_gpu.reward import RewardConfig, out_of_fold_margins
+from models_gpu import (
+    FiFAConfig,
+    RewardConfig,
+    fifa_select,
+    out_of_fold_margins,
+    selection_summary,
+    text_quality,
+)
 from tests.models_gpu.conftest import HHPairs
 
 
@@ -49,6 +56,7 @@ def test_greedy_and_static_selection_agree_without_neighbours_nearby() -> None:
     np.testing.assert_array_equal(greedy.kept, static.kept)
 
 
+@pytest.mark.slow
 def test_fifa_keeps_confident_diverse_hh_pairs(hh_pairs: HHPairs) -> None:
     # Plant exact duplicates of 50 pairs: their prompts must not both be kept.
     copies = np.arange(0, 500, 10)
@@ -115,7 +123,5 @@ def test_a_selection_that_reaches_its_size_gives_no_short_reason() -> None:
 
 
 def test_an_unknown_when_short_is_refused() -> None:
-    import pytest
-
     with pytest.raises(ValueError, match="when_short"):
         FiFAConfig(when_short="pad")

@@ -4,11 +4,14 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
+from sklearn.exceptions import NotFittedError
 
-from models_gpu.reward import (
+from models_gpu import (
     BradleyTerryReward,
     HFRewardModel,
+    OutOfFoldCache,
     RewardConfig,
     group_folds,
     out_of_fold_margins,
@@ -39,7 +42,41 @@ def test_a_tiny_reward_model_lowers_its_loss_and_changes_its_parameters() -> Non
     for name, trained in model.head_.named_parameters():
         start = dict(initial.head_.named_parameters())[name]
         assert not torch.allclose(start, trained, atol=1e-3) or name == "out.bias", name
-    assert (model.margin(prompts, chosen, rejected) > 0).mean() > 0.8
+    assert model.score(prompts, chosen, rejected) > 0.8
+
+
+def test_the_reward_model_follows_the_estimator_contract() -> None:
+    prompts, chosen, rejected = synthetic_pairs(64)
+    config = RewardConfig(hidden=8, epochs=2)
+    model = BradleyTerryReward(config)
+    assert vars(model) == {"config": config}  # __init__ only stores its settings
+    with pytest.raises(NotFittedError):
+        model.predict(prompts, chosen)
+    assert model.fit(prompts, chosen, rejected) is model
+    assert model.dim_ == 8 and len(model.loss_history_) == 2
+    margins = model.decision_function(prompts, chosen, rejected)
+    np.testing.assert_allclose(
+        margins, model.predict(prompts, chosen) - model.predict(prompts, rejected), atol=1e-5
+    )
+    # score is a metric (the share of pairs ranked the right way), as in scikit-learn.
+    assert model.score(prompts, chosen, rejected) == pytest.approx(np.mean(margins > 0))
+    weights = (margins > 0).astype(float)
+    assert model.score(prompts, chosen, rejected, weights) == 1.0
+
+
+def test_training_is_seeded_by_the_config_and_leaves_the_global_rng_alone() -> None:
+    prompts, chosen, rejected = synthetic_pairs(64)
+    config = RewardConfig(hidden=8, epochs=2, seed=7)
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    first = BradleyTerryReward(config).fit(prompts, chosen, rejected)
+    assert torch.equal(torch.get_rng_state(), before)
+    torch.rand(5)  # whatever the caller's stream did meanwhile does not matter
+    again = BradleyTerryReward(config).fit(prompts, chosen, rejected)
+    other = BradleyTerryReward(replace(config, seed=8)).fit(prompts, chosen, rejected)
+    for a, b in zip(first.head_.parameters(), again.head_.parameters(), strict=True):
+        torch.testing.assert_close(a, b)
+    assert not torch.equal(first.head_.out.weight, other.head_.out.weight)
 
 
 def test_zero_weight_pairs_do_not_train_the_model() -> None:
@@ -51,13 +88,17 @@ def test_zero_weight_pairs_do_not_train_the_model() -> None:
         torch.testing.assert_close(a, b)
 
 
-def test_a_saved_model_loads_with_identical_scores(tmp_path: Path) -> None:
+def test_a_saved_model_loads_from_safetensors_with_identical_rewards(tmp_path: Path) -> None:
     prompts, chosen, rejected = synthetic_pairs(64)
     model = BradleyTerryReward(RewardConfig(hidden=8, epochs=2)).fit(prompts, chosen, rejected)
     model.save(tmp_path / "reward.safetensors")
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "reward.safetensors"), framework="pt") as handle:
+        assert set(handle.keys()) == set(model.head_.state_dict())
     loaded = BradleyTerryReward.load(tmp_path / "reward.safetensors")
     np.testing.assert_allclose(
-        loaded.score(prompts, chosen), model.score(prompts, chosen), rtol=1e-5, atol=1e-6
+        loaded.predict(prompts, chosen), model.predict(prompts, chosen), rtol=1e-5, atol=1e-6
     )
     assert loaded.config.hidden == 8
 
@@ -70,6 +111,51 @@ def test_folds_never_split_a_prompt_group() -> None:
     assert sorted(set(fold)) == [0, 1, 2, 3, 4]
 
 
+def test_the_out_of_fold_cache_returns_a_result_without_training_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prompts, chosen, rejected = synthetic_pairs(60)
+    groups = np.arange(60) // 3
+    config = RewardConfig(hidden=8, epochs=2, folds=3)
+    cache = OutOfFoldCache(tmp_path / "oof")
+    first = out_of_fold_margins(
+        prompts, chosen, rejected, groups=groups, config=config, cache=cache
+    )
+    assert len(list((tmp_path / "oof").glob("*.npz"))) == 1
+
+    def no_training(*args: object, **kwargs: object) -> None:
+        raise AssertionError("trained again")
+
+    monkeypatch.setattr(BradleyTerryReward, "fit", no_training)
+    again = out_of_fold_margins(
+        prompts,
+        chosen,
+        rejected,
+        groups=groups,
+        config=config,
+        cache=OutOfFoldCache(tmp_path / "oof"),
+    )
+    np.testing.assert_array_equal(again.margins, first.margins)
+    np.testing.assert_array_equal(again.fold, first.fold)
+    assert again.fold_accuracy == first.fold_accuracy
+    # Anything the margins depend on changes the key: other weights train again.
+    with pytest.raises(AssertionError, match="trained again"):
+        out_of_fold_margins(
+            prompts,
+            chosen,
+            rejected,
+            groups=groups,
+            weights=np.full(60, 0.5),
+            config=config,
+            cache=cache,
+        )
+    with pytest.raises(AssertionError, match="trained again"):
+        out_of_fold_margins(
+            prompts, chosen, rejected, groups=groups, config=replace(config, seed=1), cache=cache
+        )
+
+
+@pytest.mark.slow
 def test_the_reward_model_beats_chance_on_held_out_hh_pairs(hh_pairs: HHPairs) -> None:
     result = out_of_fold_margins(
         hh_pairs.prompt_emb,
@@ -86,6 +172,12 @@ def test_the_reward_model_beats_chance_on_held_out_hh_pairs(hh_pairs: HHPairs) -
 def test_a_local_sequence_classifier_scores_pairs(tmp_path: Path) -> None:
     build_tiny_sequence_classifier(tmp_path, ["good", "bad", "answer", "question"])
     model = HFRewardModel(tmp_path, batch_size=2)
-    margins = model.margin(["question"] * 3, ["good answer"] * 3, ["bad answer"] * 3)
+    with pytest.raises(NotFittedError):
+        model.predict(["question"], ["good answer"])
+    margins = model.fit().decision_function(
+        ["question"] * 3, ["good answer"] * 3, ["bad answer"] * 3
+    )
     assert margins.shape == (3,)
     assert np.isfinite(margins).all()
+    np.testing.assert_allclose(margins, margins[0])  # the same pair three times
+    assert model.score(["question"], ["good answer"], ["bad answer"]) == float(margins[0] > 0)

@@ -1,9 +1,9 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from models_gpu.reward import RewardConfig, out_of_fold_margins
-from models_gpu.suspects import calibrate_temperature, flag_suspects
+from models_gpu import RewardConfig, calibrate_temperature, flag_suspects, out_of_fold_margins
 from tests.models_gpu.conftest import HHPairs
 
 
@@ -23,6 +23,7 @@ def test_calibration_recovers_the_temperature_of_simulated_labels() -> None:
     assert abs(calibrate_temperature(margins) - 3.0) < 0.2
 
 
+@pytest.mark.slow
 def test_flipped_labels_are_flagged_at_least_twice_as_often_as_chance(hh_pairs: HHPairs) -> None:
     flipped = np.random.default_rng(0).random(len(hh_pairs.prompts)) < 0.2
     chosen = np.where(flipped[:, None], hh_pairs.rejected_emb, hh_pairs.chosen_emb)

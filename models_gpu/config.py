@@ -1,0 +1,121 @@
+"""Settings of the numerical core as frozen dataclasses, with their documented defaults.
+
+This module imports only the standard library, so a web process can read the defaults
+(to validate or describe a job's parameters) without loading numpy or torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+WHEN_SHORT = ("fill", "stop")
+
+Progress = Callable[[float, str], None]
+"""``progress(fraction, message)``: called with fractions rising from 0 to 1."""
+
+
+@dataclass(frozen=True)
+class EmbeddingConfig:
+    """How to embed texts.
+
+    Attributes:
+        model: ``"all-MiniLM-L6-v2"`` (the bundled copy) or a local directory holding a
+            sentence-transformers model or a Hugging Face encoder (mean-pooled).
+        batch_size: Texts per forward pass.
+        device: ``"cuda"``, ``"cpu"``, ... or None to use CUDA when present.
+        normalize: L2-normalise the vectors (cosine geometry, distances in [0, 2]).
+        max_length: Token limit; None keeps the model's own (256 for MiniLM).
+    """
+
+    model: str = DEFAULT_MODEL
+    batch_size: int = 64
+    device: str | None = None
+    normalize: bool = True
+    max_length: int | None = None
+
+
+@dataclass(frozen=True)
+class RewardConfig:
+    """Training settings for :class:`models_gpu.BradleyTerryReward`.
+
+    Attributes:
+        hidden: Width of the MLP's hidden layer.
+        epochs: Passes over the training pairs.
+        lr: AdamW learning rate.
+        weight_decay: AdamW weight decay; frozen embeddings overfit quickly without it.
+        batch_size: Pairs per optimisation step.
+        dropout: Dropout on the hidden layer.
+        folds: Number of group folds for :func:`models_gpu.out_of_fold_margins`.
+        seed: Seeds initialisation, dropout, shuffling and fold assignment. Training uses
+            its own random streams, so the caller's global torch RNG is left as it was.
+        device: None for CUDA when present, else CPU.
+    """
+
+    hidden: int = 128
+    epochs: int = 12
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    batch_size: int = 128
+    dropout: float = 0.2
+    folds: int = 5
+    seed: int = 0
+    device: str | None = None
+
+
+@dataclass(frozen=True)
+class FiFAConfig:
+    """Settings for :func:`models_gpu.fifa_select`.
+
+    Attributes:
+        alpha: Weight of text quality (q ∈ [0, 1]; 1.0 makes a broken text cost about
+            one logit of margin).
+        gamma: Weight of ``log ρ_k``; 1.0 as in the paper's unweighted sum.
+        k: Neighbour rank for ``ρ_k`` (5: stable yet local).
+        keep_fraction: Share of pairs to keep when ``keep_top`` is None.
+        keep_top: Exact number of pairs to keep; overrides ``keep_fraction``.
+        greedy: Re-score diversity against kept prompts (True) or take the static
+            top-scoring pairs as in the paper (False).
+        duplicate_radius: In greedy mode a prompt within this Euclidean distance of a
+            kept prompt is never kept (0.05 on unit vectors ≈ cosine 0.9987, i.e. the
+            same text up to punctuation).
+        seed: Breaks score ties and draws the random baseline in summaries.
+        when_short: What to do when greedy selection exhausts its candidates before
+            reaching the requested size: ``"fill"`` up by importance or ``"stop"``.
+            Filling is the default because the requested size is what the user asked
+            for (a fraction of the data to train on); the diverse pairs still come first
+            in ``kept_order``, and the result reports how many were filled.
+    """
+
+    alpha: float = 1.0
+    gamma: float = 1.0
+    k: int = 5
+    keep_fraction: float = 0.5
+    keep_top: int | None = None
+    greedy: bool = True
+    duplicate_radius: float = 0.05
+    seed: int = 0
+    when_short: str = "fill"
+
+    def __post_init__(self) -> None:
+        if self.when_short not in WHEN_SHORT:
+            raise ValueError(f"when_short must be one of {WHEN_SHORT}, got {self.when_short!r}")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Settings for :func:`models_gpu.score_pairs`; each part has its own documented defaults.
+
+    Attributes:
+        suspect_threshold: Flag a pair when the held-out model says its label is wrong
+            with at least this probability.
+        calibrate_suspects: Fit a temperature on the held-out margins first, so the
+            threshold means a probability even when the head is over- or under-confident.
+    """
+
+    embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    fifa: FiFAConfig = field(default_factory=FiFAConfig)
+    suspect_threshold: float = 0.7
+    calibrate_suspects: bool = True
