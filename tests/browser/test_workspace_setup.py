@@ -120,10 +120,43 @@ def test_a_bad_question_is_refused_with_the_error_next_to_its_field(page, login,
     add_question(page, "rating")
     new = card(page, 4)
     new.locator(".aspect-row button").click()  # no aspect left
+    # The preview leaves it out and says so until it is valid.
+    page.wait_for_selector("#label-preview-note:not([hidden])")
+    assert "question 5" in page.locator("#label-preview-note").inner_text()
     page.click("#save-setup")
     error = new.locator('[data-error-slot="config.aspects"] .field-error')
     assert error.inner_text() == "A rating question needs at least one aspect."
     assert Question.objects.filter(project=project).count() == 4
+
+
+def test_answering_in_the_preview_sends_nothing(page, login, project, items, alice):
+    login(page, "alice")
+    page.goto(f"/projects/{project.id}/settings/")
+    # Only the set-up page's own previews may be requested; label.js would post its answers.
+    previews = ("/projects/label-preview/", "/projects/instructions-preview/")
+    sent: list[str] = []
+    page.on(
+        "request",
+        lambda request: (
+            sent.append(request.url)
+            if request.method == "POST" and not request.url.endswith(previews)
+            else None
+        ),
+    )
+    page.evaluate("() => { window.confirm = () => true; }")
+    for _ in range(3):  # keep only the pairwise question
+        card(page, 1).locator(".delete-question").click()
+    frame = page.frame_locator("#label-preview")
+    frame.locator(".question.kind-ranking").wait_for(state="detached")
+    frame.locator(".question.kind-pairwise button.choice[data-value=a]").click()
+    frame.locator("#submit-button").click()
+    status = frame.locator("#status")
+    status.wait_for()
+    assert status.inner_text() == "Preview: every answer is given. Nothing was saved."
+    frame.locator("#skip-button").click()
+    assert "Nothing was saved" in status.inner_text()
+    assert sent == [] and not project.assignments.exists()
+    assert Question.objects.filter(project=project).count() == 4  # nothing saved either
 
 
 def test_a_curator_imports_a_file_after_seeing_the_detected_format_and_preview(

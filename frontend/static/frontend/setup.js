@@ -341,16 +341,27 @@ function refreshPreview() {
 }
 const schedulePreview = debounce(refreshPreview, 400);
 
+// The frame is as tall as the page in it, so the page scrolls, not the frame; the
+// labeling page grows as questions are answered (strength buttons, corrections).
+let frameObserver = null;
+function fitFrame() {
+  const doc = previewFrame.contentDocument;
+  if (doc && doc.documentElement) previewFrame.style.height = `${Math.max(420, doc.documentElement.scrollHeight + 8)}px`;
+}
+
 previewFrame.addEventListener("load", () => {
   const doc = previewFrame.contentDocument;
   if (!doc || !doc.body) return;
+  if (frameObserver) frameObserver.disconnect();
+  frameObserver = new ResizeObserver(fitFrame);
+  frameObserver.observe(doc.body);
   const bootEl = doc.getElementById("ballot-boot");
   const leftOut = bootEl ? JSON.parse(bootEl.textContent).preview_left_out || [] : [];
   previewNote.hidden = leftOut.length === 0;
   previewNote.textContent = leftOut.length
     ? `Left out of the preview until their settings are valid: question ${leftOut.map((i) => i + 1).join(", ")}.`
     : "";
-  previewFrame.style.height = `${Math.max(420, doc.documentElement.scrollHeight + 8)}px`;
+  fitFrame();
   document.dispatchEvent(new CustomEvent("setup:preview-loaded"));
 });
 
