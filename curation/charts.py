@@ -27,7 +27,7 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 from django.db import close_old_connections, connection, transaction
-from django.db.models import Case, CharField, Count, F, Max, Min, QuerySet, Value, When
+from django.db.models import Case, CharField, Count, F, Max, Min, QuerySet, Sum, Value, When
 from django.db.models.fields.json import KT
 from django.db.models.functions import Cast, Greatest, Least, Round, TruncDate
 
@@ -255,18 +255,45 @@ def _nominal_sums(question: Question, period: str) -> list[tuple]:
     return _fetch(sql, params)
 
 
-def _interval_sums(question: Question, period: str) -> list[tuple]:
-    """(period, units, n, sum v, sum v², observed disagreement) over pairable rating units."""
-    values = _unit_values(question, nominal=False)
-    assert values is not None
+def _rating_sums(question: Question, period: str) -> tuple[list[tuple], list[tuple]]:
+    """One scan of a rating question's answers for both metrics.
+
+    Values are grouped per unit by their whole point (the nominal view Fleiss'
+    kappa uses) while carrying the exact sums of values and squares that the
+    interval alpha needs; the two result sets share the grouped rows through
+    one statement. Returns the ``_nominal_sums`` rows and, for the interval
+    metric, (period, units, n, sum v, sum v², observed disagreement).
+    """
+    values = (
+        _human_answers(RatingAnswer, question)
+        .values(u1=F("annotation__item_id"), u2=F("response_id"), u3=F("aspect"), v=Round("value"))
+        .annotate(
+            n=Count("id"),
+            sv=Sum("value"),
+            sv2=Sum(F("value") * F("value")),
+            last=Max("annotation__created_at"),
+        )
+        .order_by()
+    )
     inner, params = _sql(values)
     sql = (
-        f"WITH units AS (SELECT u1, u2, u3, SUM(n) AS m, SUM(v * n) AS s1, SUM(v * v * n) AS s2, "
-        f"MAX(last) AS last FROM ({inner}) uv GROUP BY u1, u2, u3 HAVING SUM(n) >= 2) "
-        f"SELECT {_period_sql('last', period)} AS period, COUNT(*), SUM(m), SUM(s1), SUM(s2), "
-        "SUM((m * s2 - s1 * s1) / (m - 1.0)) FROM units GROUP BY 1 ORDER BY 1"
+        f"WITH uv AS ({inner}), units AS (SELECT u1, u2, u3, SUM(n) AS m, SUM(sv) AS s1, "
+        "SUM(sv2) AS s2, MAX(last) AS last FROM uv GROUP BY u1, u2, u3 HAVING SUM(n) >= 2) "
+        f"SELECT 0, {_period_sql('units.last', period)}, units.m, uv.v, SUM(uv.n), "
+        "SUM(uv.n * uv.n), 0.0, 0.0, 0.0 "
+        "FROM uv JOIN units ON uv.u1 = units.u1 AND uv.u2 = units.u2 AND uv.u3 = units.u3 "
+        "GROUP BY 2, 3, 4 "
+        f"UNION ALL SELECT 1, {_period_sql('last', period)}, COUNT(*), NULL, SUM(m), 0, "
+        "SUM(s1), SUM(s2), SUM((m * s2 - s1 * s1) / (m - 1.0)) FROM units GROUP BY 2"
     )
-    return _fetch(sql, params)
+    nominal, interval = [], []
+    for which, period_start, m, value, total, squares, s1, s2, observed in _fetch(sql, params):
+        if which == 0:
+            nominal.append((period_start, m, value, total, squares))
+        else:
+            interval.append((period_start, m, total, s1, s2, observed))
+    interval.sort(key=lambda row: _as_date(row[0]))
+    return nominal, interval
 
 
 def _nominal_alpha(n: float, disagreement: float, value_totals: dict[Any, float]) -> float | None:
@@ -410,14 +437,13 @@ def _agreement(*, project: Project, period: str) -> dict:
             )
             questions.append(entry)
             continue
-        nominal_overall, nominal_series, by_raters = _nominal_agreement(
-            _nominal_sums(question, period)
-        )
         if question.kind == QuestionKind.RATING:
-            overall, series = _interval_agreement(_interval_sums(question, period))
+            nominal_rows, interval_rows = _rating_sums(question, period)
+            _, _, by_raters = _nominal_agreement(nominal_rows)
+            overall, series = _interval_agreement(interval_rows)
             entry["level"] = "interval"
         else:
-            overall, series = nominal_overall, nominal_series
+            overall, series, by_raters = _nominal_agreement(_nominal_sums(question, period))
             entry["level"] = "nominal"
         entry.update(overall)
         entry["fleiss_kappa"] = _fleiss(by_raters)
