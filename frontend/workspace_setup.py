@@ -177,8 +177,8 @@ def project_create(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 def project_settings(request: HttpRequest, project_id: int) -> HttpResponse:
-    project, role = _project_or_404(request, project_id, ADMIN_ONLY)
-    return _setup_page(request, project=project, role=role)
+    project, _ = _project_or_404(request, project_id, ADMIN_ONLY)
+    return _setup_page(request, project=project)
 
 
 @require_POST
@@ -428,58 +428,75 @@ def _member_rows(request: HttpRequest, project: Any, role: str) -> list[dict]:
     return rows
 
 
+def _members_change(
+    request: HttpRequest, *, project: Any, add_form: MemberAddForm, membership: Any | None
+) -> Any:
+    """Apply the posted action through the membership services; returns the membership touched."""
+    action = request.POST.get("action")
+    if action == "add":
+        return services.membership_add(
+            project=project,
+            username=add_form.cleaned_data["user"],
+            role=add_form.cleaned_data["role"],
+        )
+    if membership is None:
+        raise ValidationFailed("action must be add, role or remove.", field="action")
+    if action == "role":
+        return services.membership_update(membership=membership, role=request.POST.get("role", ""))
+    services.membership_remove(membership=membership)
+    return membership
+
+
 @login_required
 @require_http_methods(["GET", "POST"])
 def project_members(request: HttpRequest, project_id: int) -> HttpResponse:
     project, role = _project_or_404(request, project_id, STAFF_ROLES)
     is_admin = role in ADMIN_ONLY
-    add_form = MemberAddForm(request.POST if request.POST.get("action") == "add" else None)
+    adding = request.POST.get("action") == "add"
+    add_form = MemberAddForm(request.POST if adding else None)
     row_error: dict[str, Any] = {}
     status = 200
     if request.method == "POST":
         if not is_admin:
             raise PermissionDenied("Only the project's admins change its members.")
-        action = request.POST.get("action")
-        try:
-            if action == "add":
-                if not add_form.is_valid():
-                    raise ValidationFailed("Check the form.", field="form")
-                membership = services.membership_add(
-                    project=project,
-                    username=add_form.cleaned_data["user"],
-                    role=add_form.cleaned_data["role"],
-                )
-                messages.success(request, f"{membership.user.username} added.")
-            elif action in ("role", "remove"):
-                membership = selectors.membership_get(
-                    project=project, membership_id=request.POST.get("membership", "")
-                )
-                row_error["id"] = membership.id
-                if action == "role":
-                    services.membership_update(
-                        membership=membership, role=request.POST.get("role", "")
+        if adding and not add_form.is_valid():
+            status = 400
+        else:
+            membership = None
+            try:
+                if request.POST.get("action") in ("role", "remove"):
+                    membership = selectors.membership_get(
+                        project=project, membership_id=request.POST.get("membership", "")
                     )
-                    messages.success(
-                        request, f"{membership.user.username} is now {membership.role}."
+                membership = _members_change(
+                    request, project=project, add_form=add_form, membership=membership
+                )
+            except BallotError as error:
+                status = error.status_code
+                if adding and error.field in ("username", "role"):
+                    add_form.add_error(
+                        "user" if error.field == "username" else "role", error.detail
                     )
                 else:
-                    services.membership_remove(membership=membership)
-                    messages.success(request, f"{membership.user.username} removed.")
-                    if membership.user_id == request.user.id:
-                        # Those who left the project can no longer open its pages.
-                        return redirect(reverse("frontend:home"))
+                    row_error = {
+                        "id": membership.id if membership else None,
+                        "detail": error.detail,
+                    }
             else:
-                raise ValidationFailed("Unknown action.", field="action")
-        except BallotError as error:
-            status = error.status_code
-            if action == "add" and error.field in ("username", "role"):
-                add_form.add_error("user" if error.field == "username" else "role", error.detail)
-            elif action == "add" and error.field == "form":
-                pass
-            else:
-                row_error["detail"] = error.detail
-        else:
-            return redirect(reverse("frontend:project-members", args=[project.id]))
+                action = request.POST["action"]
+                name = membership.user.username
+                messages.success(
+                    request,
+                    {
+                        "add": f"{name} added as {membership.role}.",
+                        "role": f"{name} is now {membership.role}.",
+                        "remove": f"{name} removed.",
+                    }[action],
+                )
+                if action == "remove" and membership.user_id == request.user.id:
+                    # Those who left the project can no longer open its pages.
+                    return redirect(reverse("frontend:home"))
+                return redirect(reverse("frontend:project-members", args=[project.id]))
     return render(
         request,
         "frontend/workspace/members.html",

@@ -416,3 +416,24 @@ def test_label_preview_shows_an_outsider_the_built_in_sample_not_the_projects_it
     item = boot_of(response.content.decode(), "ballot-boot")["assignment"]["item"]
     assert item["external_id"] == "sample"
     assert all(i.external_id not in response.content.decode() for i in items)
+
+
+def test_an_admin_who_leaves_a_project_with_another_admin_goes_home(project, alice):
+    MembershipFactory(user=UserFactory(username="frank"), project=project, role=Role.ADMIN)
+    own = Membership.objects.get(project=project, user=alice)
+    response = client_for(alice).post(
+        f"/projects/{project.id}/members/", {"action": "remove", "membership": own.id}
+    )
+    assert response.status_code == 302 and response["Location"] == "/"
+    assert not Membership.objects.filter(pk=own.pk).exists()
+
+
+def test_an_unknown_members_action_or_membership_changes_nothing(project, alice, bob):
+    client = client_for(alice)
+    url = f"/projects/{project.id}/members/"
+    assert client.post(url, {"action": "promote", "membership": "1"}).status_code == 400
+    assert (
+        client.post(url, {"action": "role", "membership": "999999", "role": "admin"}).status_code
+        == 404
+    )
+    assert Membership.objects.get(project=project, user=bob).role == Role.ANNOTATOR
