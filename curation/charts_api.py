@@ -286,7 +286,7 @@ class DatasetCompareApi(APIView):
         ids = {}
         for name in ("a", "b"):
             raw = request.query_params.get(name, "")
-            if not raw.isdigit() or len(raw) > 18:
+            if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
                 raise ValidationFailed(f"{name} must be a dataset version id.", field=name)
             ids[name] = int(raw)
         result = dataset_versions_compare(project=project, a_id=ids["a"], b_id=ids["b"])

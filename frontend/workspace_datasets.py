@@ -196,12 +196,13 @@ def dataset_compare(request: HttpRequest, project_id: int) -> HttpResponse:
     }
     status = 200
     if context["a"] or context["b"]:
-        try:
-            a_id, b_id = int(context["a"]), int(context["b"])
-        except ValueError:
+        ids = [context["a"], context["b"]]
+        # ASCII digits of bigint size: int() takes "²" and 10**30, the database takes neither.
+        if not all(raw.isascii() and raw.isdigit() and len(raw) <= 18 for raw in ids):
             context["error"] = "Choose two versions to compare."
             status = 400
         else:
+            a_id, b_id = int(ids[0]), int(ids[1])
             try:
                 context["result"] = dataset_versions_compare(project=project, a_id=a_id, b_id=b_id)
             except (ValidationFailed, NotFound) as error:

@@ -132,6 +132,8 @@ def test_the_api_refuses_annotators_outsiders_and_bad_ids(
     assert api(charlie).get(url).status_code == 404
     bad = api(alice).get(f"/api/v1/projects/{project.id}/datasets/compare/?a=x&b={second.id}")
     assert bad.status_code == 400 and bad.json()["field"] == "a"
+    superscript = api(alice).get(f"/api/v1/projects/{project.id}/datasets/compare/?a=%C2%B2&b=1")
+    assert superscript.status_code == 400 and superscript.json()["field"] == "a"
     missing = api(alice).get(
         f"/api/v1/projects/{project.id}/datasets/compare/?a=999999&b={second.id}"
     )
@@ -145,3 +147,21 @@ def test_versions_of_different_formats_are_refused_naming_b(api, alice, project,
         f"/api/v1/projects/{project.id}/datasets/compare/?a={first.id}&b={pointwise.id}"
     )
     assert response.status_code == 400 and response.json()["field"] == "b"
+
+
+@pytest.mark.parametrize("path", ["quality/", "datasets/", "datasets/compare/"])
+def test_the_workspace_pages_are_404_for_outsiders_and_403_for_annotators(
+    client, bob, charlie, project, path
+):
+    client.force_login(charlie)
+    assert client.get(f"/projects/{project.id}/{path}").status_code == 404
+    client.force_login(bob)
+    assert client.get(f"/projects/{project.id}/{path}").status_code == 403
+
+
+def test_the_compare_page_refuses_ids_the_database_cannot_hold(client, alice, project):
+    client.force_login(alice)
+    for bad in ("%C2%B2", "9" * 30, "-1", "x"):
+        response = client.get(f"/projects/{project.id}/datasets/compare/?a={bad}&b=1")
+        assert response.status_code == 400, bad
+        assert b"Choose two versions" in response.content
