@@ -165,3 +165,17 @@ def test_the_compare_page_refuses_ids_the_database_cannot_hold(client, alice, pr
         response = client.get(f"/projects/{project.id}/datasets/compare/?a={bad}&b=1")
         assert response.status_code == 400, bad
         assert b"Choose two versions" in response.content
+
+
+def test_the_datasets_page_shows_a_running_export_with_its_progress(client, alice, project):
+    from curation.models import Job
+
+    running = Job.objects.create(
+        project=project, kind="export", status="running", progress=0.4, message="200/500 items"
+    )
+    Job.objects.create(project=project, kind="export", status="failed")
+    client.force_login(alice)
+    page = client.get(f"/projects/{project.id}/datasets/").content.decode()
+    assert f'data-job-url="/api/v1/projects/{project.id}/jobs/{running.id}/"' in page
+    assert 'value="0.4"' in page and "200/500 items" in page
+    assert page.count("data-job-url=") == 1
