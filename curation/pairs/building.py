@@ -1,6 +1,6 @@
 """Building preference pairs, ranked lists and pointwise rows from loaded items.
 
-The ``iter_*`` functions walk the chunks that :mod:`curation.pairs.loading`
+The ``iter_*`` functions walk the items that :mod:`curation.pairs.loading`
 reads; the ``item_*`` functions turn one item's plain rows into records with the
 pure vote functions of :mod:`curation.pairs.aggregation`, so they run no query.
 """
@@ -25,7 +25,7 @@ from curation.pairs.aggregation import (
     ranking_votes,
     rating_votes,
 )
-from curation.pairs.loading import item_chunks, questions_by_id
+from curation.pairs.loading import iter_items, questions_by_id
 from curation.pairs.rows import CorrectionRow, ItemRow
 from curation.pairs.selection import Selection
 from curation.records import PointwiseRow, PreferencePair, RankedList
@@ -85,11 +85,10 @@ def iter_preference_pairs(
         q.id for q in questions.values() if not selection.questions or q.name in selection.questions
     }
     salt = str(project.id)
-    for chunk in item_chunks(project=project, selection=selection):
-        for item in chunk:
-            yield from item_preference_pairs(
-                item, questions=questions, wanted=wanted, selection=selection, salt=salt
-            )
+    for item in iter_items(project=project, selection=selection):
+        yield from item_preference_pairs(
+            item, questions=questions, wanted=wanted, selection=selection, salt=salt
+        )
 
 
 def _rating_scale(question: QuestionLike, aspect: str) -> dict:
@@ -254,11 +253,10 @@ def iter_ranked_lists(
     selection = selection or Selection()
     questions = questions_by_id(project=project, kind=QuestionKind.RANKING)
     salt = str(project.id)
-    for chunk in item_chunks(project=project, selection=selection):
-        for item in chunk:
-            yield from item_ranked_lists(
-                item, questions=questions, min_agreement=selection.min_agreement, salt=salt
-            )
+    for item in iter_items(project=project, selection=selection):
+        yield from item_ranked_lists(
+            item, questions=questions, min_agreement=selection.min_agreement, salt=salt
+        )
 
 
 def item_ranked_lists(
@@ -302,9 +300,8 @@ def iter_pointwise_rows(
     selection = selection or Selection()
     questions = questions_by_id(project=project, kind=QuestionKind.RATING)
     salt = str(project.id)
-    for chunk in item_chunks(project=project, selection=selection):
-        for item in chunk:
-            yield from item_pointwise_rows(item, questions=questions, salt=salt)
+    for item in iter_items(project=project, selection=selection):
+        yield from item_pointwise_rows(item, questions=questions, salt=salt)
 
 
 def item_pointwise_rows(

@@ -122,8 +122,8 @@ def _load_chunk(item_rows: list[tuple], annotations: QuerySet[Annotation]) -> li
     return [items[i] for i in ids]
 
 
-def item_chunks(*, project: Project, selection: Selection) -> Iterator[list[ItemRow]]:
-    """The selected items in id order, in chunks of plain rows (bounded memory).
+def iter_items(*, project: Project, selection: Selection) -> Iterator[ItemRow]:
+    """The selected items in id order as plain rows, read a chunk at a time (bounded memory).
 
     Gold items are left out; ``selection.tags`` keeps items with any of the tags,
     ``selection.item_ids`` only those items; each item carries the annotations the
@@ -144,12 +144,12 @@ def item_chunks(*, project: Project, selection: Selection) -> Iterator[list[Item
         for start in range(0, len(wanted), CHUNK):
             rows = list(base.filter(id__in=wanted[start : start + CHUNK]).values_list(*columns))
             if rows:
-                yield _load_chunk(rows, annotations)
+                yield from _load_chunk(rows, annotations)
         return
     last = 0
     while True:
         rows = list(base.filter(id__gt=last).values_list(*columns)[:CHUNK])
         if not rows:
             return
-        yield _load_chunk(rows, annotations)
+        yield from _load_chunk(rows, annotations)
         last = rows[-1][0]

@@ -195,6 +195,31 @@ def _external_id(row: dict, conversation: list[dict], responses: list[dict]) -> 
     return external
 
 
+def _labelled_item(
+    row: dict,
+    line: int,
+    conversation: list[dict],
+    responses: list[dict],
+    answer: dict,
+    *,
+    external: str | None = None,
+    extra_metadata: dict | None = None,
+) -> ParsedItem:
+    """The item of a preference, ranked or rated line, with the one label the line carries."""
+    annotator, source, judge = _label_meta(row)
+    metadata = dict(row.get("metadata") or {})
+    metadata.update(extra_metadata or {})
+    return ParsedItem(
+        line=line,
+        external_id=external or _external_id(row, conversation, responses),
+        conversation=conversation,
+        responses=responses,
+        metadata=metadata,
+        tags=list(row.get("tags") or []),
+        labels=[ParsedLabel(annotator, source, judge, None, [answer], line)],
+    )
+
+
 def _parse_pair(
     row: dict, line: int, conversation: list[dict], chosen: str, rejected: str
 ) -> ParsedItem:
@@ -217,18 +242,14 @@ def _parse_pair(
     margin = row.get("margin")
     if margin is not None and not isinstance(margin, (int, float)):
         raise LineError("margin must be a number.", "margin")
-    annotator, source, judge = _label_meta(row)
-    metadata = dict(row.get("metadata") or {})
-    if margin is not None:
-        metadata["margin"] = margin
-    return ParsedItem(
-        line=line,
-        external_id=external,
-        conversation=conversation,
-        responses=responses,
-        metadata=metadata,
-        tags=list(row.get("tags") or []),
-        labels=[ParsedLabel(annotator, source, judge, None, [answer], line)],
+    return _labelled_item(
+        row,
+        line,
+        conversation,
+        responses,
+        answer,
+        external=external,
+        extra_metadata={"margin": margin} if margin is not None else None,
     )
 
 
@@ -280,20 +301,8 @@ def _parse_ranked(row: dict, line: int) -> ParsedItem:
         ranking = [[i for i, r in enumerate(ranks) if r == value] for value in sorted(set(ranks))]
     else:
         ranking = [[i] for i in range(len(responses))]
-    annotator, source, judge = _label_meta(row)
-    external = _external_id(row, conversation, responses)
-    return ParsedItem(
-        line=line,
-        external_id=external,
-        conversation=conversation,
-        responses=responses,
-        metadata=dict(row.get("metadata") or {}),
-        tags=list(row.get("tags") or []),
-        labels=[
-            ParsedLabel(
-                annotator, source, judge, None, [{"question": "ranking", "ranking": ranking}], line
-            )
-        ],
+    return _labelled_item(
+        row, line, conversation, responses, {"question": "ranking", "ranking": ranking}
     )
 
 
@@ -327,20 +336,8 @@ def _parse_ratings(row: dict, line: int) -> ParsedItem:
             ):
                 raise LineError("A rating must be a number.", f"ratings[{position}].{aspect}")
             ratings.append({"response": position, "aspect": str(aspect), "value": float(value)})
-    annotator, source, judge = _label_meta(row)
-    external = _external_id(row, conversation, responses)
-    item = ParsedItem(
-        line=line,
-        external_id=external,
-        conversation=conversation,
-        responses=responses,
-        metadata=dict(row.get("metadata") or {}),
-        tags=list(row.get("tags") or []),
-        labels=[
-            ParsedLabel(
-                annotator, source, judge, None, [{"question": "rating", "ratings": ratings}], line
-            )
-        ],
+    item = _labelled_item(
+        row, line, conversation, responses, {"question": "rating", "ratings": ratings}
     )
     if isinstance(row.get("scale"), (dict, list)):
         item.metadata.setdefault("_scale", row["scale"])

@@ -80,27 +80,24 @@ class ImportResult:
         }
 
 
+# The question that a shape's labels answer, when it needs no configuration: (name, kind, prompt).
+_PLAIN_QUESTIONS = {
+    "trl": ("preference", QuestionKind.PAIRWISE, "Which response is better?"),
+    "hh": ("preference", QuestionKind.PAIRWISE, "Which response is better?"),
+    "ranked": ("ranking", QuestionKind.RANKING, "Rank the responses, best first."),
+}
+
+
 def _auto_questions(
     project: Project, fmt: str, items: list[ParsedItem], result: ImportResult
 ) -> None:
     """Create the question an imported label needs when the project lacks it."""
     names = set(Question.objects.filter(project=project).values_list("name", flat=True))
-    if fmt in ("trl", "hh") and "preference" not in names:
-        question_create(
-            project=project,
-            kind=QuestionKind.PAIRWISE,
-            name="preference",
-            prompt="Which response is better?",
-        )
-        result.questions_created.append("preference")
-    if fmt == "ranked" and "ranking" not in names:
-        question_create(
-            project=project,
-            kind=QuestionKind.RANKING,
-            name="ranking",
-            prompt="Rank the responses, best first.",
-        )
-        result.questions_created.append("ranking")
+    plain = _PLAIN_QUESTIONS.get(fmt)
+    if plain is not None and plain[0] not in names:
+        name, kind, prompt = plain
+        question_create(project=project, kind=kind, name=name, prompt=prompt)
+        result.questions_created.append(name)
     if fmt == "ratings" and "rating" not in names:
         bounds: dict[str, list[float]] = {}
         declared: dict[str, Any] = {}
@@ -372,6 +369,28 @@ def items_import(
     return result
 
 
+def _answers_checked(
+    questions: list[Question],
+    responses: dict[int, str],
+    answers: object,
+    prefix: str,
+    line: int,
+    errors: list[dict],
+) -> list | None:
+    """A label's answer specs, or None with its error (naming the line) added to ``errors``."""
+    try:
+        return answers_validate(
+            questions=questions,
+            responses=responses,
+            answers=answers,
+            prefix=prefix,
+            require_all=False,
+        )
+    except ValidationFailed as exc:
+        errors.append({"line": line, "field": f"line {line}: {exc.field}", "detail": exc.detail})
+        return None
+
+
 def _labels_validate(
     *,
     project: Project,
@@ -389,45 +408,28 @@ def _labels_validate(
     specs_by_item: dict[int, list] = {}
     errors = []
     for item in list(items.values()):
-        keys = {i: r["text"] for i, r in enumerate(item.responses)}
-        per_label = []
-        item_errors = []
-        for index, label in enumerate(item.labels):
-            try:
-                per_label.append(
-                    answers_validate(
-                        questions=questions,
-                        responses=keys,
-                        answers=label.answers,
-                        prefix=f"annotations[{index}].answers",
-                        require_all=False,
-                    )
-                )
-            except ValidationFailed as exc:
-                item_errors.append(
-                    {
-                        "line": label.line,
-                        "field": f"line {label.line}: {exc.field}",
-                        "detail": exc.detail,
-                    }
-                )
+        responses = {i: r["text"] for i, r in enumerate(item.responses)}
+        item_errors: list[dict] = []
+        per_label = [
+            _answers_checked(
+                questions,
+                responses,
+                label.answers,
+                f"annotations[{index}].answers",
+                label.line,
+                item_errors,
+            )
+            for index, label in enumerate(item.labels)
+        ]
         if item.gold_answer is not None:
-            try:
-                answers_validate(
-                    questions=questions,
-                    responses=keys,
-                    answers=item.gold_answer.get("answers"),
-                    prefix="gold_answer.answers",
-                    require_all=False,
-                )
-            except ValidationFailed as exc:
-                item_errors.append(
-                    {
-                        "line": item.line,
-                        "field": f"line {item.line}: {exc.field}",
-                        "detail": exc.detail,
-                    }
-                )
+            _answers_checked(
+                questions,
+                responses,
+                item.gold_answer.get("answers"),
+                "gold_answer.answers",
+                item.line,
+                item_errors,
+            )
         if item_errors and skip_invalid:
             skipped.extend(item_errors[:1])
             del items[item.external_id]
