@@ -5,12 +5,15 @@ from __future__ import annotations
 from django import template
 from django.urls import NoReverseMatch, reverse
 
+from annotation.models import Role
+from annotation.selectors import membership_role
+
 register = template.Library()
 
 # (URL name in the ``frontend`` namespace, label). A section whose URL is not
 # configured is left out, so the navigation never links to a missing page.
 SECTIONS = [
-    ("project-settings", "Set-up"),
+    ("project-settings", "Set-up"),  # admins only: see ADMIN_SECTIONS
     ("project-import", "Import"),
     ("project-members", "Members"),
     ("item-list", "Items"),
@@ -19,13 +22,19 @@ SECTIONS = [
     ("dataset-list", "Datasets"),
     ("webhook-list", "Webhooks"),
 ]
+# Sections whose page refuses curators: not offered to them.
+ADMIN_SECTIONS = {"project-settings"}
 
 
-@register.inclusion_tag("frontend/workspace/nav.html")
-def workspace_nav(project, active: str = ""):
-    """Links to the project's workspace sections; ``active`` is the current section's URL name."""
+@register.inclusion_tag("frontend/workspace/nav.html", takes_context=True)
+def workspace_nav(context, project, active: str = ""):
+    """Links to the sections the reader may open; ``active`` is the current section's URL name."""
+    user = context["request"].user
+    role = membership_role(user=user, project=project)
     links = []
     for name, label in SECTIONS:
+        if name in ADMIN_SECTIONS and role != Role.ADMIN:
+            continue
         try:
             url = reverse(f"frontend:{name}", kwargs={"project_id": project.id})
         except NoReverseMatch:
