@@ -196,6 +196,28 @@ def test_the_import_api_reports_line_errors(project, alice, api):
     assert not Item.objects.filter(project=project, external_id__startswith="sha-").exists()
 
 
+@pytest.mark.parametrize(
+    ("row", "field"),
+    [
+        ({"prompt": "a", "chosen": "b", "rejected": "c", "metadata": "abc"}, "metadata"),
+        ({"prompt": "a", "responses": ["b", "c"], "ranks": [1, 2], "metadata": [1, 2]}, "metadata"),
+        ({"prompt": "a", "response": "b", "ratings": {"overall": 3}, "tags": 5}, "tags"),
+        ({"prompt": "a", "chosen": "b", "rejected": "c", "tags": "abc"}, "tags"),
+    ],
+)
+def test_metadata_and_tags_of_the_wrong_type_are_a_400_naming_the_line_in_every_shape(
+    project, alice, api, row, field
+):
+    response = api(alice).post(
+        f"/api/v1/projects/{project.id}/import/",
+        data=json.dumps(row).encode() + b"\n",
+        content_type="application/x-ndjson",
+    )
+    assert response.status_code == 400, response.content
+    assert response.json()["field"] == f"line 1: {field}"
+    assert not Item.objects.filter(project=project, external_id__startswith="sha-").exists()
+
+
 def test_ten_thousand_items_import_with_a_constant_number_of_queries(
     empty_project, django_assert_max_num_queries
 ):

@@ -195,6 +195,17 @@ def _external_id(row: dict, conversation: list[dict], responses: list[dict]) -> 
     return external
 
 
+def _metadata_and_tags(row: dict) -> tuple[dict, list[str]]:
+    """A line's metadata (an object) and tags (strings), as fresh copies; absent ones are empty."""
+    metadata = row.get("metadata") or {}
+    tags = row.get("tags") or []
+    if not isinstance(metadata, dict):
+        raise LineError("metadata must be an object.", "metadata")
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise LineError("tags must be a list of strings.", "tags")
+    return dict(metadata), list(tags)
+
+
 def _labelled_item(
     row: dict,
     line: int,
@@ -207,7 +218,7 @@ def _labelled_item(
 ) -> ParsedItem:
     """The item of a preference, ranked or rated line, with the one label the line carries."""
     annotator, source, judge = _label_meta(row)
-    metadata = dict(row.get("metadata") or {})
+    metadata, tags = _metadata_and_tags(row)
     metadata.update(extra_metadata or {})
     return ParsedItem(
         line=line,
@@ -215,7 +226,7 @@ def _labelled_item(
         conversation=conversation,
         responses=responses,
         metadata=metadata,
-        tags=list(row.get("tags") or []),
+        tags=tags,
         labels=[ParsedLabel(annotator, source, judge, None, [answer], line)],
     )
 
@@ -355,12 +366,7 @@ def _parse_native(row: dict, line: int) -> ParsedItem:
     _responses_limit(raw)
     responses = [_response(r, f"responses[{i}]") for i, r in enumerate(raw)]
     external = _external_id(row, conversation, responses)
-    metadata = row.get("metadata") or {}
-    tags = row.get("tags") or []
-    if not isinstance(metadata, dict):
-        raise LineError("metadata must be an object.", "metadata")
-    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-        raise LineError("tags must be a list of strings.", "tags")
+    metadata, tags = _metadata_and_tags(row)
     priority = row.get("priority", 0.0)
     if not isinstance(priority, (int, float)) or isinstance(priority, bool):
         raise LineError("priority must be a number.", "priority")
