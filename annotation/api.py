@@ -19,8 +19,8 @@ from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
 from annotation import selectors, serializers, services
-from annotation.errors import Conflict, PayloadTooLarge, ValidationFailed
-from annotation.pagination import DefaultCursorPagination
+from annotation.errors import Conflict, PayloadTooLarge, ValidationFailed, validated
+from annotation.pagination import paginate
 from annotation.parsers import JsonLinesParser, JsonlParser
 from annotation.pseudonyms import may_reveal_usernames, pseudonym
 from annotation.selectors import ADMIN_ONLY, STAFF_ROLES
@@ -28,12 +28,6 @@ from annotation.services.imports import ON_CONFLICT
 
 if TYPE_CHECKING:
     from annotation.models import Membership, Question
-
-
-def _validated(serializer_class, data, partial: bool = False) -> dict:
-    serializer = serializer_class(data=data, partial=partial)
-    serializer.is_valid(raise_exception=True)
-    return dict(serializer.validated_data)
 
 
 def _flag(value: str | None, field: str) -> bool:
@@ -44,14 +38,6 @@ def _flag(value: str | None, field: str) -> bool:
     raise ValidationFailed(f"{field} must be 1 or 0 (true or false).", field=field)
 
 
-def _paginate(
-    view: APIView, request: Request, queryset, serializer_class, **kwargs
-) -> HttpResponse:
-    paginator = DefaultCursorPagination()
-    page = paginator.paginate_queryset(queryset, request, view=view)
-    return paginator.get_paginated_response(serializer_class(page, many=True, **kwargs).data)
-
-
 # --- projects --------------------------------------------------------------------
 
 
@@ -60,7 +46,7 @@ class ProjectListApi(APIView):
     def get(self, request: Request) -> HttpResponse:
         projects = selectors.project_list_for(user=request.user).prefetch_related("questions")
         roles = selectors.membership_roles_for(user=request.user)
-        return _paginate(self, request, projects, serializers.ProjectOut, context={"roles": roles})
+        return paginate(self, request, projects, serializers.ProjectOut, context={"roles": roles})
 
     @extend_schema(
         request=serializers.ProjectIn,
@@ -68,7 +54,7 @@ class ProjectListApi(APIView):
         summary="Create a project",
     )
     def post(self, request: Request) -> HttpResponse:
-        data = _validated(serializers.ProjectIn, request.data)
+        data = validated(serializers.ProjectIn, request.data)
         questions = [dict(q) for q in data.pop("questions", [])]
         project = services.project_create(user=request.user, questions=questions, **data)
         return HttpResponse(
@@ -95,7 +81,7 @@ class ProjectDetailApi(APIView):
         project, role = selectors.project_get_for(
             user=request.user, project_id=project_id, roles=ADMIN_ONLY
         )
-        data = _validated(serializers.ProjectPatch, request.data, partial=True)
+        data = validated(serializers.ProjectPatch, request.data, partial=True)
         project = services.project_update(project=project, **data)
         return HttpResponse(
             serializers.ProjectOut(project, context={"roles": {project.id: role}}).data
@@ -132,7 +118,7 @@ class QuestionListApi(APIView):
         project, _ = selectors.project_get_for(
             user=request.user, project_id=project_id, roles=ADMIN_ONLY
         )
-        data = _validated(serializers.QuestionIn, request.data)
+        data = validated(serializers.QuestionIn, request.data)
         question = services.question_create(project=project, **data)
         return HttpResponse(serializers.QuestionOut(question).data, status=status.HTTP_201_CREATED)
 
@@ -157,7 +143,7 @@ class QuestionDetailApi(APIView):
     )
     def patch(self, request: Request, project_id: int, question_id: int) -> HttpResponse:
         question = self._get(request, project_id, question_id, ADMIN_ONLY)
-        data = _validated(serializers.QuestionPatch, request.data, partial=True)
+        data = validated(serializers.QuestionPatch, request.data, partial=True)
         return HttpResponse(
             serializers.QuestionOut(services.question_update(question=question, **data)).data
         )
@@ -177,7 +163,7 @@ class ItemListApi(APIView):
         project, _ = selectors.project_get_for(
             user=request.user, project_id=project_id, roles=STAFF_ROLES
         )
-        return _paginate(
+        return paginate(
             self, request, selectors.item_list_for(project=project), serializers.ItemOut
         )
 
@@ -317,7 +303,7 @@ class AnnotationListApi(APIView):
     def get(self, request: Request, project_id: int) -> HttpResponse:
         project, role = selectors.project_get_for(user=request.user, project_id=project_id)
         annotations = selectors.annotation_list_for(user=request.user, project=project, role=role)
-        return _paginate(
+        return paginate(
             self,
             request,
             annotations,
@@ -348,7 +334,7 @@ class NextApi(APIView):
 class AssignmentListApi(APIView):
     @extend_schema(responses=serializers.AssignmentBrief(many=True), summary="List my assignments")
     def get(self, request: Request) -> HttpResponse:
-        return _paginate(
+        return paginate(
             self,
             request,
             selectors.assignment_list_for(user=request.user),
@@ -397,7 +383,7 @@ class SubmitApi(APIView):
         ),
     )
     def post(self, request: Request, assignment_id: int) -> HttpResponse:
-        data = _validated(serializers.SubmitIn, request.data)
+        data = validated(serializers.SubmitIn, request.data)
         annotation, created = services.annotation_submit(
             assignment_id=selectors._int(assignment_id),
             user=request.user,
@@ -439,7 +425,7 @@ class MembershipListApi(APIView):
         project, role = selectors.project_get_for(user=request.user, project_id=project_id)
         memberships = selectors.membership_list_for(user=request.user, project=project, role=role)
         context = {"reveal": may_reveal_usernames(role), "reader_id": request.user.id}
-        return _paginate(self, request, memberships, serializers.MembershipOut, context=context)
+        return paginate(self, request, memberships, serializers.MembershipOut, context=context)
 
     @extend_schema(
         request=serializers.MembershipIn,
@@ -450,7 +436,7 @@ class MembershipListApi(APIView):
         project, _ = selectors.project_get_for(
             user=request.user, project_id=project_id, roles=ADMIN_ONLY
         )
-        data = _validated(serializers.MembershipIn, request.data)
+        data = validated(serializers.MembershipIn, request.data)
         membership = services.membership_add(
             project=project, username=data["username"], role=data["role"]
         )
@@ -473,7 +459,7 @@ class MembershipDetailApi(APIView):
     )
     def patch(self, request: Request, project_id: int, membership_id: int) -> HttpResponse:
         membership = self._get(request, project_id, membership_id)
-        data = _validated(serializers.MembershipPatch, request.data)
+        data = validated(serializers.MembershipPatch, request.data)
         return HttpResponse(
             serializers.MembershipOut(
                 services.membership_update(membership=membership, role=data["role"])
@@ -498,7 +484,7 @@ class MyProfileApi(APIView):
         summary="Fill in or change my profile",
     )
     def put(self, request: Request) -> HttpResponse:
-        data = _validated(serializers.ProfileIn, request.data, partial=True)
+        data = validated(serializers.ProfileIn, request.data, partial=True)
         consent = data.pop("consent", None)
         return HttpResponse(
             serializers.ProfileOut(
@@ -552,7 +538,7 @@ class TokenApi(APIView):
         summary="Exchange a username and password for an API token (shown once)",
     )
     def post(self, request: Request) -> HttpResponse:
-        data = _validated(serializers.TokenIn, request.data)
+        data = validated(serializers.TokenIn, request.data)
         user = authenticate(request, username=data["username"], password=data["password"])
         if user is None:
             from rest_framework.exceptions import AuthenticationFailed

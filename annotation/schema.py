@@ -22,7 +22,7 @@ class HashedTokenScheme(OpenApiAuthenticationExtension):
 
 
 def _paginates(view_class: type) -> bool:
-    """Whether a view's GET answers with a cursor page (it calls ``_paginate`` or a paginator).
+    """Whether a view's GET answers with a cursor page (it calls ``paginate`` or a paginator).
 
     Ballot's views are plain ``APIView``s that paginate by hand, so drf-spectacular cannot
     see it; reading the handler keeps every list, including new ones, documented as a page.
@@ -34,7 +34,7 @@ def _paginates(view_class: type) -> bool:
         source = inspect.getsource(handler)
     except (OSError, TypeError):
         return False
-    return "_paginate(" in source or ".paginate_queryset(" in source
+    return "paginate(" in source or ".paginate_queryset(" in source
 
 
 class BallotAutoSchema(AutoSchema):

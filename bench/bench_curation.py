@@ -41,7 +41,7 @@ def run_size(n: int, seed: int, hh: Path) -> dict:
     from django.core.management import call_command
 
     from annotation.services import items_import, project_create
-    from curation.handlers import run_scoring
+    from curation.jobs.kinds.fifa import run as run_scoring
     from curation.models import Job
     from curation.pairs import iter_preference_pairs
     from tests.factories import UserFactory

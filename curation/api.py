@@ -10,39 +10,57 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotation.api import _paginate, _validated
-from annotation.errors import NotFound, ValidationFailed
+from annotation.errors import NotFound, ValidationFailed, validated
+from annotation.pagination import paginate
 from annotation.pseudonyms import may_reveal_usernames
 from annotation.selectors import STAFF_ROLES, project_get_for
 from curation import selectors, serializers
-from curation.models import DatasetVersion, JobKind
-from curation.services import job_cancel, job_create, job_retry
+from curation.jobs.kinds import export
+from curation.jobs.registry import kinds_describe
+from curation.services.jobs import job_cancel, job_create, job_retry
 from curation.storage import absolute
+
+SCORE_ORDERS = {
+    "importance": ("-importance", "id"),
+    "suspect_confidence": ("-suspect_confidence", "id"),
+    "margin": ("margin", "id"),
+}
+
+
+class JobKindListApi(APIView):
+    @extend_schema(
+        responses=serializers.JobKindOut(many=True),
+        summary="List the job kinds and their parameters",
+        description=(
+            "Every kind with its queue, whether it fans out into shards, the rows it writes and "
+            "its parameters (type, bounds, default, help): what a launch form needs. Kinds "
+            "declared for what comes next are listed with available=false."
+        ),
+    )
+    def get(self, request: Request) -> Response:
+        return Response(serializers.JobKindOut(kinds_describe(), many=True).data)
 
 
 class JobListApi(APIView):
     @extend_schema(responses=serializers.JobOut(many=True), summary="List jobs (admin, curator)")
     def get(self, request: Request, project_id: int) -> Response:
         project, _ = project_get_for(user=request.user, project_id=project_id, roles=STAFF_ROLES)
-        jobs = selectors.job_list_for(project=project).prefetch_related("artifacts")
-        kind = request.query_params.get("kind")
-        if kind:
-            jobs = jobs.filter(kind=kind)
-        return _paginate(self, request, jobs, serializers.JobOut)
+        jobs = selectors.job_list_for(project=project, kind=request.query_params.get("kind"))
+        return paginate(self, request, jobs, serializers.JobOut)
 
     @extend_schema(
         request=serializers.JobIn,
         responses={202: serializers.JobOut},
         summary="Launch a job (admin, curator)",
         description=(
-            f"kind: one of {', '.join(k for k in JobKind.values if k not in ('route', 'label-ai', 'explain'))}. "
-            "params depend on the kind; see the README's curation section. Returns 202 with the queued job; "
-            "poll it for progress."
+            "params are exactly the kind's parameters (GET /api/v1/job-kinds/ lists them with "
+            "types, defaults and help); an unknown key is a 400 naming it and the kind. Returns "
+            "202 with the queued job, its params with defaults filled in; poll it for progress."
         ),
     )
     def post(self, request: Request, project_id: int) -> Response:
         project, _ = project_get_for(user=request.user, project_id=project_id, roles=STAFF_ROLES)
-        data = _validated(serializers.JobIn, request.data)
+        data = validated(serializers.JobIn, request.data)
         job = job_create(
             project=project, kind=data["kind"], params=data["params"], user=request.user
         )
@@ -86,29 +104,25 @@ class JobScoresApi(APIView):
         parameters=[
             OpenApiParameter("kept", OpenApiTypes.BOOL),
             OpenApiParameter("suspect", OpenApiTypes.BOOL),
-            OpenApiParameter(
-                "order", OpenApiTypes.STR, enum=["importance", "suspect_confidence", "margin"]
-            ),
+            OpenApiParameter("order", OpenApiTypes.STR, enum=list(SCORE_ORDERS)),
         ],
         summary="Per-pair scores of a FiFA or suspect-label job",
     )
     def get(self, request: Request, project_id: int, job_id: int) -> Response:
         job = selectors.job_get_for(user=request.user, project_id=project_id, job_id=job_id)
-        scores = job.pair_scores.all()
+        flags = {}
         for flag in ("kept", "suspect"):
             value = request.query_params.get(flag)
-            if value is not None:
-                scores = scores.filter(**{flag: value.lower() in ("1", "true", "yes")})
+            flags[flag] = None if value is None else value.lower() in ("1", "true", "yes")
+        scores = selectors.pair_score_list_for(job=job, **flags)
         order = request.query_params.get("order", "importance")
-        if order not in ("importance", "suspect_confidence", "margin"):
-            order = "importance"
-        from rest_framework.pagination import CursorPagination
-
-        paginator = CursorPagination()
-        paginator.ordering = (f"-{order}", "id") if order != "margin" else ("margin", "id")
-        paginator.page_size = 100
-        page = paginator.paginate_queryset(scores, request, view=self)
-        return paginator.get_paginated_response(serializers.PairScoreOut(page, many=True).data)
+        return paginate(
+            self,
+            request,
+            scores,
+            serializers.PairScoreOut,
+            ordering=SCORE_ORDERS.get(order, SCORE_ORDERS["importance"]),
+        )
 
 
 class DatasetListApi(APIView):
@@ -118,10 +132,10 @@ class DatasetListApi(APIView):
     )
     def get(self, request: Request, project_id: int) -> Response:
         project, _ = project_get_for(user=request.user, project_id=project_id, roles=STAFF_ROLES)
-        return _paginate(
+        return paginate(
             self,
             request,
-            DatasetVersion.objects.filter(project=project),
+            selectors.dataset_version_list_for(project=project),
             serializers.DatasetVersionOut,
         )
 
@@ -140,7 +154,7 @@ class DatasetListApi(APIView):
                 field="body",
             )
         params = data.dict() if isinstance(data, QueryDict) else dict(data)
-        job = job_create(project=project, kind=JobKind.EXPORT, params=params, user=request.user)
+        job = job_create(project=project, kind=export.SPEC.kind, params=params, user=request.user)
         job.refresh_from_db()
         return Response(serializers.JobOut(job).data, status=status.HTTP_202_ACCEPTED)
 

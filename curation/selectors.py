@@ -14,12 +14,30 @@ from annotation.errors import NotFound
 from annotation.models import Annotation, Item, Project, Question, QuestionKind, Source
 from annotation.selectors import STAFF_ROLES, project_get_for
 from curation import agreement
-from curation.models import DatasetVersion, Job
+from curation.models import DatasetVersion, Job, PairScore
 from curation.pairs import pseudonymous_annotator
 
 
-def job_list_for(*, project: Project) -> QuerySet[Job]:
-    return Job.objects.filter(project=project)
+def job_list_for(*, project: Project, kind: str | None = None) -> QuerySet[Job]:
+    """A project's jobs, newest first, with their artifacts; only ``kind`` when given."""
+    jobs = Job.objects.filter(project=project).prefetch_related("artifacts")
+    return jobs.filter(kind=kind) if kind else jobs
+
+
+def pair_score_list_for(
+    *, job: Job, kept: bool | None = None, suspect: bool | None = None
+) -> QuerySet[PairScore]:
+    """A job's per-pair scores, optionally only the kept or the suspect ones."""
+    scores = PairScore.objects.filter(job=job)
+    if kept is not None:
+        scores = scores.filter(kept=kept)
+    if suspect is not None:
+        scores = scores.filter(suspect=suspect)
+    return scores
+
+
+def dataset_version_list_for(*, project: Project) -> QuerySet[DatasetVersion]:
+    return DatasetVersion.objects.filter(project=project)
 
 
 def job_get_for(*, user: AbstractBaseUser, project_id: int, job_id: int) -> Job:

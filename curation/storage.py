@@ -51,3 +51,10 @@ def embedding_cache_dir() -> Path:
     path = storage_root() / "embedding-cache"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def oof_cache_dir() -> Path:
+    """Out-of-fold reward results, so a re-run with other FiFA settings does not retrain."""
+    path = storage_root() / "oof-cache"
+    path.mkdir(parents=True, exist_ok=True)
+    return path

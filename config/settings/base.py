@@ -212,6 +212,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "AssignmentStatusEnum": "annotation.models.AssignmentStatus",
         "JobStatusEnum": "curation.models.JobStatus",
+        "SelectionSourceEnum": "curation.pairs.SOURCES",
     },
 }
 

@@ -1,4 +1,4 @@
-"""Writes for curation: jobs and their lifecycle, dataset versions."""
+"""Writes for curation: the job lifecycle (each kind's own writes live in curation/jobs/kinds/)."""
 
 from __future__ import annotations
 

@@ -86,7 +86,7 @@ def test_a_single_user_message_stays_plain_text_followed_by_the_separator() -> N
 
 def test_pairs_and_the_embedding_job_key_prompts_by_the_same_text(project) -> None:
     from annotation.models import Item
-    from curation.handlers import project_texts
+    from curation.jobs.kinds.embed import project_texts
 
     Item.objects.create(project=project, external_id="multi", conversation=MULTI_TURN)
     pair = record_for("trl_preference", MULTI_TURN)

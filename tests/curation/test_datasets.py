@@ -485,7 +485,7 @@ def test_a_failed_export_leaves_no_version_and_no_files(
 ):
     project, _ = imported(TULU)
     if where == "records":
-        import curation.services.datasets as service
+        import curation.jobs.kinds.export as service
 
         real = service.iter_preference_pairs
 
@@ -515,7 +515,7 @@ def test_a_cancelled_export_leaves_no_version_and_no_files(
     imported, export, monkeypatch, storage_root
 ):
     project, _ = imported(TULU)
-    import curation.services.datasets as service
+    import curation.jobs.kinds.export as service
 
     real = service.iter_preference_pairs
 
@@ -650,7 +650,7 @@ def _bulk_annotations(project, *, items: int, annotators: int) -> None:
 
 @pytest.mark.slow
 def test_an_export_of_200k_annotations_stays_under_a_fixed_memory_bound(alice, monkeypatch):
-    from curation.services.datasets import run_export
+    from curation.jobs.kinds.export import run as run_export
 
     project = ProjectFactory(created_by=alice)
     _bulk_annotations(project, items=40_000, annotators=5)

@@ -8,8 +8,8 @@ import pytest
 from django.db import connections
 
 from annotation.models import Project
+from curation.jobs.kinds.export import ExportParams
 from curation.models import DatasetVersion, Job, JobKind, JobStatus
-from curation.services.datasets import validate_export_params
 from tests.factories import UserFactory
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -20,14 +20,14 @@ EXPORTS = 8
 def test_eight_concurrent_exports_of_one_project_each_publish_a_distinct_version(
     settings, tmp_path, monkeypatch
 ):
-    import curation.services.datasets as service
+    import curation.jobs.kinds.export as service
     from curation.tasks import run_job
 
     settings.BALLOT_STORAGE_ROOT = tmp_path / "storage"
     owner = UserFactory(username="owner")
     project = Project.objects.create(name="exports", created_by=owner)
-    params = validate_export_params(
-        project=project, params={"format": "trl_preference", "outputs": ["jsonl"]}
+    params = ExportParams.validate(
+        {"format": "trl_preference", "outputs": ["jsonl"]}, kind=JobKind.EXPORT, project=project
     )
     jobs = [
         Job.objects.create(project=project, kind=JobKind.EXPORT, params=params, created_by=owner)

@@ -168,9 +168,18 @@ def test_a_symlink_out_of_a_model_root_does_not_resolve(project, alice, api, set
     assert response.status_code == 400 and response.json()["field"] == "params.embedding_model"
 
 
-def test_without_configured_roots_only_the_bundled_embedding_model_is_accepted(project, alice, api):
+def test_without_configured_roots_only_the_bundled_embedding_model_is_accepted(
+    project, alice, api, monkeypatch
+):
+    # Accepting the name is the point; running the job would only load MiniLM.
+    monkeypatch.setattr("curation.services.jobs.job_enqueue", lambda **kwargs: None)
+
     response = post_job(api(alice), project, "embed", {"embedding_model": "all-MiniLM-L6-v2"})
+
     assert response.status_code == 202, response.content
+    assert Job.objects.get().params["embedding_model"] == "all-MiniLM-L6-v2"
+    refused = post_job(api(alice), project, "embed", {"embedding_model": "all-MiniLM-L12-v2"})
+    assert refused.status_code == 400
 
 
 def test_a_job_whose_shard_fails_is_failed_with_the_reason_in_the_api(

@@ -13,7 +13,8 @@ from django.db import connection
 from django.utils import timezone
 
 from annotation.services import items_import
-from curation.handlers import project_texts, validate_params
+from curation.jobs.kinds.embed import project_texts
+from curation.jobs.registry import kind_get
 from curation.models import TERMINAL, Artifact, Job, JobKind, JobShard, JobStatus, PairScore
 from curation.services.jobs import job_claim, job_create
 from curation.storage import absolute
@@ -92,7 +93,7 @@ def test_a_sharded_embedding_runs_on_two_workers_and_merges_every_text_once(cele
     assert vectors.shape == (len(texts), job.result["dim"])
     assert artifact.metadata["shape"] == list(vectors.shape)
     # Shards concatenate in index order: row i is text i, wherever its shard ran.
-    from models_gpu.embeddings import embed_texts
+    from models_gpu import embed_texts
 
     sample = [0, 29, 30, 59, 60, 119]  # both edges of every shard boundary
     expected = embed_texts([texts[i] for i in sample], config=_default_embedding_config())
@@ -109,15 +110,15 @@ def test_a_sharded_embedding_runs_on_two_workers_and_merges_every_text_once(cele
 
 
 def _default_embedding_config():
-    from curation.handlers import _embedding_config
+    from curation.jobs.kinds.embed import EmbedParams
 
-    return _embedding_config({})
+    return EmbedParams().embedding()
 
 
 def test_a_job_claimed_twice_runs_once(celery_workers):
     first, second = celery_workers("w1", "w2")
     owner, project = _project_with_pairs(pairs=40)
-    params = validate_params(kind=JobKind.FIFA, project=project, params={})
+    params = kind_get(JobKind.FIFA).params.validate({}, kind=JobKind.FIFA, project=project)
 
     # Two claimants race on one compare-and-set UPDATE: exactly one wins.
     raced = Job.objects.create(project=project, kind=JobKind.FIFA, params=params)

@@ -1,9 +1,10 @@
-"""Dataset versions: immutable exports, published atomically.
+"""Export a dataset version: immutable files, published atomically.
 
 The writer builds the files in a hidden temporary folder and renames it into
 place; only then is the ``DatasetVersion`` row inserted. A failure before the
 rename leaves no folder; a failure of the insert removes the folder; so a
 version is either complete and visible or absent.
+Writes: the version's folder under ``projects/<id>/datasets/`` and one ``DatasetVersion``.
 """
 
 from __future__ import annotations
@@ -11,114 +12,118 @@ from __future__ import annotations
 import secrets
 import shutil
 from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 
 from annotation.errors import ValidationFailed
-from annotation.models import AnnotatorProfile, Item, Project, Source
+from annotation.models import Annotation, AnnotatorProfile, Item, Project, Source
 from annotation.services.projects import PROFILE_FIELDS
-from curation import params as check
 from curation.exports.formats import FORMATS, ExportOptions
 from curation.exports.writers import OUTPUTS, ExportCancelled, SplitPolicy, write_export
+from curation.jobs.base import JobCancelled, JobKindSpec, Report
+from curation.jobs.common import code_version
+from curation.jobs.params import boolean, choice, default_of, integer, number, string, string_list
+from curation.jobs.selection import SelectionParams
 from curation.models import DatasetVersion, Job, JobKind, JobStatus, PairScore
 from curation.pairs import (
-    SELECTION_FIELDS,
     iter_pointwise_rows,
     iter_preference_pairs,
     iter_ranked_lists,
     pair_key,
     pseudonymous_annotator,
-    selection_from_params,
 )
+from curation.params import MAX_NAME_LENGTH, SEED_MAX
 from curation.storage import absolute
 
 # Every profile field but the free-text description, which may identify the annotator.
 PROFILE_EXPORT_FIELDS = tuple(f for f in PROFILE_FIELDS if f != "self_description")
-EXPORT_KEYS = {
-    "format",
-    "outputs",
-    "name",
-    "conversational",
-    "include_margin",
-    "test_fraction",
-    "seed",
-    "fifa_job",
-    "include_annotators",
-    "profile_fields",
-} | set(SELECTION_FIELDS)
+PAIR_FORMATS = ("trl_preference", "reward_pairs", "trl_unpaired", "segment_preference")
 
 
-def validate_export_params(*, project: Project, params: dict) -> dict:
-    """Check an export's parameters strictly and fill in defaults.
+@dataclass(frozen=True)
+class ExportParams(SelectionParams):
+    """Parameters of an export (a new dataset version)."""
 
-    Every key is checked for type and range (400 naming ``params.<key>``); an
-    unknown key is refused rather than ignored.
-    """
-    if not isinstance(params, dict):
-        raise ValidationFailed("params must be an object.", field="params")
-    check.reject_unknown(params, EXPORT_KEYS, "export")
-    clean = {
-        "format": "trl_preference",
-        "outputs": list(OUTPUTS),
-        "name": "",
-        "conversational": False,
-        "include_margin": True,
-        "test_fraction": 0.1,
-        "seed": 0,
-        "fifa_job": None,
-        "include_annotators": False,
-        "profile_fields": [],
-        **params,
-    }
-    check.choice(clean, "format", FORMATS)
-    clean["outputs"] = check.string_list(clean, "outputs", options=OUTPUTS)
-    if not clean["outputs"]:
-        raise ValidationFailed(
-            f"outputs must be a non-empty subset of {', '.join(OUTPUTS)}.", field="params.outputs"
-        )
-    clean["name"] = check.string(clean, "name", max_length=check.MAX_NAME_LENGTH)
-    for key in ("conversational", "include_margin", "include_annotators"):
-        check.boolean(clean, key)
-    clean["test_fraction"] = check.number(clean, "test_fraction", low=0.0, high=1.0, high_open=True)
-    clean["seed"] = check.number(clean, "seed", low=0, high=check.SEED_MAX, integer=True)
-    clean["fifa_job"] = check.number(
-        clean, "fifa_job", low=1, high=2**63 - 1, integer=True, nullable=True
+    format: str = choice("trl_preference", FORMATS, help="The dataset's row format.")
+    outputs: list[str] = string_list(
+        list(OUTPUTS), options=OUTPUTS, help="Files to write (at least one)."
     )
-    if clean["fifa_job"] is not None:
-        fifa = Job.objects.filter(
-            pk=clean["fifa_job"], project=project, kind__in=(JobKind.FIFA, JobKind.SUSPECTS)
-        ).first()
-        if fifa is None:
-            raise ValidationFailed(
-                "fifa_job must be a FiFA job of this project.", field="params.fifa_job"
-            )
-        if fifa.status != JobStatus.SUCCEEDED:
-            raise ValidationFailed(
-                f"FiFA job {fifa.id} has not succeeded ({fifa.status}).", field="params.fifa_job"
-            )
-    clean["profile_fields"] = check.string_list(
-        clean, "profile_fields", options=PROFILE_EXPORT_FIELDS
+    name: str = string(
+        "", max_length=MAX_NAME_LENGTH, help="Name of the version (default: format and number)."
     )
-    if clean["profile_fields"] and not clean["include_annotators"]:
-        raise ValidationFailed(
-            "profile_fields need include_annotators.", field="params.profile_fields"
-        )
-    selection_from_params({k: v for k, v in clean.items() if k in SELECTION_FIELDS})
-    return clean
+    conversational: bool = boolean(
+        default_of(ExportOptions, "conversational"),
+        help="Write prompts and responses as lists of chat messages instead of text.",
+    )
+    include_margin: bool = boolean(
+        True, help="trl_preference: add each pair's margin (reward_pairs always has one)."
+    )
+    test_fraction: float = number(
+        default_of(SplitPolicy, "test_fraction"),
+        low=0.0,
+        high=1.0,
+        high_open=True,
+        help="Share of prompts in the test split (0: no split); all rows of a prompt "
+        "land in one split.",
+    )
+    seed: int = integer(
+        default_of(SplitPolicy, "seed"), low=0, high=SEED_MAX, help="Seeds the split."
+    )
+    fifa_job: int | None = integer(
+        None,
+        low=1,
+        high=2**63 - 1,
+        nullable=True,
+        help="A succeeded FiFA or suspects job of this project: export only the pairs it kept.",
+    )
+    include_annotators: bool = boolean(
+        False, help="Add per-export pseudonyms of the annotators of each row."
+    )
+    profile_fields: list[str] = string_list(
+        [],
+        options=PROFILE_EXPORT_FIELDS,
+        help="Annotator profile fields to add, keyed by pseudonym (needs include_annotators).",
+    )
+
+    @classmethod
+    def check(cls, values: dict[str, Any], *, project: Project) -> None:
+        if not values["outputs"]:
+            raise ValidationFailed(
+                f"outputs must be a non-empty subset of {', '.join(OUTPUTS)}.",
+                field="params.outputs",
+            )
+        if values["fifa_job"] is not None:
+            scoring = Job.objects.filter(
+                pk=values["fifa_job"], project=project, kind__in=(JobKind.FIFA, JobKind.SUSPECTS)
+            ).first()
+            if scoring is None:
+                raise ValidationFailed(
+                    "fifa_job must be a FiFA job of this project.", field="params.fifa_job"
+                )
+            if scoring.status != JobStatus.SUCCEEDED:
+                raise ValidationFailed(
+                    f"FiFA job {scoring.id} has not succeeded ({scoring.status}).",
+                    field="params.fifa_job",
+                )
+        if values["profile_fields"] and not values["include_annotators"]:
+            raise ValidationFailed(
+                "profile_fields need include_annotators.", field="params.profile_fields"
+            )
+        super().check(values, project=project)
 
 
-def _records(project: Project, params: dict, progress) -> tuple[Iterator, int]:
+def _records(project: Project, params: ExportParams, progress: Report) -> tuple[Iterator, int]:
     item_ids = None
     kept_keys: set[str] | None = None
-    if params.get("fifa_job"):
-        kept = PairScore.objects.filter(job_id=params["fifa_job"], kept=True)
+    if params.fifa_job:
+        kept = PairScore.objects.filter(job_id=params.fifa_job, kept=True)
         kept_keys = set(kept.values_list("pair_key", flat=True))
         item_ids = set(kept.values_list("item_id", flat=True))
-    selection = selection_from_params(
-        {k: v for k, v in params.items() if k in SELECTION_FIELDS}, item_ids=item_ids
-    )
-    fmt = params["format"]
+    selection = params.selection(item_ids=item_ids)
+    fmt = params.format
     total_items = (
         Item.objects.filter(project=project, is_gold=False).count()
         if item_ids is None
@@ -142,7 +147,7 @@ def _records(project: Project, params: dict, progress) -> tuple[Iterator, int]:
                     progress(
                         0.9 * seen_items / max(total_items, 1), f"{seen_items}/{total_items} items"
                     )
-            if fmt in ("trl_preference", "reward_pairs", "trl_unpaired", "segment_preference"):
+            if fmt in PAIR_FORMATS:
                 if record.tie:
                     continue
                 if fmt == "segment_preference" and record.kind != "correction":
@@ -155,8 +160,6 @@ def _records(project: Project, params: dict, progress) -> tuple[Iterator, int]:
 
 
 def _profiles(project: Project, fields: list[str]) -> dict[str, dict]:
-    from annotation.models import Annotation
-
     salt = str(project.id)
     user_ids = (
         Annotation.objects.filter(project=project, source=Source.HUMAN)
@@ -172,24 +175,24 @@ def _profiles(project: Project, fields: list[str]) -> dict[str, dict]:
     return out
 
 
-def run_export(job: Job, report) -> dict:
+def run(job: Job, report: Report) -> dict[str, Any]:
     """Write the export and publish it as the project's next DatasetVersion."""
-    params = job.params
+    params = ExportParams.from_job(job)
     project = job.project
     records, total = _records(project, params, report)
     aspects: tuple[str, ...] = ()
-    if params["format"] == "pointwise":
+    if params.format == "pointwise":
         names: list[str] = []
         for question in project.questions.filter(kind="rating"):
             names.extend(a["name"] for a in question.config["aspects"] if a["name"] not in names)
         aspects = tuple(names)
     options = ExportOptions(
-        conversational=bool(params["conversational"]),
-        include_margin=bool(params["include_margin"]),
+        conversational=params.conversational,
+        include_margin=params.include_margin,
         aspects=aspects,
-        annotator_secret=secrets.token_bytes(32) if params["include_annotators"] else None,
-        annotator_profiles=_profiles(project, params["profile_fields"])
-        if params["profile_fields"]
+        annotator_secret=secrets.token_bytes(32) if params.include_annotators else None,
+        annotator_profiles=_profiles(project, params.profile_fields)
+        if params.profile_fields
         else None,
     )
     relative = f"projects/{project.id}/datasets/job-{job.id}"
@@ -198,41 +201,34 @@ def run_export(job: Job, report) -> dict:
         # A previous attempt of this job published files but died before the row: start clean.
         shutil.rmtree(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
-    from curation.handlers import code_version
-
     split = (
-        SplitPolicy(test_fraction=params["test_fraction"], seed=params["seed"])
-        if params["test_fraction"] > 0
+        SplitPolicy(test_fraction=params.test_fraction, seed=params.seed)
+        if params.test_fraction > 0
         else None
     )
-    filters = {k: params.get(k) for k in sorted(SELECTION_FIELDS) if k in params}
-    filters["fifa_job"] = params.get("fifa_job")
+    filters: dict[str, Any] = params.selection_values()
+    filters["fifa_job"] = params.fifa_job
     try:
         result = write_export(
             records,
             destination=destination,
-            format_name=params["format"],
+            format_name=params.format,
             code_version=code_version(),
             options=options,
-            outputs=params["outputs"],
+            outputs=params.outputs,
             split=split,
             filters=filters,
-            aggregation={
-                "policy": params.get("aggregation", "majority"),
-                "source": params.get("source", "human"),
-            },
+            aggregation={"policy": params.aggregation, "source": params.source},
             is_cancelled=lambda: (
                 not Job.objects.filter(pk=job.pk, status=JobStatus.RUNNING).exists()
             ),
         )
     except ExportCancelled:
-        from curation.services.jobs import JobCancelled
-
         raise JobCancelled(f"export job {job.id} cancelled")
     report(0.97, "publishing")
     manifest = result.manifest
     try:
-        version = _publish(job, relative, manifest, params)
+        version = dataset_version_publish(job=job, relative=relative, manifest=manifest)
     except BaseException:
         shutil.rmtree(destination, ignore_errors=True)
         raise
@@ -247,7 +243,7 @@ def run_export(job: Job, report) -> dict:
     }
 
 
-def _publish(job: Job, relative: str, manifest: dict, params: dict) -> DatasetVersion:
+def dataset_version_publish(*, job: Job, relative: str, manifest: dict) -> DatasetVersion:
     """Insert the version row with the project's next version number.
 
     Concurrent exports of one project serialise on the project row
@@ -258,6 +254,7 @@ def _publish(job: Job, relative: str, manifest: dict, params: dict) -> DatasetVe
     a savepoint remains for databases without row locks (SQLite serialises writers
     anyway) and for a version inserted by other means.
     """
+    params = ExportParams.from_job(job)
     for _ in range(5):
         try:
             with transaction.atomic():
@@ -274,16 +271,26 @@ def _publish(job: Job, relative: str, manifest: dict, params: dict) -> DatasetVe
                 return DatasetVersion.objects.create(
                     project=job.project,
                     version=latest + 1,
-                    name=params.get("name") or f"{params['format']} v{latest + 1}",
-                    format=params["format"],
+                    name=params.name or f"{params.format} v{latest + 1}",
+                    format=params.format,
                     job=job,
                     path=relative,
                     row_counts=manifest.get("rows_by_split", manifest.get("rows", {})),
                     manifest=manifest,
                     filters=manifest.get("filters", {}),
-                    aggregation=params.get("aggregation", "majority"),
+                    aggregation=params.aggregation,
                     created_by=job.created_by,
                 )
         except IntegrityError:
             continue  # another writer took this number: read the maximum again
     raise RuntimeError("could not allocate a dataset version number")
+
+
+SPEC = JobKindSpec(
+    kind=JobKind.EXPORT.value,
+    summary="Export the selected feedback as a new immutable dataset version.",
+    params=ExportParams,
+    queue="default",
+    writes=("Files under projects/<id>/datasets/job-<id>/", "DatasetVersion"),
+    run=run,
+)

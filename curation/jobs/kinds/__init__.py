@@ -1,0 +1,1 @@
+"""One module per job kind; :mod:`curation.jobs.registry` collects their ``SPEC``."""
