@@ -614,15 +614,20 @@ tops AS (
            MAX(CASE WHEN uv.n < units.c1 THEN uv.n ELSE 0 END) AS c2
     FROM uv JOIN units ON uv.u1 = units.u1 AND uv.u2 = units.u2 AND uv.u3 = units.u3
     GROUP BY uv.u1, uv.u2, uv.u3, units.c1
-)
-SELECT mine.who,
-       SUM(CASE WHEN uv.n = tops.c1 AND tops.k1 = 1 AND tops.c1 - 1 > tops.c2 THEN 1 ELSE 0 END),
-       SUM(CASE WHEN (uv.n = tops.c1 AND tops.k1 = 1 AND tops.c1 - 1 > tops.c2)
+),
+outcome AS (
+    SELECT uv.u1, uv.u2, uv.u3, uv.v,
+           CASE WHEN uv.n = tops.c1 AND tops.k1 = 1 AND tops.c1 - 1 > tops.c2
+                THEN 1 ELSE 0 END AS agreed,
+           CASE WHEN (uv.n = tops.c1 AND tops.k1 = 1 AND tops.c1 - 1 > tops.c2)
                   OR (uv.n = tops.c1 AND tops.k1 = 2)
-                  OR (uv.n < tops.c1 AND tops.k1 = 1) THEN 1 ELSE 0 END)
+                  OR (uv.n < tops.c1 AND tops.k1 = 1) THEN 1 ELSE 0 END AS counted
+    FROM uv JOIN tops ON uv.u1 = tops.u1 AND uv.u2 = tops.u2 AND uv.u3 = tops.u3
+)
+SELECT mine.who, SUM(outcome.agreed), SUM(outcome.counted)
 FROM mine
-JOIN tops ON mine.u1 = tops.u1 AND mine.u2 = tops.u2 AND mine.u3 = tops.u3
-JOIN uv ON mine.u1 = uv.u1 AND mine.u2 = uv.u2 AND mine.u3 = uv.u3 AND mine.v = uv.v
+JOIN outcome ON mine.u1 = outcome.u1 AND mine.u2 = outcome.u2 AND mine.u3 = outcome.u3
+    AND mine.v = outcome.v
 GROUP BY mine.who
 """
 
