@@ -76,6 +76,11 @@ def _messages(value: Any, name: str) -> list[dict]:
     return out
 
 
+def _reply_text(messages: list[dict]) -> str:
+    """The text of a reply given as assistant messages: their contents, a blank line apart."""
+    return "\n\n".join(str(m.get("content", "")) for m in messages)
+
+
 def _response(value: Any, name: str) -> dict:
     if isinstance(value, str):
         if not value.strip():
@@ -94,7 +99,7 @@ def _response(value: Any, name: str) -> dict:
         }
     if isinstance(value, list) and value and all(isinstance(m, dict) for m in value):
         # A conversational completion: the assistant message(s) after the prompt.
-        text = "\n\n".join(str(m.get("content", "")) for m in value)
+        text = _reply_text(value)
         if not text.strip():
             raise LineError("A response must not be empty.", name)
         return {"text": text, "model_name": "", "metadata": {}}
@@ -146,8 +151,8 @@ def _split_shared_prefix(chosen: list[dict], rejected: list[dict]) -> tuple[list
         )
     return (
         chosen[:prefix],
-        "\n\n".join(m["content"] for m in tail_c),
-        "\n\n".join(m["content"] for m in tail_r),
+        _reply_text(tail_c),
+        _reply_text(tail_r),
     )
 
 

@@ -39,7 +39,9 @@ from annotation.services.imports.parser import (
     items_merge_duplicates,
     items_parse,
 )
+from annotation.search import item_search_text, item_title
 from annotation.services.projects import question_create
+from annotation.services.search import item_search_vectors_update
 from annotation.services.submissions import answer_rows_build, answers_validate
 
 ON_CONFLICT = ("error", "skip", "update")
@@ -167,6 +169,8 @@ def _annotator_users(handles: set[str]) -> dict[str, Any]:
 
 
 ITEM_CONTENT_FIELDS = ("conversation", "metadata", "tags", "is_gold", "gold_answer", "priority")
+# Derived from the content, rewritten with it.
+ITEM_SEARCH_FIELDS = ("title", "search_text")
 
 
 def _item_row(project: Project, item: ParsedItem, pk: int | None = None) -> Item:
@@ -181,6 +185,8 @@ def _item_row(project: Project, item: ParsedItem, pk: int | None = None) -> Item
         gold_answer=item.gold_answer,
         priority=item.priority,
         content_hash=item.fingerprint,
+        title=item_title(item.conversation, item.external_id),
+        search_text=item_search_text(item.conversation, (r["text"] for r in item.responses)),
     )
 
 
@@ -467,9 +473,12 @@ def _batch_write(
         _item_row(project, item, pk=stored) for item, stored in batch_pairs if stored is not None
     ]
     if changed_rows:
-        Item.objects.bulk_update(changed_rows, [*ITEM_CONTENT_FIELDS, "content_hash"])
+        Item.objects.bulk_update(
+            changed_rows, [*ITEM_CONTENT_FIELDS, *ITEM_SEARCH_FIELDS, "content_hash"]
+        )
     fresh_iter, changed_iter = iter(fresh_rows), iter(changed_rows)
     rows = [next(fresh_iter) if stored is None else next(changed_iter) for _, stored in batch_pairs]
+    item_search_vectors_update(item_ids=[row.id for row in rows])
     response_rows = Response.objects.bulk_create(
         [
             Response(
