@@ -170,30 +170,19 @@ def aggregate_votes(
     if agreement < min_agreement:
         return []
     winners = [v for v in votes if v.preferred == winner]
-    weight = sum(v.weight for v in winners) / len(winners)
+    sample = winners[0]
     if winner is None:
-        sample = winners[0]
-        return [
-            AggregatedPair(
-                chosen=sample.first,
-                rejected=sample.other,
-                tie=True,
-                margin=None,
-                weight=weight,
-                agreement=agreement,
-                votes=len(votes),
-                annotators=annotators,
-                source=source,
-            )
-        ]
-    margins = [v.margin for v in winners if v.margin is not None]
+        chosen, margin = sample.first, None
+    else:
+        margins = [v.margin for v in winners if v.margin is not None]
+        chosen, margin = winner, (sum(margins) / len(margins) if margins else None)
     return [
         AggregatedPair(
-            chosen=winner,
-            rejected=winners[0].other,
-            tie=False,
-            margin=sum(margins) / len(margins) if margins else None,
-            weight=weight,
+            chosen=chosen,
+            rejected=sample.other,
+            tie=winner is None,
+            margin=margin,
+            weight=sum(v.weight for v in winners) / len(winners),
             agreement=agreement,
             votes=len(votes),
             annotators=annotators,

@@ -125,11 +125,12 @@ def _load_chunk(item_rows: list[tuple], annotations: QuerySet[Annotation]) -> li
 def iter_items(*, project: Project, selection: Selection) -> Iterator[ItemRow]:
     """The selected items in id order as plain rows, read a chunk at a time (bounded memory).
 
-    Gold items are left out; ``selection.tags`` keeps items with any of the tags,
+    Gold and excluded items are left out; ``selection.tags`` keeps items with any of the tags,
     ``selection.item_ids`` only those items; each item carries the annotations the
     selection admits (source, dates, annotator profile).
     """
-    base = Item.objects.filter(project=project, is_gold=False).order_by("id")
+    # Excluded items (explorer bulk action) never reach an export or a curation job.
+    base = Item.objects.filter(project=project, is_gold=False, excluded=False).order_by("id")
     if selection.tags:
         contains = connection.features.supports_json_field_contains
         tag_q = Q()
