@@ -1,8 +1,8 @@
 """Plain records that flow from stored feedback into curation jobs and exports.
 
-No Django here: the selectors in ``curation.pairs`` build these from the database,
-and everything downstream (FiFA scoring, suspect labels, exports) consumes them.
-That way an export and a curation job can never disagree about what a pair is.
+No Django here: :mod:`curation.pairs` builds these from the rows it loads from
+the database, and everything downstream (FiFA scoring, suspect labels, exports)
+consumes them. That way an export and a curation job can never disagree about what a pair is.
 """
 
 from __future__ import annotations
