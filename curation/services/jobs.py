@@ -34,6 +34,7 @@ from annotation.models import Project
 from curation.jobs import registry
 from curation.jobs.base import JobCancelled, Report, result_json
 from curation.models import TERMINAL, Job, JobStatus
+from curation.webhooks.events import job_finished_publish
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +170,7 @@ def job_progress(*, job_id: int, fraction: float, message: str = "") -> None:
 
 
 def job_finish(*, job_id: int, result: dict[str, Any]) -> bool:
-    return (
+    finished = (
         Job.objects.filter(pk=job_id, status=JobStatus.RUNNING).update(
             status=JobStatus.SUCCEEDED,
             progress=1.0,
@@ -179,12 +180,16 @@ def job_finish(*, job_id: int, result: dict[str, Any]) -> bool:
         )
         == 1
     )
+    if finished:
+        job_finished_publish(job_id=job_id)
+    return finished
 
 
 def job_fail(*, job_id: int, error: str) -> None:
-    Job.objects.filter(pk=job_id, status=JobStatus.RUNNING).update(
+    if Job.objects.filter(pk=job_id, status=JobStatus.RUNNING).update(
         status=JobStatus.FAILED, error=error[:10000], finished_at=timezone.now()
-    )
+    ):
+        job_finished_publish(job_id=job_id)
 
 
 def job_cancel(*, job: Job) -> Job:
@@ -197,6 +202,8 @@ def job_cancel(*, job: Job) -> Job:
     job.refresh_from_db()
     if not changed and job.status != JobStatus.CANCELLED:
         raise Conflict(f"The job already {job.status}; it cannot be cancelled.")
+    if changed:
+        job_finished_publish(job_id=job.pk)
     return job
 
 

@@ -518,3 +518,79 @@ def test_without_a_broker_deliveries_run_in_a_background_thread(project, alice, 
             break
         time.sleep(0.05)
     assert (delivery.status, delivery.attempts) == (DeliveryStatus.SUCCEEDED, 2)
+
+
+# --- events from curation ----------------------------------------------------------------
+
+
+def _events(receiver: Receiver) -> list[dict]:
+    return [json.loads(request.body) for request in receiver.requests]
+
+
+def test_finished_failed_and_cancelled_jobs_each_send_job_finished_once(
+    project, alice, api, receiver, django_capture_on_commit_callbacks
+):
+    from curation.models import Job, JobStatus
+    from curation.services import job_cancel, job_fail, job_finish
+
+    secret = _create(api, alice, project, receiver.url, events=["job.finished"]).json()["secret"]
+    done, broken = (
+        Job.objects.create(project=project, kind="export", status=JobStatus.RUNNING)
+        for _ in range(2)
+    )
+    queued = Job.objects.create(project=project, kind="export")
+    with django_capture_on_commit_callbacks(execute=True):
+        assert job_finish(job_id=done.id, result={"rows": 3})
+        job_fail(job_id=broken.id, error="ValueError: boom")
+        job_cancel(job=queued)
+        # Already finished: no second event.
+        assert not job_finish(job_id=done.id, result={})
+        job_fail(job_id=done.id, error="late")
+    seen = {(e["data"]["job_id"], e["data"]["status"]) for e in _events(receiver)}
+    assert seen == {(done.id, "succeeded"), (broken.id, "failed"), (queued.id, "cancelled")}
+    assert len(receiver.requests) == 3
+    assert all(e["type"] == "job.finished" for e in _events(receiver))
+    assert all(verify(secret, r.headers, r.body) for r in receiver.requests)
+    failed = next(e for e in _events(receiver) if e["data"]["status"] == "failed")
+    assert failed["data"]["error"] == "ValueError: boom"
+
+
+def test_publishing_a_dataset_version_sends_dataset_version_published(
+    project, items, alice, api, receiver, settings, tmp_path, django_capture_on_commit_callbacks
+):
+    from curation.models import DatasetVersion, JobKind
+    from curation.services import job_create
+
+    settings.BALLOT_STORAGE_ROOT = tmp_path / "storage"
+    settings.BALLOT_JOBS_IN_THREAD = False
+    _create(api, alice, project, receiver.url, events=["dataset_version.published"])
+    with django_capture_on_commit_callbacks(execute=True):
+        job = job_create(
+            project=project,
+            kind=JobKind.EXPORT,
+            params={"format": "trl_preference", "outputs": ["jsonl"]},
+            user=alice,
+        )
+    version = DatasetVersion.objects.get(job=job)
+    (event,) = _events(receiver)
+    assert event["type"] == "dataset_version.published"
+    assert event["data"]["dataset_version_id"] == version.id
+    assert event["data"]["version"] == version.version
+    assert event["data"]["job_id"] == job.id
+
+
+def test_django_admin_never_shows_the_secret_and_drops_the_cached_targets(project, alice, client):
+    from django.contrib.auth import get_user_model
+
+    webhook = services.webhook_create(project=project, url="http://127.0.0.1:9/x", user=alice)
+    assert selectors.webhook_targets(project_id=project.id) == [(webhook.id, ALL_EVENTS)]
+    root = get_user_model().objects.create_superuser("root", "root@example.org", "pw")
+    client.force_login(root)
+    url = f"/admin/curation/webhook/{webhook.id}/change/"
+    page = client.get(url)
+    assert page.status_code == 200
+    assert webhook.secret not in page.content.decode()
+    saved = client.post(url, {"description": "paused", "active": ""})
+    assert saved.status_code == 302, saved.content
+    assert Webhook.objects.get().active is False
+    assert selectors.webhook_targets(project_id=project.id) == []

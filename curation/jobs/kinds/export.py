@@ -37,6 +37,7 @@ from curation.pairs import (
 )
 from curation.params import MAX_NAME_LENGTH, SEED_MAX
 from curation.storage import absolute
+from curation.webhooks.events import dataset_version_published_publish
 
 # Every profile field but the free-text description, which may identify the annotator.
 PROFILE_EXPORT_FIELDS = tuple(f for f in PROFILE_FIELDS if f != "self_description")
@@ -268,7 +269,7 @@ def dataset_version_publish(*, job: Job, relative: str, manifest: dict) -> Datas
                     ]
                     or 0
                 )
-                return DatasetVersion.objects.create(
+                version = DatasetVersion.objects.create(
                     project=job.project,
                     version=latest + 1,
                     name=params.name or f"{params.format} v{latest + 1}",
@@ -281,6 +282,8 @@ def dataset_version_publish(*, job: Job, relative: str, manifest: dict) -> Datas
                     aggregation=params.aggregation,
                     created_by=job.created_by,
                 )
+                dataset_version_published_publish(version=version)
+                return version
         except IntegrityError:
             continue  # another writer took this number: read the maximum again
     raise RuntimeError("could not allocate a dataset version number")
