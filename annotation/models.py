@@ -7,6 +7,7 @@ Models hold fields, constraints and small properties. Logic lives in
 from __future__ import annotations
 
 from django.conf import settings as django_settings
+from django.contrib.postgres.search import SearchVectorField
 from django.db import models
 from django.db.models import Q
 
@@ -133,6 +134,14 @@ class Item(models.Model):
     # slots_taken >= overlap, kept in the same UPDATE: lets the queue index skip full items.
     is_full = models.BooleanField(default=False)
     content_hash = models.CharField(max_length=64, blank=True)
+    # Readable name and search document, kept by the writers (annotation/search.py).
+    title = models.CharField(max_length=200, blank=True)
+    search_text = models.TextField(blank=True, default="")
+    # PostgreSQL only (GIN index added by migration 0006); NULL elsewhere.
+    search_vector = SearchVectorField(null=True, blank=True, editable=False)
+    excluded = models.BooleanField(
+        default=False, help_text="Left out of exports and curation jobs (explorer bulk action)."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

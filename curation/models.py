@@ -273,3 +273,29 @@ class WebhookDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event_type} {self.event_id} → webhook {self.webhook_id} ({self.status})"
+
+
+class ReviewEntry(models.Model):
+    """An item put up for a person to look at again, and why. Resolving it never edits annotations."""
+
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="review_entries")
+    reason = models.CharField(max_length=500, blank=True)
+    source = models.CharField(
+        max_length=64, help_text="What put it here: 'bulk action' or 'job <id>'."
+    )
+    created_by = models.ForeignKey(
+        django_settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["item", "resolved_at"], name="reviewentry_item_open_idx")]
+
+    def __str__(self) -> str:
+        return f"review of item {self.item_id} ({self.source})"

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from curation import api, charts_api
+from curation import api, charts_api, explorer_api
 from curation.webhooks import api as webhooks_api
 
 urlpatterns = [
@@ -40,6 +40,12 @@ urlpatterns = [
         name="dataset-file",
     ),
     path("projects/<int:project_id>/quality/", api.QualityApi.as_view(), name="quality"),
+    path("projects/<int:project_id>/explore/", explorer_api.ExploreApi.as_view(), name="explore"),
+    path(
+        "projects/<int:project_id>/explore/bulk/",
+        explorer_api.ExploreBulkApi.as_view(),
+        name="explore-bulk",
+    ),
     path(
         "projects/<int:project_id>/webhooks/",
         webhooks_api.WebhookListApi.as_view(),

@@ -6,6 +6,7 @@ from django.urls import path
 from frontend import (
     views,
     workspace_datasets,
+    workspace_explorer,
     workspace_quality,
     workspace_setup,
     workspace_webhooks,
@@ -73,7 +74,13 @@ urlpatterns = [
         workspace_setup.project_members,
         name="project-members",
     ),
-    path("projects/<int:project_id>/items/", views.item_list, name="item-list"),
+    path("projects/<int:project_id>/items/", workspace_explorer.item_list, name="item-list"),
+    path("projects/<int:project_id>/items/bulk/", workspace_explorer.item_bulk, name="item-bulk"),
+    path(
+        "projects/<int:project_id>/items/<int:item_id>/similar/",
+        workspace_explorer.item_similar,
+        name="item-similar",
+    ),
     path("projects/<int:project_id>/items/<int:item_id>/", views.item_detail, name="item-detail"),
     path("projects/<int:project_id>/quality/", workspace_quality.quality, name="quality"),
     path(

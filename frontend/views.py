@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
-from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.template import loader
@@ -361,15 +360,6 @@ def label_skip(request: HttpRequest, project_id: int, assignment_id: int) -> Jso
 
 
 # --- curators ---------------------------------------------------------------------------------------
-
-
-@login_required
-@require_GET
-def item_list(request: HttpRequest, project_id: int) -> HttpResponse:
-    project, _ = _project_or_404(request, project_id, roles=STAFF_ROLES)
-    items = selectors.item_list_with_annotation_counts(project=project)
-    page = Paginator(items, 50).get_page(request.GET.get("page"))
-    return render(request, "frontend/item_list.html", {"project": project, "page": page})
 
 
 @login_required

@@ -30,6 +30,7 @@ from annotation.models import (
     Response,
     Source,
 )
+from annotation.search import item_search_text, item_title
 from annotation.services.imports.formats import ParsedItem
 from annotation.services.imports.parser import (
     MAX_REPORTED_ERRORS,
@@ -39,7 +40,6 @@ from annotation.services.imports.parser import (
     items_merge_duplicates,
     items_parse,
 )
-from annotation.search import item_search_text, item_title
 from annotation.services.projects import question_create
 from annotation.services.search import item_search_vectors_update
 from annotation.services.submissions import answer_rows_build, answers_validate
