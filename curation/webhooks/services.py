@@ -252,17 +252,20 @@ def body_bytes(payload: Mapping[str, Any]) -> bytes:
 def delivery_attempt(*, delivery_id: int) -> float | None:
     """Make the next attempt of a pending delivery that is due.
 
-    Returns the seconds to wait before the next attempt, or None when the
-    delivery is finished (or not this caller's to make). The attempt is claimed
-    by compare-and-set on ``attempts``, so two runners never send the same
-    attempt; no lock is held while the request is in flight.
+    Returns the seconds to wait before the next attempt (also when called before
+    it is due), or None when the delivery is finished or another runner took it.
+    The attempt is claimed by compare-and-set on ``attempts``, so two runners
+    never send the same attempt; no lock is held while the request is in flight.
     """
     delivery = WebhookDelivery.objects.select_related("webhook").filter(pk=delivery_id).first()
     if delivery is None or delivery.status != DeliveryStatus.PENDING:
         return None
     now = timezone.now()
-    if delivery.next_attempt_at and delivery.next_attempt_at > now + timedelta(seconds=1):
-        return None  # a duplicate schedule; the one that set next_attempt_at will come
+    if delivery.next_attempt_at and delivery.next_attempt_at > now:
+        # Early: a duplicate schedule, or a worker whose clock runs ahead. Come back
+        # when due rather than drop it, so a delivery is never left pending forever;
+        # the claim below keeps duplicates from sending an attempt twice.
+        return (delivery.next_attempt_at - now).total_seconds()
     attempt = delivery.attempts + 1
     claimed = WebhookDelivery.objects.filter(
         pk=delivery.pk, status=DeliveryStatus.PENDING, attempts=delivery.attempts

@@ -594,3 +594,50 @@ def test_django_admin_never_shows_the_secret_and_drops_the_cached_targets(projec
     assert saved.status_code == 302, saved.content
     assert Webhook.objects.get().active is False
     assert selectors.webhook_targets(project_id=project.id) == []
+
+
+def test_with_a_broker_each_attempt_is_a_task_on_the_default_queue_rescheduled_after_backoff(
+    project, alice, receiver, settings, monkeypatch
+):
+    from celery import current_app
+
+    from curation.webhooks.tasks import deliver_webhook
+
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    sent: list[dict] = []
+    monkeypatch.setattr(
+        current_app, "send_task", lambda name, **kw: sent.append({"name": name, **kw})
+    )
+    monkeypatch.setattr(
+        deliver_webhook,
+        "apply_async",
+        lambda **kw: sent.append({"name": deliver_webhook.name, **kw}),
+    )
+    receiver.answers = [500]
+    webhook = services.webhook_create(project=project, url=receiver.url, user=alice)
+    delivery = services.deliveries_create(
+        webhook_ids=[webhook.id], event_type="job.finished", key="j:9", payload={}
+    )[0]
+    services.delivery_schedule(delivery_id=delivery.id)
+    assert sent == [
+        {
+            "name": "curation.deliver_webhook",
+            "args": [delivery.id],
+            "countdown": 0.0,
+            "queue": "default",
+        }
+    ]
+    deliver_webhook(delivery.id)  # the worker runs it: 500, so it comes back after the backoff
+    assert sent[-1] == {
+        "name": "curation.deliver_webhook",
+        "args": [delivery.id],
+        "countdown": 0.05,
+        "queue": "default",
+    }
+    deliver_webhook(delivery.id)  # early (a duplicate): sends nothing, comes back when due
+    assert len(receiver.requests) == 1
+    assert 0 < sent[-1]["countdown"] <= 0.05
+    time.sleep(0.06)
+    deliver_webhook(delivery.id)
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts, len(receiver.requests)) == ("succeeded", 2, 2)
