@@ -21,6 +21,9 @@ import pytest
 from django.conf import settings as django_settings
 from django.db import connection
 
+# The tiny encoder of the curation tests, so worker jobs need not load MiniLM.
+from tests.curation.conftest import tiny_model_root  # noqa: F401
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CELERY_BIN = Path(sys.executable).with_name("celery")
 REDIS_URL = os.environ.get("BALLOT_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -46,6 +49,20 @@ def _database_url() -> str:
     host = db["HOST"] or "127.0.0.1"
     port = f":{db['PORT']}" if db.get("PORT") else ""
     return f"postgres://{credentials}{'@' if credentials else ''}{host}{port}/{db['NAME']}"
+
+
+@pytest.fixture
+def tiny_embeddings(monkeypatch, settings, tiny_model_root: Path) -> Path:  # noqa: F811
+    """This process and the workers started after it embed with the tiny encoder.
+
+    Workers read their settings from the environment, this process from ``settings``.
+    """
+    encoder = str(tiny_model_root / "tiny-encoder")
+    monkeypatch.setenv("BALLOT_MODEL_ROOTS", str(tiny_model_root))
+    monkeypatch.setenv("BALLOT_EMBEDDING_MODEL", encoder)
+    settings.BALLOT_MODEL_ROOTS = [str(tiny_model_root)]
+    settings.BALLOT_EMBEDDING_MODEL = encoder
+    return tiny_model_root
 
 
 @pytest.fixture

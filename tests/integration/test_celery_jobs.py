@@ -78,7 +78,9 @@ def _describe(job: Job) -> str:
     )
 
 
-def test_a_sharded_embedding_runs_on_two_workers_and_merges_every_text_once(celery_workers):
+def test_a_sharded_embedding_runs_on_two_workers_and_merges_every_text_once(
+    tiny_embeddings, celery_workers
+):
     first, second = celery_workers("w1", "w2")
     owner, project = _project_with_pairs(pairs=40)
 
@@ -91,6 +93,9 @@ def test_a_sharded_embedding_runs_on_two_workers_and_merges_every_text_once(cele
     artifact = Artifact.objects.get(job=job, kind="embeddings")
     vectors = np.load(absolute(artifact.path))
     assert vectors.shape == (len(texts), job.result["dim"])
+    # The workers embedded with the tiny encoder the test configured, not MiniLM.
+    config = json.loads((tiny_embeddings / "tiny-encoder" / "config.json").read_text())
+    assert job.result["dim"] == config["hidden_size"]
     assert artifact.metadata["shape"] == list(vectors.shape)
     # Shards concatenate in index order: row i is text i, wherever its shard ran.
     from models_gpu import embed_texts
@@ -115,7 +120,7 @@ def _default_embedding_config():
     return EmbedParams().embedding()
 
 
-def test_a_job_claimed_twice_runs_once(celery_workers):
+def test_a_job_claimed_twice_runs_once(tiny_embeddings, celery_workers):
     first, second = celery_workers("w1", "w2")
     owner, project = _project_with_pairs(pairs=40)
     params = kind_get(JobKind.FIFA).params.validate({}, kind=JobKind.FIFA, project=project)
@@ -161,7 +166,9 @@ def test_a_job_claimed_twice_runs_once(celery_workers):
     assert skipped == 1, "the second delivery should have found the job taken"
 
 
+@pytest.mark.slow
 def test_a_job_whose_worker_was_killed_is_retried_and_finishes(celery_workers):
+    # MiniLM on purpose: the job must run for seconds so that its worker can be killed mid-way.
     workers = celery_workers("w1", "w2")
     # Enough longer texts that embedding and training take several seconds on a CPU.
     owner, project = _project_with_pairs(pairs=300, words=16)
