@@ -140,9 +140,11 @@ class DatasetListApi(APIView):
         )
 
     @extend_schema(
-        request=OpenApiTypes.OBJECT,
+        request=export.SPEC.params.serializer(),
         responses={202: serializers.JobOut},
         summary="Export a new dataset version (runs as an export job)",
+        description="The body is the export job's params ({} for the defaults); an unknown key "
+        "is a 400 naming it.",
     )
     def post(self, request: Request, project_id: int) -> Response:
         project, _ = project_get_for(user=request.user, project_id=project_id, roles=STAFF_ROLES)

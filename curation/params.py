@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.utils.dateparse import parse_date, parse_datetime
+from django.utils.timezone import is_naive, make_aware
 
 from annotation.errors import ValidationFailed
 
@@ -138,9 +140,6 @@ def string_list(
 
 def timestamp(params: Mapping[str, Any], key: str) -> datetime | None:
     """An ISO date or datetime (naive means the server's time zone); None when absent."""
-    from django.utils.dateparse import parse_date, parse_datetime
-    from django.utils.timezone import is_naive, make_aware
-
     value = params.get(key)
     if value in (None, ""):
         return None

@@ -8,12 +8,13 @@ import threading
 import time
 
 from django.core.management.base import CommandError
+from django.db import connection
 
 from annotation.errors import BallotError
 from annotation.models import Project
 from annotation.progress import progress_bar
 from curation.models import Job, JobStatus
-from curation.services import job_create
+from curation.services.jobs import job_cancel, job_create
 
 
 def parse_params(pairs: list[str]) -> dict:
@@ -36,8 +37,6 @@ def launch_and_follow(
     project = Project.objects.filter(pk=project_id).first()
     if project is None:
         raise CommandError(f"No project with id {project_id}.")
-    from django.db import connection
-
     # In-process mode: run the job in a thread so this command can draw its progress bar,
     # unless we are inside a transaction (call_command from a test), where it runs inline.
     in_thread = not connection.in_atomic_block
@@ -66,8 +65,6 @@ def launch_and_follow(
                 break
             time.sleep(0.5)
     except KeyboardInterrupt:
-        from curation.services import job_cancel
-
         job_cancel(job=job)
         raise CommandError(f"job {job.id} cancelled")
     finally:
