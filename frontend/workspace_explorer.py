@@ -67,7 +67,7 @@ COLUMNS = [
     (None, "Gold"),
     ("priority", "Priority"),
     ("created", "Created"),
-    ("importance", "Latest job: kept · importance · suspect"),
+    ("importance", "Latest job"),
 ]
 
 
