@@ -64,7 +64,6 @@ class JobListApi(APIView):
         job = job_create(
             project=project, kind=data["kind"], params=data["params"], user=request.user
         )
-        job.refresh_from_db()
         return Response(serializers.JobOut(job).data, status=status.HTTP_202_ACCEPTED)
 
 
@@ -157,7 +156,6 @@ class DatasetListApi(APIView):
             )
         params = data.dict() if isinstance(data, QueryDict) else dict(data)
         job = job_create(project=project, kind=export.SPEC.kind, params=params, user=request.user)
-        job.refresh_from_db()
         return Response(serializers.JobOut(job).data, status=status.HTTP_202_ACCEPTED)
 
 

@@ -83,12 +83,15 @@ def job_create(
 
     The job stores exactly its kind's parameters with the defaults filled in. Without
     a broker the job runs in-process: in a background thread when ``in_thread``
-    (default: the ``BALLOT_JOBS_IN_THREAD`` setting), else inline.
+    (default: the ``BALLOT_JOBS_IN_THREAD`` setting), else inline. Returns the job as
+    stored after enqueueing.
     """
     spec = registry.kind_get(kind)
     clean = spec.params.validate(params or {}, kind=spec.kind, project=project)
     job = Job.objects.create(project=project, kind=spec.kind, params=clean, created_by=user)
     _enqueue_after_commit(job, in_thread=in_thread)
+    # An inline run (no broker, no thread) has already moved the row on.
+    job.refresh_from_db()
     return job
 
 
