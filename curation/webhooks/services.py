@@ -303,6 +303,24 @@ def delivery_attempt(*, delivery_id: int) -> float | None:
     return None
 
 
+def deliveries_resume(*, overdue_seconds: float = 60.0) -> int:
+    """Schedule every pending delivery whose next attempt is overdue; return how many.
+
+    For deliveries whose scheduler is gone: an in-process thread that died with its
+    web process, a broker that lost its message. Scheduling one that is still
+    alive is harmless: the attempt is claimed once, an early call just waits.
+    """
+    cutoff = timezone.now() - timedelta(seconds=overdue_seconds)
+    overdue = list(
+        WebhookDelivery.objects.filter(
+            status=DeliveryStatus.PENDING, next_attempt_at__lte=cutoff
+        ).values_list("id", flat=True)
+    )
+    for delivery_id in overdue:
+        delivery_schedule(delivery_id=delivery_id)
+    return len(overdue)
+
+
 def delivery_schedule_after_commit(*, delivery_id: int) -> None:
     # The worker or thread reads the row through another connection: wait for the commit.
     transaction.on_commit(lambda: delivery_schedule(delivery_id=delivery_id))

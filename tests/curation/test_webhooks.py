@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import io
 import json
 import time
 
@@ -604,6 +605,8 @@ def test_with_a_broker_each_attempt_is_a_task_on_the_default_queue_rescheduled_a
     from curation.webhooks.tasks import deliver_webhook
 
     settings.CELERY_TASK_ALWAYS_EAGER = False
+    # Long enough that the early redelivery below is early even on a loaded machine.
+    settings.BALLOT_WEBHOOK_BACKOFF_SECONDS = 1.0
     sent: list[dict] = []
     monkeypatch.setattr(
         current_app, "send_task", lambda name, **kw: sent.append({"name": name, **kw})
@@ -631,13 +634,41 @@ def test_with_a_broker_each_attempt_is_a_task_on_the_default_queue_rescheduled_a
     assert sent[-1] == {
         "name": "curation.deliver_webhook",
         "args": [delivery.id],
-        "countdown": 0.05,
+        "countdown": 1.0,
         "queue": "default",
     }
     deliver_webhook(delivery.id)  # early (a duplicate): sends nothing, comes back when due
     assert len(receiver.requests) == 1
-    assert 0 < sent[-1]["countdown"] <= 0.05
-    time.sleep(0.06)
+    assert 0 < sent[-1]["countdown"] <= 1.0
+    time.sleep(sent[-1]["countdown"] + 0.01)
     deliver_webhook(delivery.id)
     delivery.refresh_from_db()
     assert (delivery.status, delivery.attempts, len(receiver.requests)) == ("succeeded", 2, 2)
+
+
+def test_webhooks_resume_sends_overdue_deliveries_whose_scheduler_was_lost(
+    project, alice, receiver
+):
+    from datetime import timedelta
+
+    from django.core.management import call_command
+    from django.utils import timezone
+
+    webhook = services.webhook_create(project=project, url=receiver.url, user=alice)
+    # Stored, never scheduled (as when the process that held the retry died).
+    lost = services.deliveries_create(
+        webhook_ids=[webhook.id], event_type="job.finished", key="j:lost", payload={}
+    )[0]
+    fresh = services.deliveries_create(
+        webhook_ids=[webhook.id], event_type="job.finished", key="j:fresh", payload={}
+    )[0]
+    WebhookDelivery.objects.filter(pk=lost.pk).update(
+        next_attempt_at=timezone.now() - timedelta(minutes=5)
+    )
+    out = io.StringIO()
+    call_command("webhooks_resume", stdout=out)
+    assert out.getvalue().strip() == "1 overdue webhook delivery scheduled"
+    lost.refresh_from_db()
+    fresh.refresh_from_db()
+    assert (lost.status, fresh.status) == (DeliveryStatus.SUCCEEDED, DeliveryStatus.PENDING)
+    assert [r.headers["webhook-id"] for r in receiver.requests] == [lost.event_id]
