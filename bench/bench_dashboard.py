@@ -164,6 +164,7 @@ def build(items: int, rebuild: bool):
                                 f"how would you explain topic {n % 997} to a friend?",
                             }
                         ],
+                        tags=[topics[n % len(topics)]],
                         is_gold=n % 50 == 0,
                         gold_answer={
                             "answers": [{"question": "preference", "chosen": 0, "rejected": 1}]
@@ -335,6 +336,28 @@ def main() -> None:
         search_url = f"{url}?q=topic+42+friend"
         search_rows.append(
             ("search items (q=topic 42 friend)", "", measure(client, search_url, args.requests))
+        )
+        # The explorer's filters (URL query strings) and its API.
+        explore = f"/api/v1/projects/{project.id}/explore/"
+        for label, target in (
+            ("page items: last page", f"{url}?page=2000"),
+            (
+                "page items: tag, gold, counts, -priority",
+                f"{url}?tag=physics&gold=no&source=ai&annotations_min=5&sort=-priority",
+            ),
+            ("page items: agreement <= 0.6", f"{url}?agreement_max=0.6"),
+            ("page items: sort by agreement", f"{url}?sort=-agreement"),
+            ("page items: search + sort by annotations", f"{url}?q=cooking&sort=-annotations"),
+            ("api explore: tag + page_size 100", f"{explore}?tag=law&page_size=100"),
+        ):
+            measure(client, target, 1)
+            rows.append((label, "", measure(client, target, args.requests)))
+        search_rows.append(
+            (
+                "search api explore (q=physics friend)",
+                "",
+                measure(client, f"{explore}?q=physics+friend", args.requests),
+            )
         )
     except NoReverseMatch:
         pass

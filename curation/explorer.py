@@ -79,6 +79,34 @@ def _agreement_expression() -> RawSQL:
     return RawSQL(_AGREEMENT_SQL, (Source.HUMAN.value,))
 
 
+# The same figure for a whole project in one grouped scan, for the range filter: a
+# correlated subquery per item would run once for each of the project's items.
+_AGREEMENT_RANGE_SQL = """
+SELECT per_question.item_id
+FROM (
+    SELECT answers.item_id AS item_id, MAX(answers.n) AS top, SUM(answers.n) AS total
+    FROM (
+        SELECT an.item_id AS item_id, pa.question_id AS question_id,
+               CASE WHEN pa.tie THEN 0 ELSE pa.chosen_id END AS choice,
+               COUNT(*) AS n
+        FROM annotation_pairwiseanswer pa
+        JOIN annotation_annotation an ON an.id = pa.annotation_id
+        WHERE an.project_id = %s AND an.source = %s
+        GROUP BY an.item_id, pa.question_id, CASE WHEN pa.tie THEN 0 ELSE pa.chosen_id END
+    ) answers
+    GROUP BY answers.item_id, answers.question_id
+) per_question
+GROUP BY per_question.item_id
+HAVING SUM(per_question.total) >= 2
+   AND CAST(SUM(per_question.top) AS REAL) / SUM(per_question.total) BETWEEN %s AND %s
+"""
+
+
+def _agreement_in_range(project: Project, low: float | None, high: float | None) -> Q:
+    bounds = (-1.0 if low is None else low - 1e-9, 2.0 if high is None else high + 1e-9)
+    return Q(id__in=RawSQL(_AGREEMENT_RANGE_SQL, (project.id, Source.HUMAN.value, *bounds)))
+
+
 @dataclass(frozen=True)
 class ExplorerQuery:
     """Filters and sort of the explorer, parsed from (and written back to) URL parameters."""
@@ -270,16 +298,10 @@ def explorer_items(*, project: Project, query: ExplorerQuery) -> QuerySet[Item]:
             items = items.filter(annotation_total__gte=query.annotations_min)
         if query.annotations_max is not None:
             items = items.filter(annotation_total__lte=query.annotations_max)
-    if (
-        query.agreement_min is not None
-        or query.agreement_max is not None
-        or (sort_key == "agreement")
-    ):
+    if query.agreement_min is not None or query.agreement_max is not None:
+        items = items.filter(_agreement_in_range(project, query.agreement_min, query.agreement_max))
+    if sort_key == "agreement":
         items = items.annotate(agreement=_agreement_expression())
-        if query.agreement_min is not None:
-            items = items.filter(agreement__gte=query.agreement_min - 1e-9)
-        if query.agreement_max is not None:
-            items = items.filter(agreement__lte=query.agreement_max + 1e-9)
     score_filters = (query.kept, query.suspect, query.importance_min, query.importance_max)
     if any(value is not None for value in score_filters) or sort_key == "importance":
         items = _score_filters(items, project=project, query=query)
