@@ -201,6 +201,7 @@ class WebhookEvent(models.TextChoices):
     ANNOTATION_CREATED = "annotation.created", "An annotation was stored"
     JOB_FINISHED = "job.finished", "A job succeeded, failed or was cancelled"
     DATASET_VERSION_PUBLISHED = "dataset_version.published", "A dataset version was published"
+    ITEMS_IMPORTED = "items.imported", "A file was imported (one summary per import)"
 
 
 class Webhook(models.Model):

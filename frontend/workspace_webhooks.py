@@ -28,6 +28,7 @@ EVENT_CHOICES = [
     ("annotation.created", "Annotation created"),
     ("job.finished", "Job finished"),
     ("dataset_version.published", "Dataset version published"),
+    ("items.imported", "File imported (summary)"),
 ]
 LOG_ROWS = 50
 

@@ -88,7 +88,7 @@ def test_an_admin_creates_a_webhook_sees_the_secret_once_sends_a_test_and_reads_
     secret = page.input_value("#webhook-secret-value")
     webhook = Webhook.objects.get()
     assert secret == webhook.secret and secret.startswith("whsec_")
-    assert webhook.events == ["job.finished", "dataset_version.published"]
+    assert webhook.events == ["job.finished", "dataset_version.published", "items.imported"]
     assert webhook.created_by == alice
     # The description is text, never markup.
     assert page.locator("#webhook-table b").count() == 0

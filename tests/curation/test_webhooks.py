@@ -27,7 +27,7 @@ from tests.api_mixins import ScopedEndpointTests, World
 from tests.curation.receiver import Receiver
 from tests.factories import MembershipFactory, UserFactory
 
-ALL_EVENTS = ["annotation.created", "job.finished", "dataset_version.published"]
+ALL_EVENTS = ["annotation.created", "job.finished", "dataset_version.published", "items.imported"]
 
 
 def verify(secret: str, headers: dict[str, str], body: bytes) -> bool:
@@ -672,3 +672,24 @@ def test_webhooks_resume_sends_overdue_deliveries_whose_scheduler_was_lost(
     fresh.refresh_from_db()
     assert (lost.status, fresh.status) == (DeliveryStatus.SUCCEEDED, DeliveryStatus.PENDING)
     assert [r.headers["webhook-id"] for r in receiver.requests] == [lost.event_id]
+
+
+def test_an_import_sends_one_items_imported_summary(
+    project, alice, api, receiver, django_capture_on_commit_callbacks
+):
+    from annotation.services.imports import items_import
+
+    _create(api, alice, project, receiver.url, events=["items.imported", "annotation.created"])
+    lines = [
+        json.dumps({"prompt": f"Question {n}?", "chosen": "A good answer.", "rejected": "No."})
+        for n in range(3)
+    ]
+    with django_capture_on_commit_callbacks(execute=True):
+        result = items_import(project=project, lines=lines, fmt="trl")
+        again = items_import(project=project, lines=lines, fmt="trl")  # nothing new: no event
+    assert (result.created, again.created, again.existing) == (3, 0, 3)
+    (event,) = _events(receiver)
+    assert event["type"] == "items.imported"
+    assert event["data"]["created"] == 3
+    assert event["data"]["annotations"] == result.annotations
+    assert "invalid_lines" not in event["data"]

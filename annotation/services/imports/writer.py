@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +21,7 @@ from django.db import transaction
 from django.utils.text import slugify
 
 from annotation.errors import Conflict, ValidationFailed
+from annotation.events import publish
 from annotation.models import (
     Annotation,
     Assignment,
@@ -372,6 +374,14 @@ def items_import(
             done += len(batch_pairs)
             if progress:
                 progress("write", done, len(to_write))
+        if to_write:
+            # One summary event per import (after commit), not one per imported annotation.
+            publish(
+                "items.imported",
+                project_id=project.id,
+                key=f"items.imported:{uuid.uuid4()}",
+                payload={k: v for k, v in result.as_dict().items() if not k.endswith("_lines")},
+            )
     return result
 
 
