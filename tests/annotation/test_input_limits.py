@@ -14,7 +14,7 @@ from drf_spectacular.generators import SchemaGenerator
 
 from annotation.models import Annotation, Item, Membership, Project, Question, Response
 from annotation.services import assignment_claim_next
-from curation.models import Job
+from curation.models import Job, Webhook
 from tests.factories import ItemFactory
 
 ERROR_KEYS = {"error", "detail", "field", "errors"}
@@ -44,6 +44,13 @@ def world_ids(project, alice, bob):
     item = ItemFactory(project=project, responses=["One.", "Two.", "Three."])
     assignment = assignment_claim_next(project=project, annotator=alice)
     job = Job.objects.create(project=project, kind="fifa", created_by=alice)
+    # .invalid never resolves: nothing here may reach the network.
+    webhook = Webhook.objects.create(
+        project=project,
+        url="https://hooks.example.invalid/ballot",
+        secret="whsec_" + "A" * 43 + "=",
+        created_by=alice,
+    )
     return {
         "project_id": project.id,
         "item_id": item.id,
@@ -53,6 +60,7 @@ def world_ids(project, alice, bob):
         "job_id": job.id,
         "version_id": 999_999,
         "file_path": "x",
+        "webhook_id": webhook.id,
     }
 
 
