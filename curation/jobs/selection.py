@@ -106,7 +106,16 @@ class SelectionParams(JobParams):
     @classmethod
     def check(cls, values: dict[str, Any], *, project: Project) -> None:
         super().check(values, project=project)
-        selection_from_params(_selection_values(values))
+        selection = selection_from_params(_selection_values(values))
+        # Store the checked values (``"a, b"`` from the command line becomes ["a", "b"]);
+        # dates stay the ISO text that was given, which is what JSON can hold.
+        values.update(
+            min_agreement=selection.min_agreement,
+            rating_threshold=selection.rating_threshold,
+            rating_aspect=selection.rating_aspect,
+            tags=list(selection.tags),
+            questions=list(selection.questions),
+        )
 
     def selection(self, *, item_ids: Iterable[int] | None = None) -> Selection:
         """The checked :class:`~curation.pairs.Selection` these parameters stand for."""

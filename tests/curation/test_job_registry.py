@@ -161,6 +161,7 @@ def test_given_params_are_stored_as_checked_values(project, alice, api, jobs_sta
 
     params = Job.objects.get(pk=response.json()["id"]).params
     assert params["k"] == 7 and isinstance(params["k"], int)
+    assert params["tags"] == ["a", "b"]
     assert params["keep_top"] is None
     assert params["keep_fraction"] == models_gpu.FiFAConfig().keep_fraction
 
