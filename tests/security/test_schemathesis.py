@@ -11,8 +11,9 @@ A second, stateful test chains operations through the ids responses return
 (links schemathesis infers from the schema): create a project, then work in it.
 
 Bounded: BALLOT_SCHEMATHESIS_EXAMPLES (default 12) examples per operation and mode,
-no shrinking, and a budget of BALLOT_SCHEMATHESIS_SECONDS (default 150) after which
-the remaining operations are reported as not reached (which fails the test too);
+no shrinking, and a budget of BALLOT_SCHEMATHESIS_SECONDS (default 150): when the
+operations so far ran slower than the budget allows, the rest get fewer examples
+(never fewer than MIN_EXAMPLES), so every operation is still exercised;
 BALLOT_SCHEMATHESIS_SCENARIOS (default 40) stateful scenarios of up to 6 steps.
 About 100 s and 20 s on a busy 2-core machine.
 """
@@ -42,6 +43,7 @@ from tests.security.world import seed_world
 
 EXAMPLES = int(os.environ.get("BALLOT_SCHEMATHESIS_EXAMPLES", "12"))
 BUDGET_SECONDS = float(os.environ.get("BALLOT_SCHEMATHESIS_SECONDS", "150"))
+MIN_EXAMPLES = 3
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -59,16 +61,18 @@ pytestmark = [
     ),
     pytest.mark.postgres,
     pytest.mark.slow,
-    pytest.mark.timeout(int(BUDGET_SECONDS) + 120),
+    pytest.mark.timeout(int(BUDGET_SECONDS) + 300),
 ]
 
 
 @pytest.fixture
 def jobs_stay_queued(monkeypatch):
-    # The API's contract for a job is "validated and queued" (202); running it is a
-    # worker's business, tested in tests/curation. Inline runs would spend the
-    # budget training models on generated parameters.
+    # The API's contract for a job or a webhook delivery is "validated and queued"
+    # (202); running it is a worker's business, tested in tests/curation. Inline
+    # runs would spend the budget training models on generated parameters and
+    # sleeping through delivery backoffs.
     monkeypatch.setattr("curation.services.jobs.job_enqueue", lambda **kwargs: None)
+    monkeypatch.setattr("curation.webhooks.services.delivery_schedule", lambda **kwargs: None)
 
 
 def _describe(case, exc: BaseException) -> str:
@@ -89,20 +93,30 @@ def _describe(case, exc: BaseException) -> str:
     return f"{request} [{' '.join(d for d in details if d)}] -> " + " | ".join(reason)[:900]
 
 
+def _examples_within_budget(*, elapsed: float, done: int, left: int) -> int:
+    """Examples per mode for the next operation, so the rest fit in what is left of the budget."""
+    if not done:
+        return EXAMPLES
+    per_operation = elapsed / done
+    affordable = (BUDGET_SECONDS - elapsed) / (left * per_operation)
+    return max(MIN_EXAMPLES, min(EXAMPLES, int(EXAMPLES * affordable)))
+
+
 def _drive(
     operation,
     *,
     mode: GenerationMode,
+    examples: int,
     pinned: dict,
     headers: dict,
     base_url: str,
     session: requests.Session,
     found: list[str],
 ) -> None:
-    """Send ``EXAMPLES`` generated requests to ``operation``; append each distinct failure to ``found``."""
+    """Send ``examples`` generated requests to ``operation``; append each distinct failure to ``found``."""
 
     @settings(
-        max_examples=EXAMPLES,
+        max_examples=examples,
         deadline=None,
         database=None,
         derandomize=True,
@@ -140,13 +154,12 @@ def test_every_operation_answers_as_documented_and_never_with_a_server_error(
     session = requests.Session()
     started = time.monotonic()
     failures: dict[str, list[str]] = {}
-    not_reached: list[str] = []
 
     for index, operation in enumerate(operations):
         label = f"{operation.method.upper()} {operation.path}"
-        if time.monotonic() - started > BUDGET_SECONDS:
-            not_reached.append(label)
-            continue
+        examples = _examples_within_budget(
+            elapsed=time.monotonic() - started, done=index, left=len(operations) - index
+        )
         world = seed_world(f"st{index}")
         headers = {"Authorization": f"Token {world.token}"}
         pinned = {
@@ -164,6 +177,7 @@ def test_every_operation_answers_as_documented_and_never_with_a_server_error(
             _drive(
                 operation,
                 mode=mode,
+                examples=examples,
                 pinned=pinned,
                 headers=headers,
                 base_url=live_server.url,
@@ -176,8 +190,6 @@ def test_every_operation_answers_as_documented_and_never_with_a_server_error(
 
     failing = {label: messages for label, messages in failures.items() if messages}
     report = [f"{label}\n    " + "\n    ".join(messages) for label, messages in failing.items()]
-    if not_reached:
-        report.append(f"not reached within {BUDGET_SECONDS:.0f}s: {', '.join(not_reached)}")
     assert not report, f"{len(failing)} of {len(operations)} operations failed:\n" + "\n".join(
         report
     )

@@ -13,7 +13,7 @@ from django.contrib.auth.models import AbstractBaseUser
 
 from annotation.models import Membership, Role
 from annotation.services import assignment_claim_next, token_create
-from curation.models import Job, JobKind, JobStatus
+from curation.models import Job, JobKind, JobStatus, Webhook
 from tests.factories import ItemFactory, ProjectFactory, UserFactory, make_questions
 
 
@@ -34,7 +34,8 @@ class World:
 
 
 def seed_world(tag: str) -> World:
-    """One project with questions of every kind, three items, a lease, a finished job, two members."""
+    """One project with questions of every kind, three items, a lease, a finished job, two
+    members and a webhook. A path parameter not named here keeps its generated value."""
     admin = UserFactory(username=f"admin-{tag}", is_superuser=False)
     annotator = UserFactory(username=f"annotator-{tag}")
     project = ProjectFactory(name=f"Attacked {tag}", created_by=admin, overlap=2)
@@ -49,6 +50,13 @@ def seed_world(tag: str) -> World:
     job = Job.objects.create(
         project=project, kind=JobKind.SUSPECTS, status=JobStatus.SUCCEEDED, created_by=admin
     )
+    # .invalid never resolves: a test delivery fails at once, without the network.
+    webhook = Webhook.objects.create(
+        project=project,
+        url="https://hooks.example.invalid/ballot",
+        secret="whsec_" + "A" * 43 + "=",
+        created_by=admin,
+    )
     _, raw = token_create(user=admin)
     return World(
         admin=admin,
@@ -62,5 +70,6 @@ def seed_world(tag: str) -> World:
             "job_id": job.id,
             "version_id": 1,
             "file_path": "manifest.json",
+            "webhook_id": webhook.id,
         },
     )
