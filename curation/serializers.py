@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from typing import Any
+
+from drf_spectacular.serializers import PolymorphicProxySerializerExtension
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_field
 from rest_framework import serializers
@@ -7,8 +10,23 @@ from rest_framework import serializers
 from curation.jobs.registry import AVAILABLE
 from curation.models import Artifact, DatasetVersion, Job, PairScore
 
-# Each kind's parameters as its own OpenAPI component; ``params`` is one of them.
-_KIND_PARAMS = PolymorphicProxySerializer(
+
+class KindParamsSchema(PolymorphicProxySerializer):
+    """Documents a params object as one of the kinds' params components (for the schema only)."""
+
+
+class _KindParamsSchemaExtension(PolymorphicProxySerializerExtension):
+    # anyOf, not drf-spectacular's oneOf: one kind's params object can be valid for
+    # another kind too (every field has a default), and oneOf demands exactly one match.
+    target_class = KindParamsSchema
+    priority = 1
+
+    def map_serializer(self, auto_schema: Any, direction: str) -> dict[str, Any]:
+        return {"anyOf": super().map_serializer(auto_schema, direction)["oneOf"]}
+
+
+# Each kind's parameters as its own OpenAPI component; ``params`` is any one of them.
+_KIND_PARAMS = KindParamsSchema(
     component_name="JobParams",
     serializers=list(
         {spec.params: spec.params.serializer() for spec in AVAILABLE.values()}.values()
