@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from drf_spectacular.generators import SchemaGenerator
 
 import models_gpu
@@ -102,6 +102,8 @@ def test_the_curate_command_lists_the_same_kinds_as_the_api(project, alice, api,
     text = capsys.readouterr().out
     assert "keep_fraction=0.5" in text and "number in [0, 1]" in text
     assert "explain (not available yet)" in text
+    with pytest.raises(CommandError, match="--list"):
+        call_command("curate")
 
 
 @pytest.mark.parametrize(
