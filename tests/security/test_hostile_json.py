@@ -199,7 +199,9 @@ def test_hostile_json_never_breaks_an_endpoint(db, target: Target, kind: str):
     path = "/" + world.fill(target.route)
     auth = {"HTTP_AUTHORIZATION": f"Token {world.token}"} if target.is_api else {}
     problems = []
-    for hostile in HOSTILE[kind]:
+    # Pages get every property name the API knows; two values per kind keep that affordable.
+    values = HOSTILE[kind] if target.is_api else HOSTILE[kind][:2]
+    for hostile in values:
         for where, body in _bodies(target, hostile):
             response = client.generic(
                 target.method,
