@@ -19,7 +19,7 @@ def build_tiny_encoder(path: Path, vocab: list[str] = LETTERS, *, seed: int = 0)
     words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *vocab]
     path.mkdir(parents=True, exist_ok=True)
     (path / "vocab.txt").write_text("\n".join(words))
-    BertTokenizerFast(vocab_file=str(path / "vocab.txt")).save_pretrained(path)
+    BertTokenizerFast(str(path / "vocab.txt")).save_pretrained(path)
     config = BertConfig(
         vocab_size=len(words),
         hidden_size=16,
@@ -42,7 +42,7 @@ def build_tiny_sequence_classifier(path: Path, vocab: list[str], *, seed: int = 
     words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *vocab]
     path.mkdir(parents=True, exist_ok=True)
     (path / "vocab.txt").write_text("\n".join(words))
-    BertTokenizerFast(vocab_file=str(path / "vocab.txt")).save_pretrained(path)
+    BertTokenizerFast(str(path / "vocab.txt")).save_pretrained(path)
     config = BertConfig(
         vocab_size=len(words),
         hidden_size=16,
