@@ -44,20 +44,12 @@ from annotation.models import (
     Source,
 )
 from annotation.pseudonyms import pseudonym
+from annotation.services.projects import CATEGORICAL_PROFILE_FIELDS
 
 PERIODS = ("day", "week")
 # Profile fields with one value per annotator; lists (languages, expertise) and free
 # text are left out of the breakdown.
-BREAKDOWN_FIELDS = (
-    "age_band",
-    "gender",
-    "birth_country",
-    "residence_country",
-    "education",
-    "employment",
-    "llm_familiarity",
-    "llm_use_frequency",
-)
+BREAKDOWN_FIELDS = CATEGORICAL_PROFILE_FIELDS
 HIDDEN = "other/hidden"
 UNANSWERED = "unanswered"
 # A cached result is kept this long (a stale one is refreshed on the next read anyway).

@@ -16,6 +16,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods
 
 from annotation.errors import BallotError, NotFound, ValidationFailed
+from annotation.services.projects import CATEGORICAL_PROFILE_FIELDS
 from curation import charts
 from curation.exports.formats import FORMATS
 from curation.exports.writers import OUTPUTS
@@ -26,16 +27,7 @@ from curation.services.dataset_compare import dataset_versions_compare
 from frontend.workspace_quality import staff_project_or_404
 
 SOURCES = ("human", "ai", "both")
-FILTER_FIELDS = (
-    "age_band",
-    "gender",
-    "birth_country",
-    "residence_country",
-    "education",
-    "employment",
-    "llm_familiarity",
-    "llm_use_frequency",
-)
+FILTER_FIELDS = CATEGORICAL_PROFILE_FIELDS
 DEFAULTS: dict[str, Any] = {
     "format": "trl_preference",
     "outputs": ["jsonl", "parquet"],

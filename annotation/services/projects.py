@@ -492,8 +492,9 @@ PROFILE_FIELDS = (
     "stated_preferences",
     "self_description",
 )
-# The profile's plain text fields (the rest are lists and maps).
-TEXT_PROFILE_FIELDS = (
+# Profile fields with one categorical answer per annotator: what curators may group and
+# filter by (quality breakdown, export filters). Free text and lists are not among them.
+CATEGORICAL_PROFILE_FIELDS = (
     "age_band",
     "gender",
     "birth_country",
@@ -502,8 +503,9 @@ TEXT_PROFILE_FIELDS = (
     "employment",
     "llm_familiarity",
     "llm_use_frequency",
-    "self_description",
 )
+# The profile's plain text fields (the rest are lists and maps).
+TEXT_PROFILE_FIELDS = (*CATEGORICAL_PROFILE_FIELDS, "self_description")
 PREFERENCE_KEYS = (
     "factuality",
     "safety",
