@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from curation import api, charts_api, explorer_api
+from curation import api, charts_api, explorer_api, job_charts_api
 from curation.webhooks import api as webhooks_api
 
 urlpatterns = [
@@ -27,6 +27,11 @@ urlpatterns = [
         "projects/<int:project_id>/jobs/<int:job_id>/scores/",
         api.JobScoresApi.as_view(),
         name="job-scores",
+    ),
+    path(
+        "projects/<int:project_id>/jobs/<int:job_id>/charts/",
+        job_charts_api.JobChartsApi.as_view(),
+        name="job-charts",
     ),
     path("projects/<int:project_id>/datasets/", api.DatasetListApi.as_view(), name="dataset-list"),
     path(

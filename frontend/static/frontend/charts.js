@@ -66,6 +66,33 @@ export function scatter(element, series, options = {}) {
   return plotly().react(element, traces, layout(options), CONFIG);
 }
 
+/**
+ * A histogram binned on the server: `edges` are the bin edges (bins + 1) and `series`
+ * is [{name, counts}], one count per bin, stacked.
+ */
+export function binned(element, edges, series, options = {}) {
+  if (!edges || edges.length < 2 || !series.some((s) => s.counts.some((c) => c > 0))) return empty(element, options.empty);
+  const centers = edges.slice(0, -1).map((low, i) => (low + edges[i + 1]) / 2);
+  const widths = edges.slice(0, -1).map((low, i) => edges[i + 1] - low);
+  const traces = series.map((s) => ({ type: "bar", name: s.name, x: centers, y: s.counts, width: widths, opacity: 0.8 }));
+  return plotly().react(element, traces, layout({ barmode: "stack", ...options }), CONFIG);
+}
+
+/**
+ * Box plots from summaries computed on the server: `groups` is
+ * [{name, n, min, q1, median, q3, max, mean}]; groups with n = 0 are left out.
+ */
+export function boxes(element, groups, options = {}) {
+  const shown = groups.filter((g) => g.n > 0);
+  if (!shown.length) return empty(element, options.empty);
+  const traces = shown.map((g) => ({
+    type: "box", name: `${g.name} (n=${g.n})`, x: [`${g.name} (n=${g.n})`],
+    q1: [g.q1], median: [g.median], q3: [g.q3], lowerfence: [g.min], upperfence: [g.max], mean: [g.mean],
+    boxpoints: false,
+  }));
+  return plotly().react(element, traces, layout({ showLegend: false, ...options }), CONFIG);
+}
+
 /** Fetch chart data as JSON from the API (same origin, session cookie). */
 export async function fetchData(url) {
   const response = await fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" });
