@@ -299,7 +299,13 @@ def question_update(*, question: Question, **fields: Any) -> Question:
         if key in fields:
             setattr(question, key, fields[key])
     if "name" in fields:
-        question.name = slugify(fields["name"])[:64]
+        slug = slugify(fields["name"] or "")[:64]
+        if not slug:
+            # "~" or "" would slug to "", which no answer could ever name.
+            raise ValidationFailed(
+                "A question needs a name made of letters, digits or dashes.", field="name"
+            )
+        question.name = slug
     try:
         with transaction.atomic():
             question.save()

@@ -43,6 +43,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First: everything after it sees the real client address (see BALLOT_TRUSTED_PROXIES).
     "annotation.authentication.ClientAddressMiddleware",
+    # A NUL in the query string is a 400 naming the parameter, never a database error.
+    "annotation.middleware.QueryStringGuardMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
