@@ -7,6 +7,7 @@ from frontend import (
     views,
     workspace_datasets,
     workspace_explorer,
+    workspace_jobs,
     workspace_quality,
     workspace_setup,
     workspace_webhooks,
@@ -82,6 +83,12 @@ urlpatterns = [
         name="item-similar",
     ),
     path("projects/<int:project_id>/items/<int:item_id>/", views.item_detail, name="item-detail"),
+    path("projects/<int:project_id>/jobs/", workspace_jobs.job_list, name="job-list"),
+    path(
+        "projects/<int:project_id>/jobs/<int:job_id>/",
+        workspace_jobs.job_detail,
+        name="job-detail",
+    ),
     path("projects/<int:project_id>/quality/", workspace_quality.quality, name="quality"),
     path(
         "projects/<int:project_id>/datasets/",
