@@ -274,6 +274,66 @@ def reindex(project) -> None:
     print(f"  search index: {time.perf_counter() - started:.1f}s", flush=True)
 
 
+def scored_job(project, admin):
+    """A finished FiFA job with one PairScore per item (built once, reused), for the jobs pages."""
+    import random
+
+    from django.db import transaction
+    from django.utils import timezone
+
+    from annotation.models import Response
+    from curation.models import Job, JobKind, JobStatus, PairScore
+
+    existing = Job.objects.filter(project=project, kind=JobKind.FIFA, status="succeeded").first()
+    if existing is not None:
+        return existing
+    started = time.perf_counter()
+    rng = random.Random(11)
+    responses: dict[int, list[int]] = {}
+    for item_id, response_id in (
+        Response.objects.filter(item__project=project)
+        .order_by("item_id", "position")
+        .values_list("item_id", "id")
+        .iterator(chunk_size=20_000)
+    ):
+        responses.setdefault(item_id, []).append(response_id)
+    with transaction.atomic():
+        job = Job.objects.create(
+            project=project,
+            kind=JobKind.FIFA,
+            status=JobStatus.SUCCEEDED,
+            progress=1.0,
+            created_by=admin,
+            finished_at=timezone.now(),
+            result={"pairs": len(responses), "requested": len(responses) // 2},
+        )
+        rows = []
+        for item_id, (chosen, rejected, *_) in responses.items():
+            kept = rng.random() < 0.5
+            rows.append(
+                PairScore(
+                    job=job,
+                    item_id=item_id,
+                    pair_key=str(item_id),
+                    kind="pairwise",
+                    question="preference",
+                    chosen_response_id=chosen,
+                    rejected_response_id=rejected,
+                    margin=rng.gauss(0.3 if kept else 0.0, 1.0),
+                    prob_chosen=rng.random(),
+                    quality=rng.random(),
+                    diversity=rng.gauss(0, 1),
+                    importance=rng.gauss(1 if kept else 0, 1),
+                    kept=kept,
+                    suspect=rng.random() < 0.05,
+                    suspect_confidence=rng.random(),
+                )
+            )
+        PairScore.objects.bulk_create(rows, batch_size=5000)
+    print(f"  scored job {job.id}: {time.perf_counter() - started:.1f}s", flush=True)
+    return job
+
+
 def measure(client, url: str, requests: int, before=None) -> list[float]:
     timings = []
     for _ in range(requests):
@@ -324,6 +384,19 @@ def main() -> None:
             continue
         measure(client, url, 1)  # warm-up: imports, template compilation
         rows.append((f"page {name}", "", measure(client, url, args.requests)))
+    try:
+        # The jobs pages and the job-charts endpoint, on a FiFA job scoring every item.
+        job = scored_job(project, admin)
+        detail = reverse("frontend:job-detail", kwargs={"project_id": project.id, "job_id": job.id})
+        charts = f"/api/v1/projects/{project.id}/jobs/{job.id}/charts/"
+        for label, target in (
+            ("page job-detail (fifa)", detail),
+            ("api jobs/charts (fifa)", charts),
+        ):
+            measure(client, target, 1)
+            rows.append((label, "", measure(client, target, args.requests)))
+    except NoReverseMatch:
+        pass
     for name in CHART_ENDPOINTS:
         url = f"/api/v1/projects/{project.id}/quality/{name}/"
         rows.append(

@@ -41,7 +41,7 @@ async function charts() {
       { name: "dropped", counts: data.importance.dropped },
     ], { xTitle: "importance", yTitle: "pairs", empty: "No scored pairs." });
     for (const group of data.groups) {
-      const element = document.getElementById(`chart-${group.metric}`);
+      const element = root.querySelector(`.chart[data-metric="${group.metric}"]`);
       if (!element) continue;
       boxes(element, [
         { name: "kept", ...group.kept },
