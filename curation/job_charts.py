@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from django.core.cache import cache
 
 from annotation.pseudonyms import pseudonym
 from curation.models import Job, JobKind, PairScore
@@ -21,6 +22,7 @@ DEFAULT_BINS = 30
 MAX_BINS = 200
 SUSPECTS_SHOWN = 200
 SNIPPET_CHARS = 160
+CACHE_SECONDS = 24 * 3600
 
 
 def creator_label(
@@ -128,16 +130,33 @@ def job_score_charts(*, job: Job, bins: int = DEFAULT_BINS) -> dict[str, Any]:
     counted apart. ``groups``: for margin, quality, diversity and importance, the
     count, mean and five-number summary (linear-interpolated quartiles) of the kept
     and of the dropped pairs. Jobs of other kinds have ``scored`` false and no data.
+
+    A succeeded job's scores change only when it runs again, which moves its
+    ``finished_at`` and ``attempts``; so its charts are cached under those.
     """
+    if job.status != "succeeded":
+        return _score_charts(job, bins)
+    # created_at too: a database rolled back (tests) or restored may hand out a job id again.
+    finished = job.finished_at.isoformat() if job.finished_at else ""
+    key = f"job-charts:{job.id}:{job.created_at.isoformat()}:{job.attempts}:{finished}:{bins}"
+    value = cache.get(key)
+    if value is None:
+        value = _score_charts(job, bins)
+        cache.set(key, value, CACHE_SECONDS)
+    return value
+
+
+def _score_charts(job: Job, bins: int) -> dict[str, Any]:
     scored = job.kind in SCORED_KINDS
     rows = (
         list(PairScore.objects.filter(job=job).values_list("kept", *GROUP_METRICS))
         if scored
         else []
     )
-    table = np.array([row[1:] for row in rows], dtype=np.float64).reshape(-1, len(GROUP_METRICS))
-    kept = np.array([bool(row[0]) for row in rows], dtype=bool)
-    column = {name: table[:, index] for index, name in enumerate(GROUP_METRICS)}
+    # One float array: column 0 is kept (1.0 or 0.0), then one column per metric.
+    table = np.array(rows, dtype=np.float64).reshape(-1, 1 + len(GROUP_METRICS))
+    kept = table[:, 0] > 0.5
+    column = {name: table[:, index + 1] for index, name in enumerate(GROUP_METRICS)}
     return {
         "job": job.id,
         "kind": job.kind,

@@ -94,6 +94,18 @@ def test_the_chart_data_matches_the_job_pair_scores(api, alice, project):
             assert (box["q1"], box["median"], box["q3"]) == pytest.approx((q1, median, q3))
 
 
+def test_a_job_run_again_gets_fresh_chart_data(api, alice, project):
+    job = scored_job(project, pairs=10)
+    url = f"/api/v1/projects/{project.id}/jobs/{job.id}/charts/"
+    before = api(alice).get(url).json()
+    # A rerun replaces the scores and moves finished_at and attempts on.
+    PairScore.objects.filter(job=job).update(kept=True)
+    Job.objects.filter(pk=job.pk).update(attempts=2, finished_at=timezone.now())
+    after = api(alice).get(url).json()
+    assert before["kept"] < 10 and after["kept"] == 10
+    assert sum(after["importance"]["kept"]) == 10 and sum(after["importance"]["dropped"]) == 0
+
+
 def test_a_job_without_scores_has_no_chart_data(api, alice, project):
     job = Job.objects.create(project=project, kind=JobKind.EXPORT, status=JobStatus.SUCCEEDED)
     data = api(alice).get(f"/api/v1/projects/{project.id}/jobs/{job.id}/charts/").json()
