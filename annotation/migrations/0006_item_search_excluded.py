@@ -40,20 +40,6 @@ def fill_search_fields(apps, schema_editor):
         )
 
 
-def add_gin_index(apps, schema_editor):
-    # Not in Meta.indexes: a GIN index has no SQLite equivalent, and SQLite searches search_text.
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(
-            "CREATE INDEX IF NOT EXISTS item_search_vector_gin "
-            "ON annotation_item USING gin (search_vector)"
-        )
-
-
-def drop_gin_index(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute("DROP INDEX IF EXISTS item_search_vector_gin")
-
-
 class Migration(migrations.Migration):
     dependencies = [
         ("annotation", "0005_annotation_request_hash"),
@@ -85,6 +71,7 @@ class Migration(migrations.Migration):
             name="title",
             field=models.CharField(blank=True, max_length=200),
         ),
+        # The GIN index is built by 0007, in its own transaction: PostgreSQL refuses CREATE
+        # INDEX on a table with deferred trigger events left by the row updates above.
         migrations.RunPython(fill_search_fields, migrations.RunPython.noop),
-        migrations.RunPython(add_gin_index, drop_gin_index),
     ]
