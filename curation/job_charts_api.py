@@ -6,7 +6,6 @@ like every job endpoint.
 
 from __future__ import annotations
 
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -69,7 +68,7 @@ class JobChartsApi(APIView):
         parameters=[
             OpenApiParameter(
                 "bins",
-                OpenApiTypes.INT,
+                {"type": "integer", "minimum": 1, "maximum": job_charts.MAX_BINS},
                 description=f"Histogram bins, 1 to {job_charts.MAX_BINS} (default {job_charts.DEFAULT_BINS}).",
             )
         ],

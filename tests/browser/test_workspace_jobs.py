@@ -10,7 +10,7 @@ from annotation.models import Membership, Role
 from annotation.services import items_import
 from curation.jobs.registry import AVAILABLE
 from curation.models import Job, JobKind, JobStatus, PairScore
-from curation.services import job_progress
+from curation.services import job_finish, job_progress
 from tests.curation.conftest import tiny_embeddings, tiny_model_root  # noqa: F401  (fixtures)
 from tests.curation.test_job_charts import scored_job
 from tests.curation.test_jobs import TOPICS
@@ -158,6 +158,24 @@ def test_the_list_shows_live_progress_and_cancels_a_running_job(
     assert job.status == JobStatus.CANCELLED
     assert row.locator("button[data-action=cancel]").is_hidden()
     assert row.locator("button[data-action=retry]").is_visible()
+
+
+def test_a_running_job_page_follows_progress_and_shows_the_result_when_it_ends(
+    page, login, project
+):
+    job = Job.objects.create(project=project, kind=JobKind.REWARD, status=JobStatus.RUNNING)
+    job_progress(job_id=job.id, fraction=0.2, message="training fold 1")
+    login(page, "alice")
+    page.goto(f"/projects/{project.id}/jobs/{job.id}/")
+    assert page.locator("#job-message").text_content() == "training fold 1"
+    job_progress(job_id=job.id, fraction=0.7, message="training fold 3")
+    page.wait_for_function("document.getElementById('job-progress').value === 70")
+    job_finish(job_id=job.id, result={"pairs": 120, "heldout_accuracy": 0.8})
+    # The page reloads once the job has ended and shows the kind's summary.
+    page.wait_for_selector("#result-table")
+    table = page.locator("#result-table").text_content()
+    assert "Held-out accuracy" in table and "0.800" in table and "120" in table
+    assert page.locator("#job-status").text_content() == "succeeded"
 
 
 def test_an_admin_retries_a_failed_job(page, login, project):
