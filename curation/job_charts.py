@@ -7,13 +7,16 @@ hundred numbers instead of one value per pair.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from django.core.cache import cache
 
 from annotation.pseudonyms import pseudonym
 from curation.models import Job, JobKind, PairScore
+
+if TYPE_CHECKING:
+    from annotation.models import Project
 
 SCORED_KINDS = (JobKind.FIFA.value, JobKind.SUSPECTS.value)
 ACTIVE = ("queued", "running")
@@ -35,7 +38,7 @@ def creator_label(
     return f"{name} ({username})" if reveal and username else name
 
 
-def job_rows_for_page(*, project: Any, reveal_usernames: bool, limit: int = 100) -> list[dict]:
+def job_rows_for_page(*, project: Project, reveal_usernames: bool, limit: int = 100) -> list[dict]:
     """The project's latest jobs, newest first, as the list page shows them."""
     rows = (
         Job.objects.filter(project=project)

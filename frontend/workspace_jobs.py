@@ -10,7 +10,7 @@ posted by ``jobs.js`` to the jobs API; the API's validation is the only one, and
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
@@ -23,6 +23,9 @@ from curation import job_charts
 from curation.jobs.registry import kinds_describe
 from curation.selectors import job_get_for
 from frontend.workspace_quality import staff_project_or_404
+
+if TYPE_CHECKING:
+    from curation.models import Job
 
 # Parameters that pick the annotations, shown folded under the kind's own settings.
 SELECTION_PARAMS = frozenset(
@@ -118,7 +121,7 @@ def job_list(request: HttpRequest, project_id: int) -> HttpResponse:
     )
 
 
-def _result_rows(job: Any) -> list[tuple[str, Any]]:
+def _result_rows(job: Job) -> list[tuple[str, Any]]:
     """The plain numbers of a reward, embed or export result, labelled for the summary table."""
     result = job.result or {}
     labels = {
