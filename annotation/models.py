@@ -142,6 +142,15 @@ class Item(models.Model):
     excluded = models.BooleanField(
         default=False, help_text="Left out of exports and curation jobs (explorer bulk action)."
     )
+    # Stored so the explorer filters and sorts by it without scanning every answer; kept
+    # by the answer writers through annotation.services.agreement.item_agreement_refresh.
+    agreement = models.FloatField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="Share of human pairwise judgements matching each question's majority; "
+        "empty under two judgements.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -157,6 +166,8 @@ class Item(models.Model):
             ),
             # Walking a project's items in id order (curation, exports) in chunks.
             models.Index(fields=["project", "id"], name="item_project_id_idx"),
+            # The explorer's agreement range filter and sort within a project.
+            models.Index(fields=["project", "agreement"], name="item_project_agreement_idx"),
         ]
 
     def __str__(self) -> str:

@@ -3,9 +3,9 @@ items by their stored embeddings, and the bulk actions on a selection or a whole
 
 Filters and sorting arrive as URL query parameters (``ExplorerQuery.from_params``), so
 a view can be shared by its address. The query is one SQL statement: per-item figures
-that a filter or a sort needs (annotation counts, agreement, the latest scoring job's
-importance) are correlated subqueries, and a page's rows get their figures in a handful
-of grouped queries over the page's ids only.
+that a filter or a sort needs (annotation counts, the latest scoring job's importance)
+are correlated subqueries, agreement is the stored ``Item.agreement``, and a page's rows
+get their figures in a handful of grouped queries over the page's ids only.
 """
 
 from __future__ import annotations
@@ -52,59 +52,6 @@ SOURCES = (Source.HUMAN.value, Source.AI.value)
 BULK_ACTIONS = ("tag_add", "tag_remove", "priority", "exclude", "include", "review")
 _META_KEY = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 CHUNK = 2000
-
-# Per-item agreement of the human pairwise judgements: for each question, the share of
-# judgements that agree with its most frequent answer (a tie is one answer whatever its
-# order), pooled over questions; NULL under two judgements. ``%s`` is the source.
-_AGREEMENT_SQL = """
-SELECT CAST(SUM(per_question.top) AS REAL) / SUM(per_question.total)
-FROM (
-    SELECT MAX(answers.n) AS top, SUM(answers.n) AS total
-    FROM (
-        SELECT pa.question_id AS question_id,
-               CASE WHEN pa.tie THEN 0 ELSE pa.chosen_id END AS choice,
-               COUNT(*) AS n
-        FROM annotation_pairwiseanswer pa
-        JOIN annotation_annotation an ON an.id = pa.annotation_id
-        WHERE an.item_id = annotation_item.id AND an.source = %s
-        GROUP BY pa.question_id, CASE WHEN pa.tie THEN 0 ELSE pa.chosen_id END
-    ) answers
-    GROUP BY answers.question_id
-) per_question
-HAVING SUM(per_question.total) >= 2
-"""
-
-
-def _agreement_expression() -> RawSQL:
-    return RawSQL(_AGREEMENT_SQL, (Source.HUMAN.value,))
-
-
-# The same figure for a whole project in one grouped scan, for the range filter: a
-# correlated subquery per item would run once for each of the project's items.
-_AGREEMENT_RANGE_SQL = """
-SELECT per_question.item_id
-FROM (
-    SELECT answers.item_id AS item_id, MAX(answers.n) AS top, SUM(answers.n) AS total
-    FROM (
-        SELECT an.item_id AS item_id, pa.question_id AS question_id,
-               CASE WHEN pa.tie THEN 0 ELSE pa.chosen_id END AS choice,
-               COUNT(*) AS n
-        FROM annotation_pairwiseanswer pa
-        JOIN annotation_annotation an ON an.id = pa.annotation_id
-        WHERE an.project_id = %s AND an.source = %s
-        GROUP BY an.item_id, pa.question_id, CASE WHEN pa.tie THEN 0 ELSE pa.chosen_id END
-    ) answers
-    GROUP BY answers.item_id, answers.question_id
-) per_question
-GROUP BY per_question.item_id
-HAVING SUM(per_question.total) >= 2
-   AND CAST(SUM(per_question.top) AS REAL) / SUM(per_question.total) BETWEEN %s AND %s
-"""
-
-
-def _agreement_in_range(project: Project, low: float | None, high: float | None) -> Q:
-    bounds = (-1.0 if low is None else low - 1e-9, 2.0 if high is None else high + 1e-9)
-    return Q(id__in=RawSQL(_AGREEMENT_RANGE_SQL, (project.id, Source.HUMAN.value, *bounds)))
 
 
 @dataclass(frozen=True)
@@ -298,10 +245,12 @@ def explorer_items(*, project: Project, query: ExplorerQuery) -> QuerySet[Item]:
             items = items.filter(annotation_total__gte=query.annotations_min)
         if query.annotations_max is not None:
             items = items.filter(annotation_total__lte=query.annotations_max)
-    if query.agreement_min is not None or query.agreement_max is not None:
-        items = items.filter(_agreement_in_range(project, query.agreement_min, query.agreement_max))
-    if sort_key == "agreement":
-        items = items.annotate(agreement=_agreement_expression())
+    # Item.agreement is stored and kept by the answer writers (annotation.agreement_item
+    # defines it), so the range and the sort use the (project, agreement) index.
+    if query.agreement_min is not None:
+        items = items.filter(agreement__gte=query.agreement_min)
+    if query.agreement_max is not None:
+        items = items.filter(agreement__lte=query.agreement_max)
     score_filters = (query.kept, query.suspect, query.importance_min, query.importance_max)
     if any(value is not None for value in score_filters) or sort_key == "importance":
         items = _score_filters(items, project=project, query=query)
@@ -369,11 +318,6 @@ def explorer_rows(*, project: Project, items: Sequence[Item]) -> list[dict[str, 
         .values_list("item_id", "source", "n")
     ):
         counts[item_id][source] = n
-    agreement = dict(
-        Item.objects.filter(id__in=ids)
-        .annotate(agreement=_agreement_expression())
-        .values_list("id", "agreement")
-    )
     job = latest_scoring_job(project=project)
     scores: dict[int, dict[str, Any]] = {}
     if job is not None:
@@ -400,7 +344,7 @@ def explorer_rows(*, project: Project, items: Sequence[Item]) -> list[dict[str, 
                 "responses": responses.get(item.id, 0),
                 "annotations_human": counts[item.id]["human"],
                 "annotations_ai": counts[item.id]["ai"],
-                "agreement": agreement.get(item.id),
+                "agreement": item.agreement,
                 "tags": [str(tag) for tag in (item.tags or [])],
                 "is_gold": item.is_gold,
                 "excluded": item.excluded,

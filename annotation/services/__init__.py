@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from annotation.services.agreement import item_agreement_refresh
 from annotation.services.assignments import (
     assignment_claim_next,
     assignment_skip,
@@ -31,6 +32,7 @@ __all__ = [
     "answers_validate",
     "assignment_claim_next",
     "assignment_skip",
+    "item_agreement_refresh",
     "items_import",
     "leases_release_expired",
     "membership_add",

@@ -23,6 +23,7 @@ from annotation.models import (
     Role,
 )
 from annotation.parsers import json_check
+from annotation.services.agreement import item_agreement_refresh
 
 PROJECT_FIELDS = (
     "name",
@@ -316,8 +317,16 @@ def question_update(*, question: Question, **fields: Any) -> Question:
 
 @transaction.atomic
 def question_delete(*, question: Question) -> None:
-    """Delete a question and the answers given to it."""
+    """Delete a question and the answers given to it (and refresh the agreement they fed)."""
+    judged: list[int] = []
+    if question.kind == QuestionKind.PAIRWISE:
+        judged = list(
+            question.project.items.filter(annotations__pairwise_answers__question=question)
+            .values_list("id", flat=True)
+            .distinct()
+        )
     question.delete()
+    item_agreement_refresh(item_ids=judged)
 
 
 QUESTION_SPEC_FIELDS = ("kind", "name", "prompt", "required", "config")

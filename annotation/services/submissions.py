@@ -36,6 +36,7 @@ from annotation.models import (
     Source,
 )
 from annotation.parsers import json_check
+from annotation.services.agreement import item_agreement_refresh
 from annotation.services.assignments import assignment_reacquire
 
 MAX_TIME_SPENT_MS = 24 * 3600 * 1000
@@ -527,6 +528,9 @@ def annotation_submit(
             ).items():
                 if rows:
                     model.objects.bulk_create(rows)
+            if any(spec.kind == QuestionKind.PAIRWISE for spec in specs):
+                # Under the assignment's lock, in the same transaction as the answers.
+                item_agreement_refresh(item_ids=[locked.item_id])
             locked.status = AssignmentStatus.SUBMITTED
             locked.finished_at = now
             locked.save(update_fields=["status", "finished_at", "leased_until"])

@@ -33,6 +33,7 @@ from annotation.models import (
     Source,
 )
 from annotation.search import item_search_text, item_title
+from annotation.services.agreement import item_agreement_refresh
 from annotation.services.imports.formats import ParsedItem
 from annotation.services.imports.parser import (
     MAX_REPORTED_ERRORS,
@@ -533,10 +534,20 @@ def _batch_write(
     for model, objs in answers.items():
         if objs:
             model.objects.bulk_create(objs, batch_size=5000)
+    # Updated items lost their old labels in _match_stored: they are refreshed even
+    # when the file gives them no pairwise answers, so no stale figure survives.
+    pairwise_items = {item_id for item_id, specs in label_specs if _has_pairwise(specs)} | {
+        row.id for row in changed_rows
+    }
+    item_agreement_refresh(item_ids=pairwise_items)
     result.created += len(fresh_rows)
     result.updated += len(changed_rows)
     result.responses += len(response_rows)
     result.annotations += len(created_annotations)
+
+
+def _has_pairwise(specs: list) -> bool:
+    return any(spec.kind == QuestionKind.PAIRWISE for spec in specs)
 
 
 class _PositionMap(dict):
