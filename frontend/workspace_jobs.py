@@ -21,6 +21,7 @@ from annotation.errors import NotFound
 from annotation.pseudonyms import may_reveal_usernames
 from curation import job_charts
 from curation.jobs.registry import kinds_describe
+from curation.pairs import SELECTION_FIELDS
 from curation.selectors import job_get_for
 from frontend.workspace_quality import staff_project_or_404
 
@@ -28,21 +29,7 @@ if TYPE_CHECKING:
     from curation.models import Job
 
 # Parameters that pick the annotations, shown folded under the kind's own settings.
-SELECTION_PARAMS = frozenset(
-    {
-        "source",
-        "aggregation",
-        "min_agreement",
-        "rating_threshold",
-        "rating_aspect",
-        "tags",
-        "created_after",
-        "created_before",
-        "annotator_filter",
-        "questions",
-        "include_ties",
-    }
-)
+SELECTION_PARAMS = frozenset(SELECTION_FIELDS)
 
 
 def _input_of(param: dict[str, Any]) -> dict[str, Any]:
