@@ -67,6 +67,7 @@ def _annotator_loop(
         connections.close_all()
 
 
+@pytest.mark.slow
 def test_eight_concurrent_annotators_give_every_item_exactly_overlap_annotations():
     assert connection.vendor == "postgresql"
     project, _ = _project(items=500, overlap=3)

@@ -218,6 +218,7 @@ def test_metadata_and_tags_of_the_wrong_type_are_a_400_naming_the_line_in_every_
     assert not Item.objects.filter(project=project, external_id__startswith="sha-").exists()
 
 
+@pytest.mark.slow
 def test_ten_thousand_items_import_with_a_constant_number_of_queries(
     empty_project, django_assert_max_num_queries
 ):

@@ -45,6 +45,7 @@ def add_question(page, kind: str) -> None:
     page.click("#add-question")
 
 
+@pytest.mark.slow
 def test_an_admin_creates_a_project_with_two_questions_sees_the_preview_and_edits_one(
     page, login, screenshot, alice
 ):

@@ -78,6 +78,7 @@ def _describe(job: Job) -> str:
     )
 
 
+@pytest.mark.slow
 def test_a_sharded_embedding_runs_on_two_workers_and_merges_every_text_once(
     tiny_embeddings, celery_workers
 ):
@@ -120,6 +121,7 @@ def _default_embedding_config():
     return EmbedParams().embedding()
 
 
+@pytest.mark.slow
 def test_a_job_claimed_twice_runs_once(tiny_embeddings, celery_workers):
     first, second = celery_workers("w1", "w2")
     owner, project = _project_with_pairs(pairs=40)
