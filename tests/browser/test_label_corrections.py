@@ -69,9 +69,14 @@ def correct(page, response_id: int, selection: tuple, corrected: str) -> dict:
         else None,
         "prefilled": page.input_value("#correction-text"),
     }
+    saved = page.locator(".correction-entry").count()
     page.fill("#correction-text", corrected)
     page.keyboard.press("Control+Enter")
     page.wait_for_selector(".correction-dialog:not([open])", state="attached")
+    # The dialog's close event (which stores the entry, clears the selection and
+    # re-renders the responses) runs in a later task than the [open] attribute goes:
+    # selecting before it ran would have the selection cleared under the next step.
+    page.wait_for_function(f"document.querySelectorAll('.correction-entry').length > {saved}")
     return shown
 
 

@@ -276,6 +276,8 @@ def test_correction_offsets_count_code_points_through_markdown_emoji_and_arabic(
     page.fill("#correction-text", "يا عالم")
     page.keyboard.press("Control+Enter")
     page.wait_for_selector(".correction-dialog:not([open])", state="attached")
+    # The close handler stores the entry (and clears the selection) a task later.
+    page.wait_for_selector(".correction-entry")
     # And the planet emoji via the raw-text box (UTF-16 selection of a surrogate pair).
     # The closed dialog hands focus back to whatever held it before; start from the page.
     page.evaluate("document.activeElement && document.activeElement.blur()")
