@@ -19,6 +19,21 @@ from tests.factories import (
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+if not os.environ.get("DATABASE_URL", "").startswith(("postgres", "postgresql")):
+    # On SQLite the test database is in memory and the live server shares the test's one
+    # connection. A threaded server would run a page's parallel requests (the quality
+    # page fetches six charts at once) on that connection at the same time, which Django
+    # warns against and which hung a full run. One request at a time keeps it safe.
+    from django.core.servers.basehttp import WSGIServer
+    from django.test.testcases import LiveServerThread
+
+    class SerialWSGIServer(WSGIServer):
+        # The live server thread has already installed the shared connection for itself.
+        def __init__(self, *args, connections_override=None, **kwargs):
+            super().__init__(*args, **kwargs)
+
+    LiveServerThread.server_class = SerialWSGIServer
+
 
 def pytest_collection_modifyitems(config, items):
     # Concurrency tests need real row locks: PostgreSQL. Under SQLite they skip, saying why.
