@@ -45,11 +45,6 @@ AIM_SUBMISSIONS_PER_SECOND_8 = 500
 AIM_SUBMIT_P99_MS = 100
 AIM_NEXT_P50_MS = 10
 AIM_IMPORT_ITEMS_PER_SECOND = 5_000
-LABEL_STUDIO = {
-    "version": "1.23",
-    "submissions_per_second_8_clients": 12,
-    "next_task_p50_ms": 92,
-}
 
 FILLER = (
     "The model weighs the context, names its assumptions and explains each step "
@@ -409,9 +404,7 @@ def report(figures: dict) -> None:
     first = runs[0] if runs else None
     aims = figures["aims"]
     print()
-    print(
-        "Aims (Label Studio 1.23 for scale: ~12 submissions/s at 8 clients, 92 ms median next task):"
-    )
+    print("Aims:")
     print(
         f"  >= {aims['submissions_per_s_8_clients']} submissions/s at 8 clients: "
         f"{_fmt(eight and eight['submissions_per_s'])} -> {_verdict(eight and eight['submissions_per_s'] >= aims['submissions_per_s_8_clients'])}"
@@ -430,11 +423,6 @@ def report(figures: dict) -> None:
         f"  >= {aims['import_items_per_s']:,} imported items/s: {imp['items_per_s']:,.0f} -> "
         f"{_verdict(imp['items_per_s'] >= aims['import_items_per_s'])}"
     )
-    if eight and eight["submissions_per_s"]:
-        print(
-            f"  vs Label Studio at 8 clients: {eight['submissions_per_s'] / LABEL_STUDIO['submissions_per_second_8_clients']:.1f}x "
-            f"submissions/s; next/ median {_fmt(eight['next_ms']['p50'], ' ms')} vs {LABEL_STUDIO['next_task_p50_ms']} ms"
-        )
     print()
     print("BENCH_JSON " + json.dumps(figures, separators=(",", ":")))
 
@@ -493,7 +481,6 @@ def main(argv: list[str] | None = None) -> int:
             "next_p50_ms": AIM_NEXT_P50_MS,
             "import_items_per_s": AIM_IMPORT_ITEMS_PER_SECOND,
         },
-        "label_studio": LABEL_STUDIO,
     }
     if annotators is None:
         print(

@@ -8,8 +8,7 @@ Prints one JSON line per size.
 The database is ``DATABASE_URL`` when set (use a scratch database: the bench
 creates and deletes its own project), else a temporary SQLite file that is
 migrated first. Aims: at least 50,000 rows/s to JSONL and peak RSS under
-300 MB whatever the size. For scale, Label Studio 1.23 exports 1,000
-annotations in about 2 s with about 400 MB.
+300 MB whatever the size.
 
     .venv/bin/python bench/bench_export.py --sizes 100000 1000000
     .venv/bin/python bench/bench_export.py --sizes 100000 --profile   # cProfile of the export
