@@ -262,10 +262,102 @@ def squality(root: Path) -> Adapted:
     return Adapted("native", rows, questions)
 
 
+LLMBAR_SUBSETS = (
+    "Natural",
+    "Adversarial/Neighbor",
+    "Adversarial/GPTInst",
+    "Adversarial/GPTOut",
+    "Adversarial/Manual",
+)
+PREFERENCE_WITH_TIES = {"kind": "pairwise", "name": "preference", "config": {"allow_tie": True}}
+
+
+def _order_verdict(run: dict | None) -> int | None:
+    """A judge's winner in one presentation order (1 or 2, mapped back to the original
+    numbering upstream); None when the run gave no usable verdict."""
+    winner = str((run or {}).get("winner", "")).strip()
+    return int(winner) if winner in ("1", "2") else None
+
+
+def _judged_items(folder: Path, *, prefix: str, tag: str, annotator: str) -> list[dict]:
+    """Items of one LLMBar-layout folder: the gold label as a human annotation, each
+    evaluator's verdict as an AI annotation.
+
+    Every judge ran in both orders. Agreeing orders give its label; disagreeing ones a
+    tie (position inconsistency); no usable verdict in either order, no AI label (an
+    abstention). Both verdicts are kept in ``metadata.judge_orders`` so routing can use
+    position inconsistency as a feature.
+    """
+    data = json.loads((folder / "dataset.json").read_text(encoding="utf-8"))
+    rows = []
+    for index, entry in enumerate(data):
+        gold = int(entry["label"]) - 1
+        rows.append(
+            {
+                "external_id": f"{prefix}-{index}",
+                "prompt": entry["input"],
+                "responses": [{"text": entry["output_1"]}, {"text": entry["output_2"]}],
+                "metadata": {"subset": tag, "judge_orders": {}},
+                "tags": [prefix.split("-")[0], tag],
+                "annotations": [
+                    {
+                        "annotator": annotator,
+                        "answers": [
+                            {"question": "preference", "chosen": gold, "rejected": 1 - gold}
+                        ],
+                    }
+                ],
+            }
+        )
+    evaluators = folder / "evaluators"
+    for result_path in sorted(evaluators.glob("*/*/result.json")) if evaluators.exists() else []:
+        judge = result_path.parent.parent.name
+        results = json.loads(result_path.read_text(encoding="utf-8"))
+        if len(results) != len(rows):
+            raise ValueError(f"{result_path} has {len(results)} items, the dataset {len(rows)}")
+        for row, judged in zip(rows, results, strict=True):
+            runs = (judged.get("results") or [{}])[0]
+            original = _order_verdict(runs.get("swap = False"))
+            swapped = _order_verdict(runs.get("swap = True"))
+            row["metadata"]["judge_orders"][judge] = {"original": original, "swapped": swapped}
+            verdicts = {v for v in (original, swapped) if v is not None}
+            if not verdicts:
+                continue
+            if len(verdicts) == 1:
+                # Both orders agree, or only one gave a verdict.
+                winner = verdicts.pop() - 1
+                answer = {"question": "preference", "chosen": winner, "rejected": 1 - winner}
+            else:
+                answer = {"question": "preference", "chosen": 0, "rejected": 1, "tie": True}
+            row["annotations"].append({"source": "ai", "judge": judge, "answers": [answer]})
+    return rows
+
+
+def llmbar(root: Path) -> Adapted:
+    """LLMBar (Natural + the four Adversarial sets): gold labels and GPT-4 / ChatGPT verdicts."""
+    rows: list[dict] = []
+    for subset in LLMBAR_SUBSETS:
+        folder = root / subset
+        if (folder / "dataset.json").exists():
+            name = subset.replace("/", "-")
+            rows += _judged_items(
+                folder, prefix=f"llmbar-{name}", tag=name, annotator="llmbar-gold"
+            )
+    return Adapted("native", rows, [PREFERENCE_WITH_TIES])
+
+
+def llmbar_mtbench(root: Path) -> Adapted:
+    """MT-Bench pairs from LLMBar: the human expert majority and four LLM judges' verdicts."""
+    rows = _judged_items(root, prefix="mtbench", tag="mtbench", annotator="mtbench-experts")
+    return Adapted("native", rows, [PREFERENCE_WITH_TIES])
+
+
 ADAPTERS = {
     "hh_rlhf_harmless": hh_rlhf,
     "oasst2_openpaws_subset": oasst2_ranked,
     "topical_chat_usr_unieval": topical_chat_ratings,
     "tulu1_human_eval": tulu1_pairwise,
     "squality_human_eval": squality,
+    "llmbar": llmbar,
+    "llmbar_mtbench_human_vs_llm": llmbar_mtbench,
 }

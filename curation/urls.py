@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from curation import api, charts_api, explorer_api, job_charts_api
+from curation import api, charts_api, explorer_api, job_charts_api, routing_api
 from curation.webhooks import api as webhooks_api
 
 urlpatterns = [
@@ -106,5 +106,21 @@ urlpatterns = [
         "projects/<int:project_id>/datasets/compare/",
         charts_api.DatasetCompareApi.as_view(),
         name="dataset-compare",
+    ),
+    # The routing page (curation/routing_api.py).
+    path(
+        "projects/<int:project_id>/routing/",
+        routing_api.RoutingSummaryApi.as_view(),
+        name="routing-summary",
+    ),
+    path(
+        "projects/<int:project_id>/routing/decisions/",
+        routing_api.RoutingDecisionListApi.as_view(),
+        name="routing-decisions",
+    ),
+    path(
+        "projects/<int:project_id>/routing/send-to-judge/",
+        routing_api.RoutingSendToJudgeApi.as_view(),
+        name="routing-send-to-judge",
     ),
 ]

@@ -17,12 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 from models_gpu.config import (
     DEFAULT_MODEL,
+    ROUTING_STRATEGIES,
     WHEN_SHORT,
     EmbeddingConfig,
     FiFAConfig,
     PipelineConfig,
     Progress,
     RewardConfig,
+    RoutingConfig,
 )
 
 if TYPE_CHECKING:
@@ -93,6 +95,8 @@ __all__ = [
     "PipelineConfig",
     "Progress",
     "RewardConfig",
+    "ROUTING_STRATEGIES",
+    "RoutingConfig",
     "EmbeddingCache",
     "Embedder",
     "embed_texts",

@@ -119,3 +119,52 @@ class PipelineConfig:
     fifa: FiFAConfig = field(default_factory=FiFAConfig)
     suspect_threshold: float = 0.7
     calibrate_suspects: bool = True
+
+
+ROUTING_STRATEGIES = ("gain", "error", "prior", "random")
+
+
+@dataclass(frozen=True)
+class RoutingConfig:
+    """Settings for :func:`models_gpu.routing.route_items` (hybrid human/AI routing).
+
+    Attributes:
+        budget: Share of the items routed to humans (0–1); ``round(budget × N)`` items.
+        strategy: ``"gain"``: the performance-prediction model (simulated human/AI mixes,
+            a reward model trained on each, a linear model from feature counts among the
+            human-routed items to its held-out accuracy); ``"error"``: a calibrated
+            classifier of judge ≠ human; ``"prior"``: the documented prior (position
+            inconsistency, then moderate safety concern and complex intents); ``"random"``.
+            Without doubly labelled items, ``gain`` and ``error`` fall back to ``prior``.
+        bins: Quantile bins of each lexical feature (3: thirds by percentile, as in the paper).
+        clusters: k of the k-means semantic clusters (fewer when there are fewer items).
+        folds: Cross-fitting folds: no item's human label is used to route that item.
+        mixes: Simulated human/AI mixes per fit of the performance-prediction model.
+        simulation_items: At most this many doubly labelled items enter the simulated mixes
+            (a seeded sample), bounding the reward-model trainings on large projects.
+        ridge: L2 penalty of the performance-prediction model (many features, few mixes).
+        reward_epochs: Epochs of each simulated mix's reward model.
+        reward_hidden: Hidden width of that reward model.
+        min_labelled: Fewest doubly labelled items (with both classes of judge error) the
+            learned strategies need; below it they fall back to the prior.
+        seed: Seeds the clusters, folds, mixes, reward models and tie-breaks.
+    """
+
+    budget: float = 0.25
+    strategy: str = "error"
+    bins: int = 3
+    clusters: int = 8
+    folds: int = 5
+    mixes: int = 48
+    simulation_items: int = 2000
+    ridge: float = 10.0
+    reward_epochs: int = 6
+    reward_hidden: int = 64
+    min_labelled: int = 20
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.strategy not in ROUTING_STRATEGIES:
+            raise ValueError(f"strategy must be one of {ROUTING_STRATEGIES}, got {self.strategy!r}")
+        if not 0.0 <= self.budget <= 1.0:
+            raise ValueError(f"budget must be within [0, 1], got {self.budget}")

@@ -12,6 +12,7 @@ from curation.services.jobs import (
     job_progress,
     job_retry,
 )
+from curation.services.routing import routing_send_to_judge
 
 __all__ = [
     "JobCancelled",
@@ -22,4 +23,5 @@ __all__ = [
     "job_finish",
     "job_progress",
     "job_retry",
+    "routing_send_to_judge",
 ]
