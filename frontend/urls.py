@@ -9,6 +9,7 @@ from frontend import (
     workspace_explorer,
     workspace_jobs,
     workspace_quality,
+    workspace_routing,
     workspace_setup,
     workspace_webhooks,
 )
@@ -90,6 +91,12 @@ urlpatterns = [
         name="job-detail",
     ),
     path("projects/<int:project_id>/quality/", workspace_quality.quality, name="quality"),
+    path("projects/<int:project_id>/routing/", workspace_routing.routing, name="routing"),
+    path(
+        "projects/<int:project_id>/routing/send/",
+        workspace_routing.routing_send,
+        name="routing-send",
+    ),
     path(
         "projects/<int:project_id>/datasets/",
         workspace_datasets.dataset_list,

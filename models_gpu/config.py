@@ -143,7 +143,8 @@ class RoutingConfig:
         simulation_items: At most this many doubly labelled items enter the simulated mixes
             (a seeded sample), bounding the reward-model trainings on large projects.
         ridge: L2 penalty of the performance-prediction model (many features, few mixes).
-        reward_epochs: Epochs of each simulated mix's reward model.
+        reward_steps: Optimiser steps of each reward model trained on a mix (epochs are
+            set to reach about this many, so small sets are not left undertrained).
         reward_hidden: Hidden width of that reward model.
         min_labelled: Fewest doubly labelled items (with both classes of judge error) the
             learned strategies need; below it they fall back to the prior.
@@ -158,7 +159,7 @@ class RoutingConfig:
     mixes: int = 48
     simulation_items: int = 2000
     ridge: float = 10.0
-    reward_epochs: int = 6
+    reward_steps: int = 200
     reward_hidden: int = 64
     min_labelled: int = 20
     seed: int = 0

@@ -433,10 +433,13 @@ class PairEmbeddings:
         return PairEmbeddings(self.prompt[index], self.a[index], self.b[index])
 
 
-def _reward_config(config: RoutingConfig, seed: int) -> RewardConfig:
-    return RewardConfig(
-        epochs=config.reward_epochs, hidden=config.reward_hidden, seed=seed, device="cpu"
-    )
+def _reward_config(config: RoutingConfig, seed: int, pairs: int) -> RewardConfig:
+    # About ``reward_steps`` optimiser steps whatever the set's size: a few hundred pairs
+    # need many epochs to learn anything, a large set few.
+    batch = RewardConfig().batch_size
+    steps_per_epoch = max(1, -(-pairs // batch))
+    epochs = max(1, -(-config.reward_steps // steps_per_epoch))
+    return RewardConfig(epochs=epochs, hidden=config.reward_hidden, seed=seed, device="cpu")
 
 
 def _oriented(emb: PairEmbeddings, labels: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -485,7 +488,8 @@ def reward_accuracy(
     if w.sum() == 0:
         return 0.5
     with one_thread():
-        model = BradleyTerryReward(_reward_config(config, seed)).fit(p, c, r, weights=w)
+        reward_config = _reward_config(config, seed, int((w > 0).sum()))
+        model = BradleyTerryReward(reward_config).fit(p, c, r, weights=w)
         return model.score(tp, tc, tr, weights=tw)
 
 
@@ -570,19 +574,28 @@ def simulate_mixes(
             emb.take(np.flatnonzero(evaluate)),
             human[evaluate],
             config=config,
-            seed=seed + m,
+            # One seed for every mix (common random numbers): scores then differ by the
+            # labels alone, not by the reward model's initialisation.
+            seed=seed,
         )
         scores[m] = 0.5 if not np.isfinite(score) else score
     return counts, scores
 
 
 def gain_coefficients(counts: np.ndarray, scores: np.ndarray, ridge: float) -> np.ndarray:
-    """The performance-prediction model: ridge regression of the mix's score on the share of
-    each feature among its human-routed items; a coefficient is the gain per feature."""
-    from sklearn.linear_model import Ridge
+    """The performance-prediction model: a ridge regression of the mix's score on the share
+    of each feature among its human-routed items; a coefficient is the gain per feature.
 
-    model = Ridge(alpha=ridge).fit(counts, scores)
-    return np.asarray(model.coef_, dtype=np.float64)
+    Shares are standardised first and the penalty is chosen by leave-one-out among
+    ``ridge × 10^-4 … ridge`` (shares of features that co-occur are strongly collinear
+    across mixes, and a fixed penalty on raw shares flattens every coefficient alike).
+    """
+    from sklearn.linear_model import RidgeCV
+
+    scale = counts.std(axis=0)
+    scale[scale == 0] = 1.0
+    model = RidgeCV(alphas=ridge * np.logspace(-4, 0, 9)).fit(counts / scale, scores)
+    return np.asarray(model.coef_, dtype=np.float64) / scale
 
 
 def gain_scores(
