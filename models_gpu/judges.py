@@ -693,8 +693,14 @@ class LocalLMJudge:
                 max_length=self.max_length_,
                 add_special_tokens=True,
             ).to(self.device_)
+            # Positions count from each row's first real token: with left padding the
+            # default positions would shift every shorter prompt (and change its answer).
+            mask = encoded["attention_mask"]
+            positions = (mask.cumsum(dim=-1) - 1).clamp(min=0)
             with torch.inference_mode():
-                logits = self.model_(**encoded).logits[:, -1, :]
+                logits = self.model_(
+                    input_ids=encoded["input_ids"], attention_mask=mask, position_ids=positions
+                ).logits[:, -1, :]
             chosen = logits[:, token_ids].float()
             out.extend(torch.softmax(chosen, dim=-1).cpu().tolist())
         return out

@@ -428,3 +428,26 @@ def test_a_failed_job_names_a_reward_judge_without_a_reward_model(pairwise_proje
     job = _run(pairwise_project, judge)
     assert job.status == JobStatus.FAILED and "reward job" in job.error
     assert Job.objects.filter(kind=JobKind.LABEL_AI).count() == 1
+
+
+def test_the_outbound_transport_passes_on_retry_after_and_retryability():
+    from curation.judges.runner import outbound_transport
+    from models_gpu.judges import TransportFailure
+
+    server = JudgeStub(script=[429, 400], retry_after="7").start()
+    try:
+        payload = {"model": "m", "messages": [{"role": "user", "content": "x"}]}
+        with pytest.raises(TransportFailure) as limited:
+            outbound_transport(server.base_url + "/chat/completions", payload, {}, 5)
+        assert limited.value.retryable and limited.value.retry_after == 7.0
+        with pytest.raises(TransportFailure) as refused:
+            outbound_transport(server.base_url + "/chat/completions", payload, {}, 5)
+        assert not refused.value.retryable
+    finally:
+        server.stop()
+    junk = JudgeStub(mode="not_json").start()
+    try:
+        with pytest.raises(TransportFailure, match="not JSON"):
+            outbound_transport(junk.base_url + "/chat/completions", payload, {}, 5)
+    finally:
+        junk.stop()
