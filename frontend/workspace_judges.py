@@ -9,6 +9,7 @@ The API key field is write-only: the page says whether a key is stored, never wh
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.contrib import messages
@@ -152,6 +153,8 @@ def judge_test(request: HttpRequest, project_id: int, judge_id: int) -> HttpResp
     except BallotError as error:
         return _render(request, project, role, error=error, error_judge=judge.id, status=400)
     tested["name"] = judge.name
+    for question in tested["questions"]:
+        question["answer_text"] = json.dumps(question["answer"]) if question["answer"] else ""
     return _render(request, project, role, tested=tested)
 
 
