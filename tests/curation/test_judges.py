@@ -451,3 +451,20 @@ def test_the_outbound_transport_passes_on_retry_after_and_retryability():
             outbound_transport(junk.base_url + "/chat/completions", payload, {}, 5)
     finally:
         junk.stop()
+
+
+def test_progress_is_reported_per_batch(pairwise_project, stub):
+    from curation.jobs.kinds import label_ai
+
+    _items(pairwise_project, 5)
+    judge = _judge(pairwise_project, stub)
+    job = Job.objects.create(
+        project=pairwise_project,
+        kind=JobKind.LABEL_AI,
+        params={"judge": judge.id, "item_ids": [], "batch_items": 2},
+    )
+    reports: list[tuple[float, str]] = []
+    result = label_ai.run(job, lambda fraction, message: reports.append((fraction, message)))
+    assert result["items_judged"] == 5
+    assert [round(f, 2) for f, _ in reports] == [0.0, 0.4, 0.8, 1.0]
+    assert reports[-1][1] == "5/5 items judged, 10 requests"
