@@ -468,3 +468,71 @@ def test_progress_is_reported_per_batch(pairwise_project, stub):
     assert result["items_judged"] == 5
     assert [round(f, 2) for f, _ in reports] == [0.0, 0.4, 0.8, 1.0]
     assert reports[-1][1] == "5/5 items judged, 10 requests"
+
+
+def test_the_reward_model_judge_labels_with_the_projects_reward_model(
+    pairwise_project, tiny_embeddings
+):
+    """Both orders come from one reward per response: consistent by construction."""
+    import json as json_module
+
+    from annotation.services import items_import
+
+    lines = [
+        json_module.dumps(
+            {
+                "external_id": f"rm-{i}",
+                "prompt": f"question number {i}",
+                "chosen": f"helpful detailed answer {i}",
+                "rejected": f"no {i}",
+            }
+        )
+        for i in range(16)
+    ]
+    items_import(project=pairwise_project, lines=lines, fmt="trl")
+    reward = job_create(
+        project=pairwise_project, kind=JobKind.REWARD, params={"folds": 2, "epochs": 3}
+    )
+    reward.refresh_from_db()
+    assert reward.status == JobStatus.SUCCEEDED, reward.error
+    judge = services.judge_create(
+        project=pairwise_project, user=None, data={"name": "rm", "backend": "reward"}
+    )
+    job = _run(pairwise_project, judge)
+    assert job.status == JobStatus.SUCCEEDED, job.error
+    assert job.result["verdicts"] == 16 and job.result["annotations"] == 16
+    version = JudgeVersion.objects.get(judge=judge)
+    assert version.settings["reward_job"] == reward.id and version.settings["reward_sha256"]
+    for verdict in JudgeVerdict.objects.filter(version=version):
+        assert verdict.outcome == "label" and verdict.consistent is True
+        assert 0.5 <= verdict.confidence <= 1.0
+        assert [o["choice"] for o in verdict.raw["orders"]] in (["A", "B"], ["B", "A"])
+
+
+def test_a_local_causal_lm_judge_runs_as_a_job_from_a_model_root(
+    pairwise_project, settings, tmp_path
+):
+    from tests.tiny_models import build_tiny_causal_lm
+
+    build_tiny_causal_lm(tmp_path / "models" / "tiny-lm")
+    settings.BALLOT_MODEL_ROOTS = [str(tmp_path / "models")]
+    _items(pairwise_project, 3)
+    with pytest.raises(Exception, match="model roots"):
+        services.judge_create(
+            project=pairwise_project,
+            user=None,
+            data={"name": "x", "backend": "local", "model": str(tmp_path / "models" / "tiny-lm")},
+        )
+    judge = services.judge_create(
+        project=pairwise_project,
+        user=None,
+        data={"name": "lm", "backend": "local", "model": "tiny-lm", "batch_size": 4},
+    )
+    job = _run(pairwise_project, judge)
+    assert job.status == JobStatus.SUCCEEDED, job.error
+    # An untrained model answers by position: both orders disagree on every pair.
+    assert job.result["ties"] == 3 and job.result["annotations"] == 3
+    verdict = JudgeVerdict.objects.filter(version__judge=judge).first()
+    probabilities = [order["probabilities"] for order in verdict.raw["orders"]]
+    assert all(abs(p["A"] + p["B"] - 1) < 1e-6 for p in probabilities)
+    assert verdict.confidence is not None and verdict.consistent is False
