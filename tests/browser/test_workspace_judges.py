@@ -52,7 +52,7 @@ def test_an_admin_adds_a_judge_labels_items_tests_one_and_reads_its_record(
     assert card.locator(".judge-key").inner_text() == "stored (encrypted)"
 
     card.locator(".judge-label").click()
-    page.wait_for_url(f"**/jobs/**")
+    page.wait_for_url("**/jobs/**")
     assert Annotation.objects.filter(source=Source.AI).count() == 3
 
     page.goto(f"/projects/{project.id}/judges/")
