@@ -154,6 +154,9 @@ def integer_list(params: Mapping[str, Any], key: str, *, max_length: int = 100_0
         raise _fail(key, f"must have at most {max_length} entries.")
     out: dict[int, None] = {}
     for index, entry in enumerate(value):
+        # Form fields send ["4", "8"]: digit strings are ids too.
+        if isinstance(entry, str) and entry.strip().isdigit():
+            entry = int(entry.strip())
         if not isinstance(entry, int) or isinstance(entry, bool) or not 1 <= entry < 2**63:
             raise ValidationFailed(
                 f"{key}[{index}] must be a positive integer.", field=f"{PREFIX}{key}"

@@ -536,3 +536,15 @@ def test_a_local_causal_lm_judge_runs_as_a_job_from_a_model_root(
     probabilities = [order["probabilities"] for order in verdict.raw["orders"]]
     assert all(abs(p["A"] + p["B"] - 1) < 1e-6 for p in probabilities)
     assert verdict.confidence is not None and verdict.consistent is False
+
+
+def test_item_ids_may_come_as_a_comma_list_or_digit_strings(pairwise_project, stub):
+    from curation.jobs.kinds.label_ai import LabelAIParams
+
+    items = _items(pairwise_project, 3)
+    judge = _judge(pairwise_project, stub)
+    for given in (f"{items[0].id},{items[2].id}", [str(items[0].id), items[2].id]):
+        params = LabelAIParams.validate(
+            {"judge": judge.id, "item_ids": given}, kind="label-ai", project=pairwise_project
+        )
+        assert params["item_ids"] == [items[0].id, items[2].id]
