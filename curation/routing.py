@@ -10,8 +10,10 @@ answers (a split or a tie is no direction); the judge's label is the judge's ans
 (a tie when its two presentation orders disagreed). Judge signals come from
 ``Item.metadata``: ``judge_orders[judge] = {"original": 1|2|None, "swapped": 1|2|None}``
 (position inconsistency, abstention) and ``judge_confidence[judge]`` when a backend
-gave one; without orders an AI tie counts as position-inconsistent, and the
-confidence is the agreement of the orders (1 consistent, 0.5 not).
+gave one, as the dataset importers store them; for labels written by a ``label-ai`` job
+they come from its ``JudgeVerdict`` rows (``consistent``, ``outcome``, ``confidence``).
+Without either, an AI tie counts as position-inconsistent and the confidence is the
+agreement of the orders (1 consistent, 0.5 not).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from django.db.models import Case, Count, F, FloatField, Value, When
 from annotation.errors import ValidationFailed
 from annotation.models import Item, PairwiseAnswer, Project, Question, QuestionKind, Source
 from curation.conversation import conversation_text
-from curation.models import Job, JobKind, JobStatus, Route, RoutingDecision
+from curation.models import Job, JobKind, JobStatus, JudgeVerdict, Route, RoutingDecision
 
 # Above the queue's default priority (0), so human-routed items come first; the
 # decision's rank orders them among themselves.
@@ -131,6 +133,12 @@ def routing_inputs(
             human_votes[item_id].append(direction)
         elif row["annotation__judge_name"] == judge:
             ai_label[item_id] = direction
+    judge_verdicts = {
+        row["item_id"]: row
+        for row in JudgeVerdict.objects.filter(
+            version__label=judge, version__judge__project=project, question=the_question
+        ).values("item_id", "outcome", "consistent", "confidence")
+    }
     out = RoutingInputs(judge=judge, question=the_question.name)
     for item in items.iterator(chunk_size=1000):
         responses = sorted(item.responses.all(), key=lambda r: r.position)
@@ -139,7 +147,12 @@ def routing_inputs(
         orders = ((item.metadata or {}).get("judge_orders") or {}).get(judge)
         given_confidence = ((item.metadata or {}).get("judge_confidence") or {}).get(judge)
         label = ai_label.get(item.id, math.nan)
-        if orders:
+        verdict = judge_verdicts.get(item.id)
+        if verdict is not None:
+            inconsistent = verdict["consistent"] is False
+            abstained = verdict["outcome"] == "abstain"
+            given_confidence = verdict["confidence"]
+        elif orders:
             verdicts = [orders.get("original"), orders.get("swapped")]
             inconsistent = None not in verdicts and verdicts[0] != verdicts[1]
             abstained = all(v is None for v in verdicts)

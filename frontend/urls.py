@@ -8,6 +8,7 @@ from frontend import (
     workspace_datasets,
     workspace_explorer,
     workspace_jobs,
+    workspace_judges,
     workspace_quality,
     workspace_routing,
     workspace_setup,
@@ -96,6 +97,22 @@ urlpatterns = [
         "projects/<int:project_id>/routing/send/",
         workspace_routing.routing_send,
         name="routing-send",
+    ),
+    path("projects/<int:project_id>/judges/", workspace_judges.judge_list, name="judge-list"),
+    path(
+        "projects/<int:project_id>/judges/<int:judge_id>/edit/",
+        workspace_judges.judge_edit,
+        name="judge-edit",
+    ),
+    path(
+        "projects/<int:project_id>/judges/<int:judge_id>/test/",
+        workspace_judges.judge_test,
+        name="judge-test",
+    ),
+    path(
+        "projects/<int:project_id>/judges/<int:judge_id>/label/",
+        workspace_judges.judge_label,
+        name="judge-label",
     ),
     path(
         "projects/<int:project_id>/datasets/",

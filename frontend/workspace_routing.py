@@ -17,6 +17,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from annotation.errors import BallotError, ValidationFailed
+from curation.judges.selectors import judge_list_for
 from curation.routing import latest_routing_job, routing_decision_list, routing_summary
 from curation.services.routing import routing_send_to_judge
 from frontend.workspace_quality import staff_project_or_404
@@ -48,6 +49,7 @@ def _render(
             "route": route,
             "table_rows": TABLE_ROWS,
             "error": error,
+            "judges": list(judge_list_for(project=project)),
             "judge_value": request.POST.get("judge", "") if request.method == "POST" else "",
         },
         status=status,
@@ -71,7 +73,9 @@ def routing_send(request: HttpRequest, project_id: int) -> HttpResponse:
         if job is None:
             raise ValidationFailed("Run a routing job first.", field="job")
         judge = request.POST.get("judge", "").strip()
-        labelling = routing_send_to_judge(job=job, user=request.user, judge=judge)
+        labelling = routing_send_to_judge(
+            job=job, user=request.user, judge=int(judge) if judge.isdigit() else judge
+        )
     except BallotError as exc:
         return _render(request, project, error=exc, status=exc.status_code)
     messages.success(request, f"Labelling job {labelling.id} started on the AI-routed items.")

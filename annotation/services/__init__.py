@@ -24,10 +24,15 @@ from annotation.services.projects import (
     question_update,
     token_create,
 )
-from annotation.services.submissions import annotation_submit, answers_validate
+from annotation.services.submissions import (
+    annotation_ai_store,
+    annotation_submit,
+    answers_validate,
+)
 
 __all__ = [
     "ImportResult",
+    "annotation_ai_store",
     "annotation_submit",
     "answers_validate",
     "assignment_claim_next",

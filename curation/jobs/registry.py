@@ -12,16 +12,23 @@ from typing import Any
 
 from annotation.errors import ValidationFailed
 from curation.jobs.base import JobKindSpec
-from curation.jobs.kinds import embed, export, fifa, reward, route, suspects
+from curation.jobs.kinds import embed, export, fifa, label_ai, reward, route, suspects
 from curation.models import JobKind
 
 AVAILABLE: dict[str, JobKindSpec] = {
     spec.kind: spec
-    for spec in (embed.SPEC, reward.SPEC, fifa.SPEC, suspects.SPEC, export.SPEC, route.SPEC)
+    for spec in (
+        embed.SPEC,
+        reward.SPEC,
+        fifa.SPEC,
+        suspects.SPEC,
+        export.SPEC,
+        label_ai.SPEC,
+        route.SPEC,
+    )
 }
 # Values of ``JobKind`` that exist for what comes next; creating one is a 400 that says so.
 NOT_AVAILABLE: dict[str, str] = {
-    JobKind.LABEL_AI: "Labelling with an LM judge is not available yet.",
     JobKind.EXPLAIN: "SAE explanations are not available yet.",
 }
 

@@ -1,4 +1,5 @@
-"""Routing on a real Celery worker: the job from the API, then the queue serves human-routed items first."""
+"""Routing on a real Celery worker: route, the judge labels the AI-routed items, and the queue
+serves the human-routed items first."""
 
 from __future__ import annotations
 
@@ -6,12 +7,14 @@ import json
 
 import pytest
 
-from annotation.models import Item, Membership, Role
+from annotation.models import Annotation, Item, Membership, Role, Source
 from annotation.services import items_import
 from annotation.services.assignments import assignment_claim_next
-from curation.models import JobStatus, RoutingDecision
+from curation.judges.services import judge_create
+from curation.models import Job, JobStatus, RoutingDecision
 from tests.browser.test_workspace_routing import judged_rows
 from tests.factories import UserFactory
+from tests.judge_stub import JudgeStub
 
 from .test_celery_jobs import _describe, _terminal, _wait_for_job
 
@@ -24,9 +27,22 @@ pytestmark = [
 
 
 @pytest.mark.slow
-def test_a_route_job_on_a_worker_gives_human_routed_items_to_annotators_first(
-    project, alice, api, tiny_embeddings, celery_workers
+def test_route_then_judge_labels_the_ai_routed_items_and_annotators_get_the_human_ones_first(
+    project, alice, api, tiny_embeddings, celery_workers, monkeypatch, settings
 ):
+    # The worker reads its outbound policy from the environment; this process from settings.
+    monkeypatch.setenv("BALLOT_OUTBOUND_ALLOW_PRIVATE", "1")
+    monkeypatch.setenv("BALLOT_JUDGE_SECRET_KEY", "routing-judge-key")
+    settings.BALLOT_OUTBOUND_ALLOW_PRIVATE = True
+    settings.BALLOT_JUDGE_SECRET_KEY = "routing-judge-key"
+    stub = JudgeStub().start()
+    try:
+        _route_label_and_serve(project, alice, api, celery_workers, stub)
+    finally:
+        stub.stop()
+
+
+def _route_label_and_serve(project, alice, api, celery_workers, stub):
     (worker,) = celery_workers("w1")
     items_import(project=project, lines=[json.dumps(r) for r in judged_rows(36)], fmt="native")
     response = api(alice).post(
@@ -38,8 +54,6 @@ def test_a_route_job_on_a_worker_gives_human_routed_items_to_annotators_first(
         format="json",
     )
     assert response.status_code == 202, response.content
-    from curation.models import Job
-
     job = _wait_for_job(Job.objects.get(pk=response.json()["id"]), until=_terminal, timeout=180)
     assert job.status == JobStatus.SUCCEEDED, _describe(job)
     assert job.celery_task_id in worker.log()  # the worker ran it, not this process
@@ -52,6 +66,35 @@ def test_a_route_job_on_a_worker_gives_human_routed_items_to_annotators_first(
     # The judge errs on every third item (its orders disagree): 9 of those 12 go to humans.
     erring = {f"r{i}" for i in range(36) if i % 3 == 0}
     assert {Item.objects.get(pk=i).external_id for i in human} < erring
+    ai_routed = set(
+        RoutingDecision.objects.filter(job=job, route="ai").values_list("item_id", flat=True)
+    )
+    judge = judge_create(
+        project=project,
+        user=alice,
+        data={
+            "name": "remote",
+            "backend": "openai",
+            "base_url": stub.base_url,
+            "model": "m",
+            "api_key": "sk-routing",
+        },
+    )
+    sent = api(alice).post(
+        f"/api/v1/projects/{project.id}/routing/send-to-judge/",
+        {"job": job.id, "judge": judge.id},
+        format="json",
+    )
+    assert sent.status_code == 202, sent.content
+    labelling = _wait_for_job(Job.objects.get(pk=sent.json()["id"]), until=_terminal, timeout=120)
+    assert labelling.status == JobStatus.SUCCEEDED, _describe(labelling)
+    labelled = set(
+        Annotation.objects.filter(project=project, source=Source.AI)
+        .exclude(judge_name="stub")
+        .values_list("item_id", flat=True)
+    )
+    # The judge labelled exactly the items routed to it, none of the human-routed ones.
+    assert labelled == ai_routed and stub.requests
     served = []
     for n in range(len(human) + 1):
         annotator = UserFactory(username=f"annotator{n}")
