@@ -25,6 +25,10 @@ class Command(BaseCommand):
         parser.add_argument("--out", default="routing-report", help="folder for the files")
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--mixes", type=int, default=None, help="simulated mixes per fit")
+        parser.add_argument("--folds", type=int, default=None, help="cross-fitting folds")
+        parser.add_argument(
+            "--reward-steps", type=int, default=None, help="optimiser steps per reward model"
+        )
         parser.add_argument(
             "--no-reward-model",
             action="store_true",
@@ -32,18 +36,32 @@ class Command(BaseCommand):
         )
         parser.add_argument("--embedding-model", default=None)
 
-    def handle(self, *args, project, out, seed, mixes, no_reward_model, embedding_model, **options):
+    def handle(
+        self,
+        *args,
+        project,
+        out,
+        seed,
+        mixes,
+        folds,
+        reward_steps,
+        no_reward_model,
+        embedding_model,
+        **options,
+    ):
         projects = []
         for project_id in project:
             found = Project.objects.filter(pk=project_id).first()
             if found is None:
                 raise CommandError(f"No project with id {project_id}.")
             projects.append(found)
+        chosen = {"mixes": mixes, "folds": folds, "reward_steps": reward_steps}
+        for name, value in chosen.items():
+            if value is not None and value < 2:
+                raise CommandError(f"--{name.replace('_', '-')} must be at least 2.")
         config = models_gpu.RoutingConfig(
-            seed=seed, **({"mixes": mixes} if mixes is not None else {})
+            seed=seed, **{k: v for k, v in chosen.items() if v is not None}
         )
-        if config.mixes < 4:
-            raise CommandError("--mixes must be at least 4.")
         rows = routing_report_rows(
             projects=projects,
             embedding=embedding_config(embedding_model=embedding_model, batch_size=64),
