@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 
 import pytest
+from django.core.management import CommandError, call_command
 
 from annotation.adapters import llmbar, llmbar_mtbench
 from annotation.models import Annotation, Item, Membership, PairwiseAnswer, Role
@@ -182,3 +185,37 @@ def test_sending_ai_routed_items_to_the_judge_is_a_400_naming_the_judge_without_
     assert missing.json()["field"] == "judge"
     bad_route = client.get(f"/api/v1/projects/{mtbench_project.id}/routing/decisions/?route=x")
     assert bad_route.status_code == 400 and bad_route.json()["field"] == "route"
+
+
+@pytest.mark.slow
+def test_the_routing_report_writes_a_table_a_csv_and_a_plot(project, tiny_embeddings, tmp_path):
+    from tests.browser.test_workspace_routing import judged_rows
+
+    items_import(project=project, lines=[json.dumps(r) for r in judged_rows(36)], fmt="native")
+    out = io.StringIO()
+    call_command(
+        "routing_report",
+        "--project",
+        str(project.id),
+        "--out",
+        str(tmp_path),
+        "--mixes",
+        "4",
+        "--folds",
+        "2",
+        "--no-reward-model",
+        stdout=out,
+    )
+    rows = list(csv.DictReader((tmp_path / "routing_report.csv").open()))
+    assert len(rows) == 15  # one judge × three strategies × five budgets
+    at = {(r["strategy"], r["budget"]): float(r["label_accuracy"]) for r in rows}
+    # The judge errs on every third item; routing by its error fixes them first.
+    assert at[("error", "0.25")] > at[("random", "0.25")]
+    assert at[("random", "1.0")] == at[("error", "1.0")] == 1.0
+    table = (tmp_path / "routing_report.md").read_text()
+    assert "| Alice's project | stub | 36 | (b) error |" in table
+    assert "Aim (better strategy" in table
+    assert "plotly" in (tmp_path / "routing_report.html").read_text()[:5000].lower()
+    assert "aim at 25%" in out.getvalue()
+    with pytest.raises(CommandError, match="No project with id"):
+        call_command("routing_report", "--project", "999999", "--out", str(tmp_path))
