@@ -27,8 +27,8 @@ Strategies (:func:`route_items`):
   items to that score, and predict each item's gain as the sum of its features'
   coefficients;
 - ``error``, a direct judge-error model: a logistic regression on the features,
-  calibrated (Platt) and cross-fitted, predicting that the judge's label is not the
-  human one;
+  calibrated (Platt) and cross-fitted, predicting the judge's expected loss against the
+  human label (wrong 1, tie or missing ½, right 0);
 - ``prior``, used when no doubly labelled items exist: position-inconsistent verdicts
   first, then abstentions, then moderate safety concern and complex intents (the
   categories where the paper found human labels help most), then low confidence;
@@ -517,26 +517,37 @@ def prior_scores(features: RoutingFeatures, seed: int = 0) -> np.ndarray:
     return score.astype(np.float64) + jitter
 
 
-def _error_model(x: np.ndarray, y: np.ndarray, seed: int):
+def _error_model(x: np.ndarray, loss: np.ndarray, seed: int):
+    """A calibrated logistic model of the judge's expected loss ``1 − correctness``.
+
+    Each item enters twice, as "wrong" with weight ``loss`` and as "right" with weight
+    ``1 − loss``: the fitted probability is then the expected loss, so a tie (half right)
+    counts half as much as a confident wrong label, as it does in the mix's accuracy.
+    """
     from sklearn.calibration import CalibratedClassifierCV
     from sklearn.linear_model import LogisticRegression
 
-    minority = int(min(y.sum(), len(y) - y.sum()))
+    rows = np.vstack([x, x])
+    target = np.concatenate([np.ones(len(x), int), np.zeros(len(x), int)])
+    weight = np.concatenate([loss, 1.0 - loss])
+    keep = weight > 0
+    rows, target, weight = rows[keep], target[keep], weight[keep]
+    minority = int(min((target == 1).sum(), (target == 0).sum()))
     if minority < 2:
-        rate = float(y.mean()) if len(y) else 0.5
-        return lambda rows: np.full(len(rows), rate)
+        rate = float(loss.mean()) if len(loss) else 0.5
+        return lambda new_rows: np.full(len(new_rows), rate)
     base = LogisticRegression(C=0.5, max_iter=2000, random_state=seed)
     model = CalibratedClassifierCV(base, method="sigmoid", cv=min(3, minority))
-    model.fit(x, y)
-    return lambda rows: model.predict_proba(rows)[:, 1]
+    model.fit(rows, target, sample_weight=weight)
+    return lambda new_rows: model.predict_proba(new_rows)[:, 1]
 
 
 def error_scores(
-    x: np.ndarray, wrong: np.ndarray, train: np.ndarray, predict: np.ndarray, seed: int
+    x: np.ndarray, loss: np.ndarray, train: np.ndarray, predict: np.ndarray, seed: int
 ) -> np.ndarray:
-    """Calibrated probability that the judge is not right, for ``predict`` rows, from a
-    model fitted on ``train`` rows (``wrong`` = the judge's label is not the human one)."""
-    model = _error_model(x[train], wrong[train].astype(int), seed)
+    """Predicted judge error (expected loss, a tie counting half) for ``predict`` rows, from a
+    calibrated model fitted on ``train`` rows (``loss`` = 1 − the judge's correctness)."""
+    model = _error_model(x[train], loss[train], seed)
     return model(x[predict])
 
 
@@ -642,7 +653,7 @@ def cross_fitted_scores(
         return prior_scores(features, config.seed)
     correct = judge_correctness(human, ai)
     labelled = np.isfinite(correct)
-    wrong = correct < 1
+    loss = np.where(labelled, 1.0 - np.nan_to_num(correct), 0.0)
     folds = folds if folds is not None else folds_of(n, config.folds, config.seed)
     out = np.zeros(n)
     parts = [(labelled & (folds != k), labelled & (folds == k)) for k in np.unique(folds)]
@@ -652,7 +663,7 @@ def cross_fitted_scores(
         if not predict.any():
             continue
         if strategy == "error":
-            out[predict] = error_scores(x, wrong, train, predict, config.seed)
+            out[predict] = error_scores(x, loss, train, predict, config.seed)
         else:
             out[predict] = gain_scores(
                 x, human, ai, emb, train, predict, config=config, seed=config.seed + 101 * step
