@@ -106,10 +106,19 @@ VARIANTS = [
 ]
 
 
+@pytest.fixture(scope="module")
+def shared_storage(tmp_path_factory: pytest.TempPathFactory):
+    """One storage root for the parameter tests: the default run's embeddings and held-out
+    margins are computed once and read from the caches after (the results are the same
+    either way; only the time differs)."""
+    return tmp_path_factory.mktemp("suspects-storage")
+
+
 @pytest.mark.parametrize(("name", "value", "changed"), VARIANTS)
 def test_each_parameter_changes_the_outcome(
-    hh_project, alice, api, tiny_embeddings, name: str, value: Any, changed: str
+    hh_project, alice, api, tiny_embeddings, settings, shared_storage, name, value, changed
 ) -> None:
+    settings.BALLOT_STORAGE_ROOT = shared_storage
     default = outcome(run_job(api, alice, hh_project, {}))
     varied_job = run_job(api, alice, hh_project, {name: value})
     assert varied_job.params[name] == value
@@ -125,6 +134,21 @@ def test_each_parameter_changes_the_outcome(
         assert varied["result"]["temperature"] == 1.0 != default["result"]["temperature"]
     if name == "refit":
         assert varied["result"]["refitted"] is False and default["result"]["refitted"] is True
+
+
+def test_reward_model_path_supplies_the_margins_and_skips_the_refit(
+    hh_project, alice, api, tiny_embeddings, settings, tmp_path
+) -> None:
+    from tests.tiny_models import build_tiny_sequence_classifier
+
+    settings.BALLOT_MODEL_ROOTS = [*settings.BALLOT_MODEL_ROOTS, str(tmp_path)]
+    (tmp_path / "tiny-rm").mkdir()
+    build_tiny_sequence_classifier(tmp_path / "tiny-rm", ["the", "a", "you", "i", "to", "not"])
+    default = outcome(run_job(api, alice, hh_project, {}))
+    external = run_job(api, alice, hh_project, {"reward_model_path": "tiny-rm"})
+    assert external.result["fold_accuracy"] == [] and external.result["refitted"] is False
+    assert outcome(external)["margin"] != default["margin"]
+    assert outcome(external)["confidence"] != default["confidence"]
 
 
 TOPICS = [
