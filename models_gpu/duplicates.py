@@ -79,12 +79,17 @@ def fold_groups(
     """The groups out-of-fold folds keep together: ``groups`` joined with near duplicates.
 
     Near-duplicate clusters (:func:`near_duplicate_groups`) are used unless they are
-    not about duplicates at all: when one cluster would hold more than a fold's share
-    of the rows (an encoder that maps every text to nearly the same vector chains them
-    all together), the exact ``groups`` alone are returned, as codes.
+    not about duplicates at all: when joining near duplicates makes one cluster larger
+    than both a fold's share of the rows and the largest exact group (an encoder that
+    maps every text to nearly the same vector chains them all together), the exact
+    ``groups`` alone are returned, as codes.
     """
+    _, exact = np.unique(np.asarray(groups, dtype=object).astype(str), return_inverse=True)
+    exact = exact.astype(np.int64)
     clusters = near_duplicate_groups(embeddings, threshold=threshold, groups=groups)
-    if len(clusters) and np.bincount(clusters).max() * folds > len(clusters):
-        _, codes = np.unique(np.asarray(groups, dtype=object).astype(str), return_inverse=True)
-        return codes.astype(np.int64)
+    if not len(clusters):
+        return clusters
+    largest = np.bincount(clusters).max()
+    if largest > max(len(clusters) / folds, np.bincount(exact).max()):
+        return exact
     return clusters

@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models_gpu import BradleyTerryReward, RewardConfig, near_duplicate_groups, out_of_fold_margins
+from models_gpu import (
+    BradleyTerryReward,
+    RewardConfig,
+    fold_groups,
+    near_duplicate_groups,
+    out_of_fold_margins,
+)
 from tests.models_gpu.conftest import HHPairs
 from tests.models_gpu.test_suspects import one_thread
 
@@ -35,6 +41,22 @@ def test_chains_of_similar_rows_form_one_cluster_and_exact_groups_are_joined() -
     assert joined.tolist() == [0, 1, 0, 2, 0, 1]
     alone = near_duplicate_groups(rows, threshold=1.0)
     assert alone.tolist() == [0, 1, 2, 3, 4, 5]
+
+
+def test_an_encoder_that_cannot_tell_texts_apart_falls_back_to_exact_groups() -> None:
+    rng = np.random.default_rng(3)
+    # Every vector within a hair of one direction: a chain would join all 40 rows.
+    collapsed = unit(1.0 + 1e-3 * rng.normal(size=(40, 16)))
+    labels = [f"p{i // 2}" for i in range(40)]
+    groups = fold_groups(collapsed, labels, threshold=0.9, folds=5)
+    assert len(set(groups.tolist())) == 20
+    assert all(groups[i] == groups[i + 1] for i in range(0, 40, 2))
+    # A large exact group alone is no reason to drop the near-duplicate links.
+    spread = unit(rng.normal(size=(40, 16)))
+    spread[39] = jitter(spread[38:39], rng, size=0.05)[0]
+    labels = ["same"] * 20 + [f"p{i}" for i in range(20, 40)]
+    groups = fold_groups(spread, labels, threshold=0.95, folds=5)
+    assert groups[38] == groups[39] and len(set(groups[:20].tolist())) == 1
 
 
 def test_near_copies_share_a_fold() -> None:

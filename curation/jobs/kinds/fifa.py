@@ -3,7 +3,8 @@
 Pairs → embeddings → out-of-fold reward margins (or a local Hugging Face reward
 model's) → text quality → FiFA importance and selection → suspect labels.
 Writes: one ``PairScore`` per non-tie pair and ``prompt_embeddings.npy`` as an
-``Artifact``. The suspect-labels kind runs the same scoring (``kinds/suspects.py``).
+``Artifact``. The suspect-labels kind stores its rows through the same
+:func:`score_and_store` (``kinds/suspects.py``).
 """
 
 from __future__ import annotations
