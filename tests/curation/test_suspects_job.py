@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import torch
 
 import models_gpu
 from annotation.services import items_import
 from curation.jobs.kinds.suspects import SuspectsParams
 from curation.models import Job, JobStatus, PairScore
 from tests.datasets import dataset
+from tests.threads import one_thread
 
 BASE = {"folds": 3, "epochs": 4}
 
@@ -26,17 +24,6 @@ def hh_project(project):
     )
     items_import(project=project, lines=lines, fmt="hh", skip_invalid=True)
     return project
-
-
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    # The reward head is tiny: two threads on a busy machine mostly wait on each other.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def run_job(api, user, project, params: dict[str, Any]) -> Job:

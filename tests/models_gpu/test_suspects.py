@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
-import torch
 
 from models_gpu import (
     RewardConfig,
@@ -18,18 +14,7 @@ from models_gpu import (
     flag_suspects,
 )
 from tests.models_gpu.conftest import HHPairs
-
-
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """Train the tiny reward head on one thread: on a busy machine, two threads for an
-    MLP this small spend most of their time waiting on each other (6x slower measured)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+from tests.threads import one_thread
 
 
 def planted(n: int, noise: float, seed: int, *, strength: float = 2.0) -> tuple:
