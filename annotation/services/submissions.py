@@ -38,6 +38,7 @@ from annotation.models import (
 from annotation.parsers import json_check
 from annotation.services.agreement import item_agreement_refresh
 from annotation.services.assignments import assignment_reacquire
+from annotation.services.overlap import item_overlap_adapt
 
 MAX_TIME_SPENT_MS = 24 * 3600 * 1000
 
@@ -531,6 +532,8 @@ def annotation_submit(
             if any(spec.kind == QuestionKind.PAIRWISE for spec in specs):
                 # Under the assignment's lock, in the same transaction as the answers.
                 item_agreement_refresh(item_ids=[locked.item_id])
+            # Adaptive overlap: disagreeing votes ask for one more (no query when fixed).
+            item_overlap_adapt(item_id=locked.item_id, project=locked.project, questions=questions)
             locked.status = AssignmentStatus.SUBMITTED
             locked.finished_at = now
             locked.save(update_fields=["status", "finished_at", "leased_until"])
