@@ -40,6 +40,7 @@ from annotation.pseudonyms import pseudonym
 from annotation.services.agreement import item_agreement_refresh
 from annotation.services.assignments import assignment_reacquire
 from annotation.services.gold import GoldCheck, given_from_specs, gold_compare
+from annotation.services.overlap import item_overlap_adapt
 
 MAX_TIME_SPENT_MS = 24 * 3600 * 1000
 
@@ -570,6 +571,8 @@ def annotation_submit(
             if any(spec.kind == QuestionKind.PAIRWISE for spec in specs):
                 # Under the assignment's lock, in the same transaction as the answers.
                 item_agreement_refresh(item_ids=[locked.item_id])
+            # Adaptive overlap: disagreeing votes ask for one more (no query when fixed).
+            item_overlap_adapt(item_id=locked.item_id, project=locked.project, questions=questions)
             locked.status = AssignmentStatus.SUBMITTED
             locked.finished_at = now
             locked.save(update_fields=["status", "finished_at", "leased_until"])

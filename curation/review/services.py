@@ -34,6 +34,7 @@ from annotation.errors import Conflict, ValidationFailed
 from annotation.models import AnnotatorMessage, Item, Project, Question, Response
 from annotation.services import answers_validate
 from annotation.services.feedback import annotator_message_send
+from annotation.services.overlap import request_more_votes
 from curation.models import (
     Adjudication,
     Decision,
@@ -306,8 +307,6 @@ def review_entry_resolve(
             if decision == Decision.DROP:
                 Item.objects.filter(pk=locked.item_id).update(excluded=True)
             elif decision == Decision.MORE_VOTES:
-                from annotation.services.overlap import request_more_votes
-
                 request_more_votes(
                     [locked.item_id], votes=params["votes"], priority=params["priority"]
                 )
