@@ -8,7 +8,6 @@ posts them to the review API, whose validation (the annotators' own) is the only
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django.contrib import messages
@@ -155,6 +154,36 @@ def _score_rows(scores: dict[str, Any]) -> list[tuple[str, Any]]:
     return [(k, v) for k, v in sorted(scores.items()) if not isinstance(v, (list, dict))]
 
 
+def _label_lines(answers: list[dict[str, Any]], labels: dict[int, str]) -> list[str]:
+    """An adjudicated label in words, responses by their letters."""
+    name = lambda rid: labels.get(rid, "?")  # noqa: E731
+    lines = []
+    for answer in answers:
+        question = answer["question"]
+        if "chosen" in answer:
+            sign = "=" if answer.get("tie") else ">"
+            text = f"{name(answer['chosen'])} {sign} {name(answer['rejected'])}"
+            if answer.get("strength"):
+                text += f" (strength {answer['strength']})"
+        elif "ranking" in answer:
+            text = " > ".join(" = ".join(name(r) for r in group) for group in answer["ranking"])
+        elif "ratings" in answer:
+            text = ", ".join(
+                f"{name(r['response'])} {r['aspect']} {r['value']:g}" for r in answer["ratings"]
+            )
+        else:
+            text = (
+                "; ".join(
+                    f"{name(c['response'])} [{c['start']}, {c['end']}) "
+                    f"{c['original_text']!r} → {c['corrected_text']!r}"
+                    for c in answer["corrections"]
+                )
+                or "nothing to correct"
+            )
+        lines.append(f"{question}: {text}")
+    return lines
+
+
 @login_required
 @require_GET
 def review_detail(request: HttpRequest, project_id: int, entry_id: int) -> HttpResponse:
@@ -171,7 +200,8 @@ def review_detail(request: HttpRequest, project_id: int, entry_id: int) -> HttpR
     )
     adjudication = adjudication_of(entry=entry)
     following = review_entry_next(entry=entry)
-    aggregate = item_aggregate(item=item)
+    # Ranking questions show as ranked lists; their per-pair votes would only repeat them.
+    aggregate = [row for row in item_aggregate(item=item) if row["kind"] != "ranking"]
     for row in aggregate:
         if row["kind"] == "ranked_list":
             row["text"] = "  >  ".join(labels.get(rid, "?") for rid in row["order"])
@@ -217,9 +247,9 @@ def review_detail(request: HttpRequest, project_id: int, entry_id: int) -> HttpR
             "pairs": (entry.scores or {}).get("pairs") or [],
             "failures": (entry.scores or {}).get("failures") or [],
             "adjudication": adjudication,
-            "adjudication_label": json.dumps(label_answers(adjudication), indent=1)
+            "adjudication_label": _label_lines(label_answers(adjudication), labels)
             if adjudication and adjudication.label
-            else "",
+            else [],
             "decisions": DECISIONS,
             "annotator_names": item_annotator_names(item=item),
             "sent": [

@@ -411,3 +411,24 @@ class TestReviewFromAgreementPermissions(ScopedEndpointTests):
 
     def test_an_annotator_gets_403(self, world):
         assert self.call(world.api(world.bob), world).status_code == 403
+
+
+def test_sending_an_item_back_raises_its_overlap_and_priority(pairwise_project, alice, api):
+    (item,) = _import(pairwise_project, 1, [[0, 1, 0]])
+    before = Item.objects.get(pk=item.id)
+    entry = ReviewEntry.objects.create(item=item, source=ReviewSource.AGREEMENT)
+    response = api(alice).post(
+        f"/api/v1/projects/{pairwise_project.id}/review/{entry.id}/resolve/",
+        {"decision": "more_votes", "votes": 2},
+        format="json",
+    )
+    assert response.status_code == 201, response.content
+    assert response.json()["params"] == {"votes": 2, "priority": before.priority + 1.0}
+    after = Item.objects.get(pk=item.id)
+    assert after.overlap_extra > before.overlap_extra
+    assert after.priority == before.priority + 1.0
+    assert not after.is_full
+    # The adjudicated policy keeps the majority for an item sent back.
+    assert _export_rows(pairwise_project, "adjudicated") == _export_rows(
+        pairwise_project, "majority"
+    )

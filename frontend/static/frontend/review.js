@@ -26,6 +26,18 @@ function h(tag, attrs, ...children) {
   return el;
 }
 
+// A textarea's value has \r\n and \r turned into \n; map its offsets back to the raw text.
+function toRaw(raw, index) {
+  if (!raw.includes("\r")) return index;
+  let value = 0;
+  let i = 0;
+  while (i < raw.length && value < index) {
+    i += raw[i] === "\r" && raw[i + 1] === "\n" ? 2 : 1;
+    value += 1;
+  }
+  return i;
+}
+
 const cp = (text, utf16) => [...text.slice(0, utf16)].length; // code points before a UTF-16 offset
 
 function editorShell(question, body) {
@@ -217,8 +229,12 @@ function correctionEditor(question) {
     });
   };
   for (const r of responses) {
-    const box = h("textarea", { class: "raw-text", readonly: true, rows: 3, "data-response": r.id, "aria-label": `Raw text of response ${r.label}: select, then press C` });
+    // Not `readonly`: Chromium will not extend a selection with Shift+arrows in a readonly
+    // textarea. Every edit is refused in `beforeinput` instead (as on the labeling page).
+    const box = h("textarea", { class: "raw-text", "aria-readonly": "true", spellcheck: "false", rows: 3, "data-response": r.id, "aria-label": `Raw text of response ${r.label}: select, then press C` });
     box.value = r.text;
+    box.setSelectionRange(0, 0);
+    box.addEventListener("beforeinput", (event) => event.preventDefault());
     box.addEventListener("keydown", (event) => {
       if (event.key.toLowerCase() !== "c" || event.ctrlKey || event.metaKey || event.altKey) return;
       event.preventDefault();
@@ -229,8 +245,8 @@ function correctionEditor(question) {
   }
   const add = (rid, from, to) => {
     const text = textOf.get(rid);
-    const start = cp(text, Math.min(from, to));
-    const end = cp(text, Math.max(from, to));
+    const start = cp(text, toRaw(text, Math.min(from, to)));
+    const end = cp(text, toRaw(text, Math.max(from, to)));
     if (end <= start) return;
     const original = [...text].slice(start, end).join("");
     corrections.push({ response: rid, start, end, original_text: original, corrected_text: original, category: "", comment: "" });
