@@ -7,7 +7,7 @@ Annotators appear by their pseudonym in the project.
 from __future__ import annotations
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -47,6 +47,7 @@ class AdjudicationOut(serializers.Serializer):
     params = serializers.DictField(help_text="more_votes: votes and priority asked for.")
     decided_at = serializers.DateTimeField()
 
+    @extend_schema_field(serializers.ListField(child=serializers.DictField(), allow_null=True))
     def get_label(self, adjudication) -> list[dict] | None:
         return label_answers(adjudication) if adjudication.label is not None else None
 
@@ -64,7 +65,8 @@ class EntryOut(serializers.Serializer):
     resolved_at = serializers.DateTimeField(allow_null=True)
     adjudication = serializers.SerializerMethodField()
 
-    def get_adjudication(self, entry) -> AdjudicationOut | None:
+    @extend_schema_field(AdjudicationOut(allow_null=True))
+    def get_adjudication(self, entry) -> dict | None:
         # hasattr is False when the reverse one-to-one has no row (the entry is open).
         return AdjudicationOut(entry.adjudication).data if hasattr(entry, "adjudication") else None
 

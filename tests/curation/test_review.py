@@ -432,3 +432,90 @@ def test_sending_an_item_back_raises_its_overlap_and_priority(pairwise_project, 
     assert _export_rows(pairwise_project, "adjudicated") == _export_rows(
         pairwise_project, "majority"
     )
+
+
+def _records(project: Project, fmt: str, aggregation: str) -> list[str]:
+    params = export.ExportParams.validate(
+        {"format": fmt, "aggregation": aggregation, "outputs": ["jsonl"]},
+        kind="export",
+        project=project,
+    )
+    job = Job.objects.create(project=project, kind=JobKind.EXPORT, params=params)
+    records, _ = export._records(project, export.ExportParams.from_job(job), lambda f, m: None)
+    return sorted(repr(record) for record in records)
+
+
+def test_adjudicated_rankings_ratings_and_corrections_reach_their_formats_only_when_asked(
+    project, items, alice, bob
+):
+    """The all-kinds project: one adjudication per kind, checked in the format that carries it."""
+    from annotation.services import annotation_submit, assignment_claim_next
+
+    project.overlap = 2
+    project.save()
+    dana = MembershipFactory(
+        user=get_user_model().objects.create(username="dana"), project=project
+    ).user
+    item = None
+    for user, first in ((bob, 0), (dana, 1)):
+        assignment = assignment_claim_next(project=project, annotator=user)
+        item = assignment.item
+        ids = list(item.responses.order_by("position").values_list("id", flat=True))
+        order = [ids[first], ids[1 - first], ids[2]]
+        annotation_submit(
+            assignment_id=assignment.id,
+            user=user,
+            answers=[
+                {"question": "preference", "chosen": order[0], "rejected": order[1]},
+                {"question": "ranking", "ranking": order},
+                {
+                    "question": "aspects",
+                    "ratings": [
+                        {"response": r, "aspect": x, "value": 5 if r == order[0] else 1}
+                        for r in ids
+                        for x in ("helpfulness", "harmlessness", "honesty")
+                    ],
+                },
+            ],
+        )
+    a, b, c = item.responses.order_by("position").values_list("id", flat=True)
+    cases = {
+        "ranked_list": {"question": "ranking", "ranking": [[c], [b], [a]]},
+        "pointwise": {
+            "question": "aspects",
+            "ratings": [{"response": a, "aspect": "honesty", "value": 3}],
+        },
+        "segment_preference": {
+            "question": "corrections",
+            "corrections": [
+                {
+                    "response": a,
+                    "start": 0,
+                    "end": 5,
+                    "original_text": "First",
+                    "corrected_text": "Fifth",
+                }
+            ],
+        },
+    }
+    before = {
+        (fmt, policy): _records(project, fmt, policy)
+        for fmt in cases
+        for policy in ("majority", "unanimous", "all", "adjudicated")
+    }
+    entry = ReviewEntry.objects.create(item=item, source=ReviewSource.EXPLORER)
+    review_entry_resolve(entry=entry, user=alice, decision="label", label=list(cases.values()))
+    for (fmt, policy), rows in before.items():
+        after = _records(project, fmt, policy)
+        if policy != "adjudicated":
+            assert after == rows, (fmt, policy)
+        else:
+            assert after != rows, fmt
+    ranked = _records(project, "ranked_list", "adjudicated")
+    assert len(ranked) == 1 and f"response_ids=({c}, {b}, {a})" in ranked[0]
+    pointwise = [
+        r for r in _records(project, "pointwise", "adjudicated") if f"response_id={a}," in r
+    ]
+    assert len(pointwise) == 1 and "scores={'honesty': 3.0}" in pointwise[0]
+    segments = _records(project, "segment_preference", "adjudicated")
+    assert any("chosen_text='Fifth answer.'" in r and "adjudicated" in r for r in segments)

@@ -164,3 +164,36 @@ def test_a_curator_cannot_see_usernames_on_the_review_page(project, alice, items
     assert "zed-the-annotator" not in page
     assert pseudonym(annotator.id, str(project.id)) in page and "4200 ms" in page
     assert not Adjudication.objects.exists()
+
+
+def test_ai_labels_are_marked_on_the_review_page(project, alice):
+    import json
+
+    from annotation.models import Item
+    from annotation.services import items_import
+
+    items_import(
+        project=project,
+        lines=[
+            json.dumps(
+                {
+                    "external_id": "ai-1",
+                    "prompt": "Hello?",
+                    "responses": ["Hi.", "Go away."],
+                    "annotations": [
+                        {
+                            "source": "ai",
+                            "judge": "judge-7",
+                            "answers": [{"question": "preference", "chosen": 0, "rejected": 1}],
+                        }
+                    ],
+                }
+            )
+        ],
+        fmt="native",
+    )
+    item = Item.objects.get(project=project, external_id="ai-1")
+    entry = ReviewEntry.objects.create(item=item, source="explanation", reason="feature 12")
+    page = client_for(alice).get(f"/projects/{project.id}/review/{entry.id}/").content.decode()
+    assert 'class="badge ai-label">AI label' in page and "AI: judge-7" in page
+    assert "Explanation job" in page
