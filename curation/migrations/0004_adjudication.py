@@ -38,6 +38,10 @@ def map_sources(apps, schema_editor):
         if (item_id, source) in seen:
             ReviewEntry.objects.filter(pk=entry_id).update(resolved_at=now)
         seen.add((item_id, source))
+    if schema_editor.connection.vendor == "postgresql":
+        # The updates queued deferred foreign-key checks; run them now, or the ALTER TABLE
+        # below fails with "pending trigger events" in this same transaction.
+        schema_editor.execute("SET CONSTRAINTS ALL IMMEDIATE")
 
 
 class Migration(migrations.Migration):
