@@ -198,3 +198,33 @@ def test_a_bad_label_shows_the_field_and_drop_by_keyboard_excludes(
     entry.item.refresh_from_db()
     assert entry.item.excluded
     assert page.locator("#resolution-decision").get_attribute("data-decision") == "drop"
+
+
+def test_an_annotator_reads_gold_accuracy_and_a_message_on_the_home_page(
+    page, login, screenshot, project, alice, bob
+):
+    from annotation.models import AnnotatorMessage
+    from tests.factories import ItemFactory
+
+    project.gold_rate = 1.0
+    project.save()
+    gold = ItemFactory(
+        project=project,
+        is_gold=True,
+        responses=["Right.", "Wrong.", "Other."],
+        gold_answer={"answers": [{"question": "preference", "chosen": 0, "rejected": 1}]},
+    )
+    assignment = assignment_claim_next(project=project, annotator=bob)
+    annotation_submit(assignment_id=assignment.id, user=bob, answers=_answer(gold, False))
+    AnnotatorMessage.objects.create(
+        project=project, item=gold, annotator=bob, sender=alice, body="Response A was right."
+    )
+    login(page, "bob")
+    card = page.locator(f"li.project-card[data-project='{project.id}']")
+    assert card.locator(".gold-accuracy").inner_text() == "0%"
+    assert card.locator(".gold-result").inner_text().startswith("✗ did not match")
+    assert page.locator("#inbox .message-body").inner_text() == "Response A was right."
+    assert_fits_every_width(page, "home-feedback", screenshot)
+    page.click("#inbox button.mark-read")
+    page.wait_for_selector("#inbox li.read")
+    assert AnnotatorMessage.objects.get().read_at is not None
