@@ -519,3 +519,29 @@ def test_adjudicated_rankings_ratings_and_corrections_reach_their_formats_only_w
     assert len(pointwise) == 1 and "scores={'honesty': 3.0}" in pointwise[0]
     segments = _records(project, "segment_preference", "adjudicated")
     assert any("chosen_text='Fifth answer.'" in r and "adjudicated" in r for r in segments)
+
+
+def test_the_queue_api_reads_a_fixed_number_of_queries_whatever_its_length(
+    pairwise_project, alice, api
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    items = _import(pairwise_project, 12, [[0, 1, 0]] * 12)
+    client = api(alice)
+    url = f"/api/v1/projects/{pairwise_project.id}/review/?state=all"
+
+    def count() -> int:
+        with CaptureQueriesContext(connection) as queries:
+            assert client.get(url).status_code == 200
+        return len(queries)
+
+    for item in items[:2]:
+        entry = ReviewEntry.objects.create(item=item, source=ReviewSource.AGREEMENT)
+        review_entry_resolve(entry=entry, user=alice, decision="accept")
+    count()  # the first request also stamps the token's last use
+    few = count()
+    for item in items[2:]:
+        entry = ReviewEntry.objects.create(item=item, source=ReviewSource.AGREEMENT)
+        review_entry_resolve(entry=entry, user=alice, decision="accept")
+    assert count() == few
