@@ -109,6 +109,8 @@ def test_a_curator_resolves_one_entry_of_each_kind_by_keyboard(
     }
     assert page.locator("#resolution-label").inner_text() == "preference: B > A (strength 3)"
     assert_fits_every_width(page, "review-entry-resolved", screenshot)
+    page.keyboard.press("n")  # the next open entry
+    page.wait_for_url(f"**/review/{queue[3].id}/")
 
     # Ranking: 1 takes annotation 1's answers (bob's), then the ranking is edited.
     entry = queue[1]
