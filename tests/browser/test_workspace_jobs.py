@@ -229,7 +229,7 @@ def test_a_suspects_page_ranks_flagged_pairs_and_links_each_item(
         "estimated_noise_count": 6,
         "expected_precision": sum(s.suspect_confidence for s in flagged) / flagged.count(),
         "refitted": True,
-        "threshold": 0.5,
+        "suspect_threshold": 0.5,
         "flag_share": 0.1,
         "max_flagged": None,
     }

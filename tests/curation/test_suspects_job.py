@@ -9,7 +9,7 @@ import pytest
 
 import models_gpu
 from annotation.services import items_import
-from curation.jobs.kinds.suspects import SuspectsParams
+from curation.jobs.kinds.suspects import SuspectParams
 from curation.models import Job, JobStatus, PairScore
 from tests.datasets import dataset
 from tests.threads import one_thread
@@ -53,10 +53,10 @@ def outcome(job: Job) -> dict[str, Any]:
 
 
 def test_the_defaults_come_from_the_numerical_core() -> None:
-    params = SuspectsParams()
+    params = SuspectParams()
     assert params.suspect_config() == models_gpu.SuspectConfig()
     assert params.reward_config().duplicate_cosine == models_gpu.RewardConfig().duplicate_cosine
-    names = {name for name, _ in SuspectsParams.specs()}
+    names = {name for name, _ in SuspectParams.specs()}
     # FiFA's selection knobs do not apply to suspect labels.
     assert not names & {"alpha", "gamma", "k", "keep_fraction", "keep_top", "greedy"}
 
@@ -81,7 +81,7 @@ def test_a_default_job_reports_its_noise_estimate_and_flags_by_confidence(
 
 # (parameter, value, what must differ from a default run)
 VARIANTS = [
-    ("threshold", 0.99, "flagged"),
+    ("suspect_threshold", 0.99, "flagged"),
     ("flag_share", 1.0, "flagged"),
     ("max_flagged", 1, "flagged"),
     ("calibrate", False, "confidence"),
@@ -111,7 +111,7 @@ def test_each_parameter_changes_the_outcome(
     assert varied_job.params[name] == value
     varied = outcome(varied_job)
     assert varied[changed] != default[changed]
-    if name == "threshold":
+    if name == "suspect_threshold":
         assert len(varied["flagged"]) < len(default["flagged"])
     if name == "flag_share":
         assert len(varied["flagged"]) > len(default["flagged"])

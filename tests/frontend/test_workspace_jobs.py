@@ -118,7 +118,7 @@ SUSPECT_RESULT = {
     "estimated_noise_count": 5,
     "expected_precision": 0.6432,
     "refitted": True,
-    "threshold": 0.5,
+    "suspect_threshold": 0.5,
     "flag_share": 0.1,
     "max_flagged": None,
 }

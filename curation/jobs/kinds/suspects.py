@@ -7,7 +7,9 @@ their probability of a wrong label. Writes one ``PairScore`` per non-tie pair (t
 same rows as FiFA, with ``suspect`` and ``suspect_confidence`` the point here; the FiFA
 columns are scored with FiFA's defaults so the charts have them) and
 ``prompt_embeddings.npy``. The result carries the estimated noise rate and the
-expected precision of the flagged set; the review queue reads the flags from the rows.
+expected precision of the flagged set. With ``review`` the items of the flagged pairs
+go to the review queue when the scores are stored (the job's results page offers the
+same as an action afterwards).
 """
 
 from __future__ import annotations
@@ -22,15 +24,16 @@ from curation.jobs.kinds import fifa
 from curation.jobs.kinds.reward import RewardParams
 from curation.jobs.params import boolean, default_of, integer, model, number
 from curation.models import Job, JobKind
+from curation.review.services import review_entries_from_flagged
 
 Suspect = models_gpu.SuspectConfig
 
 
 @dataclass(frozen=True)
-class SuspectsParams(RewardParams):
+class SuspectParams(RewardParams):
     """Parameters of a suspect-labels job."""
 
-    threshold: float = number(
+    suspect_threshold: float = number(
         default_of(Suspect, "threshold"),
         low=0.0,
         high=1.0,
@@ -64,10 +67,13 @@ class SuspectsParams(RewardParams):
         help="A local Hugging Face reward model (a folder under a configured model root) "
         "that supplies the margins instead of the Bradley–Terry head; null to train one.",
     )
+    review: bool = boolean(
+        False, help="Put the items of the flagged pairs in the review queue when the job finishes."
+    )
 
     def suspect_config(self) -> models_gpu.SuspectConfig:
         return models_gpu.SuspectConfig(
-            threshold=self.threshold,
+            threshold=self.suspect_threshold,
             flag_share=self.flag_share,
             max_flagged=self.max_flagged,
             calibrate=self.calibrate,
@@ -85,7 +91,7 @@ class SuspectsParams(RewardParams):
 
 def run(job: Job, report: Report) -> dict[str, Any]:
     """Score and flag the selected pairs; one ``PairScore`` each, replacing an earlier run's."""
-    params = SuspectsParams.from_job(job)
+    params = SuspectParams.from_job(job)
     scoring, stored = fifa.score_and_store(
         job,
         report,
@@ -94,7 +100,7 @@ def run(job: Job, report: Report) -> dict[str, Any]:
         reward_model_path=params.reward_model_path,
     )
     found = scoring.suspects
-    return {
+    result = {
         **stored,
         "suspects": len(found.indices),
         "estimated_noise_rate": finite(found.noise.noise_rate),
@@ -105,18 +111,22 @@ def run(job: Job, report: Report) -> dict[str, Any]:
         "temperature": finite(found.temperature),
         "refitted": found.refitted,
         "pruned_for_refit": found.pruned,
-        "threshold": params.threshold,
+        "suspect_threshold": params.suspect_threshold,
         "flag_share": params.flag_share,
         "max_flagged": params.max_flagged,
     }
+    if params.review:
+        # Idempotent like the scores: an item with an open entry from this feed keeps it.
+        result["review_entries"] = review_entries_from_flagged(job=job, user=job.created_by)
+    return result
 
 
 SPEC = JobKindSpec(
     kind=JobKind.SUSPECTS.value,
     summary="Flag pairs whose label is probably wrong (confident learning on held-out reward "
     "margins), with the estimated noise rate and the expected precision of the flags.",
-    params=SuspectsParams,
+    params=SuspectParams,
     queue="gpu",
-    writes=fifa.SPEC.writes,
+    writes=(*fifa.SPEC.writes, "ReviewEntry per flagged item (with review)"),
     run=run,
 )
