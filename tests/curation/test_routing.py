@@ -219,3 +219,51 @@ def test_the_routing_report_writes_a_table_a_csv_and_a_plot(project, tiny_embedd
     assert "aim at 25%" in out.getvalue()
     with pytest.raises(CommandError, match="No project with id"):
         call_command("routing_report", "--project", "999999", "--out", str(tmp_path))
+
+
+@pytest.mark.slow
+def test_the_routing_page_sends_the_ai_routed_items_to_a_judge_in_one_action(
+    project, alice, client, tiny_embeddings, settings
+):
+    from curation.judges.services import judge_create
+    from curation.models import Job, JobKind, Route
+    from curation.services.jobs import job_create
+    from tests.browser.test_workspace_routing import judged_rows
+    from tests.judge_stub import JudgeStub
+
+    settings.BALLOT_OUTBOUND_ALLOW_PRIVATE = True
+    items_import(project=project, lines=[json.dumps(r) for r in judged_rows(24)], fmt="native")
+    routing = job_create(
+        project=project,
+        kind="route",
+        params={"budget": 0.25, "strategy": "prior", "clusters": 2},
+        user=alice,
+        in_thread=False,
+    )
+    stub = JudgeStub().start()
+    try:
+        judge = judge_create(
+            project=project,
+            user=alice,
+            data={"name": "remote", "backend": "openai", "base_url": stub.base_url, "model": "m"},
+        )
+        client.force_login(alice)
+        response = client.post(f"/projects/{project.id}/routing/send/", {"judge": str(judge.id)})
+    finally:
+        stub.stop()
+    labelling = Job.objects.get(project=project, kind=JobKind.LABEL_AI)
+    assert response.status_code == 302
+    assert response["Location"].endswith(f"/jobs/{labelling.id}/")
+    ai_routed = set(
+        RoutingDecision.objects.filter(job=routing, route=Route.AI).values_list(
+            "item_id", flat=True
+        )
+    )
+    assert set(labelling.params["item_ids"]) == ai_routed and len(ai_routed) == 18
+    assert labelling.status == JobStatus.SUCCEEDED, labelling.error
+    labelled = set(
+        Annotation.objects.filter(project=project, judge_name__startswith="remote").values_list(
+            "item_id", flat=True
+        )
+    )
+    assert labelled == ai_routed
