@@ -30,6 +30,22 @@ def stub():
     server.stop()
 
 
+@pytest.fixture
+def connections_seen(monkeypatch):
+    """Every address the outbound client connects to."""
+    import socket
+
+    real = socket.create_connection
+    seen: list[str] = []
+
+    def recording(address, *args, **kwargs):
+        seen.append(address[0])
+        return real(address, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "create_connection", recording)
+    return seen
+
+
 @pytest.fixture(autouse=True)
 def judge_settings(settings, monkeypatch):
     for name in ("BALLOT_WEBHOOK_ALLOW_PRIVATE", "BALLOT_OUTBOUND_ALLOW_PRIVATE"):
@@ -548,3 +564,19 @@ def test_item_ids_may_come_as_a_comma_list_or_digit_strings(pairwise_project, st
             {"judge": judge.id, "item_ids": given}, kind="label-ai", project=pairwise_project
         )
         assert params["item_ids"] == [items[0].id, items[2].id]
+
+
+def test_a_redirect_to_a_metadata_address_is_refused_before_anything_is_sent(
+    pairwise_project, connections_seen
+):
+    server = JudgeStub(script=[307] * 4, redirect_to="http://169.254.169.254/latest/").start()
+    try:
+        _items(pairwise_project, 1)
+        judge = _judge(pairwise_project, server, max_retries=0)
+        _run(pairwise_project, judge)
+        verdict = JudgeVerdict.objects.get()
+        assert verdict.outcome == "abstain" and "metadata" in verdict.reason
+        assert len(server.requests) == 2  # one per order; the redirect was never followed
+        assert all(host == "127.0.0.1" for host in connections_seen)
+    finally:
+        server.stop()
