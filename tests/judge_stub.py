@@ -130,9 +130,13 @@ class JudgeStub:
                 self.end_headers()
                 self.wfile.write(payload)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.server.request_queue_size = 128
+        class Server(ThreadingHTTPServer):
+            # The listen backlog is set when the server binds: a class attribute, or
+            # bursts of 16 new connections overflow the default of 5 and get reset.
+            request_queue_size = 128
+            daemon_threads = True
+
+        self.server = Server(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
 
