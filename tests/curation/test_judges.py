@@ -580,3 +580,47 @@ def test_a_redirect_to_a_metadata_address_is_refused_before_anything_is_sent(
         assert all(host == "127.0.0.1" for host in connections_seen)
     finally:
         server.stop()
+
+
+def test_transient_failures_in_a_job_are_retried_and_slow_answers_time_out(pairwise_project):
+    flaky = JudgeStub(script=[503, 429, 500], retry_after="0").start()
+    try:
+        _items(pairwise_project, 2)
+        job = _run(pairwise_project, _judge(pairwise_project, flaky, concurrency=1))
+        assert job.result["labels"] == 2
+        assert job.result["requests"] == 4 and job.result["attempts"] == 7
+        assert flaky.statuses[:4] == [503, 429, 500, 200]
+    finally:
+        flaky.stop()
+    slow = JudgeStub(delay=1.0).start()
+    try:
+        judge = _judge(pairwise_project, slow, name="slow", timeout_seconds=0.2, max_retries=0)
+        job = _run(pairwise_project, judge)
+        reasons = JudgeVerdict.objects.filter(version__judge=judge).values_list("reason", flat=True)
+        assert job.result["abstentions"] == 2 and all("Timed out" in r for r in reasons)
+    finally:
+        slow.stop()
+
+
+def test_the_admin_form_keeps_the_key_write_only_and_encrypted(
+    pairwise_project, stub, admin_client
+):
+    judge = _judge(pairwise_project, stub)
+    page = admin_client.get(f"/admin/curation/judge/{judge.id}/change/").content.decode()
+    assert 'type="password"' in page and judge.api_key_encrypted not in page
+    assert SECRET not in page
+    from curation.admin import JudgeAdminForm
+    from curation.judges.secrets import api_key_decrypt
+
+    data = {
+        field: getattr(judge, field)
+        for field in JudgeAdminForm.Meta.fields
+        if field not in ("project", "reward_job", "prompts", "max_requests_per_job")
+    }
+    data.update(project=pairwise_project.id, prompts="{}", api_key="sk-from-the-admin")
+    form = JudgeAdminForm(instance=judge, data=data)
+    assert form.is_valid(), form.errors
+    saved = form.save()
+    assert api_key_decrypt(saved.api_key_encrypted) == "sk-from-the-admin"
+    bad = JudgeAdminForm(instance=judge, data={**data, "prompts": '{"pairwise": "no slots"}'})
+    assert not bad.is_valid() and "prompts" in bad.errors
