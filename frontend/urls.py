@@ -10,6 +10,7 @@ from frontend import (
     workspace_jobs,
     workspace_judges,
     workspace_quality,
+    workspace_review,
     workspace_setup,
     workspace_webhooks,
 )
@@ -107,6 +108,28 @@ urlpatterns = [
         workspace_judges.judge_label,
         name="judge-label",
     ),
+    path("projects/<int:project_id>/review/", workspace_review.review_list, name="review-list"),
+    path(
+        "projects/<int:project_id>/review/from-agreement/",
+        workspace_review.review_from_agreement,
+        name="review-from-agreement",
+    ),
+    path(
+        "projects/<int:project_id>/jobs/<int:job_id>/review/",
+        workspace_review.review_from_job,
+        name="review-from-job",
+    ),
+    path(
+        "projects/<int:project_id>/review/<int:entry_id>/",
+        workspace_review.review_detail,
+        name="review-detail",
+    ),
+    path(
+        "projects/<int:project_id>/review/<int:entry_id>/message/",
+        workspace_review.review_message,
+        name="review-message",
+    ),
+    path("messages/<int:message_id>/read/", views.message_read, name="message-read"),
     path(
         "projects/<int:project_id>/datasets/",
         workspace_datasets.dataset_list,

@@ -20,6 +20,7 @@ SECTIONS = [
     ("job-list", "Jobs"),
     ("quality", "Quality"),
     ("judge-list", "Judges"),
+    ("review-list", "Review"),
     ("dataset-list", "Datasets"),
     ("webhook-list", "Webhooks"),
 ]
