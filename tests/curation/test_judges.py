@@ -624,3 +624,32 @@ def test_the_admin_form_keeps_the_key_write_only_and_encrypted(
     assert api_key_decrypt(saved.api_key_encrypted) == "sk-from-the-admin"
     bad = JudgeAdminForm(instance=judge, data={**data, "prompts": '{"pairwise": "no slots"}'})
     assert not bad.is_valid() and "prompts" in bad.errors
+
+
+def test_a_local_judge_answers_rankings_by_round_robin_and_rates_by_digit_tokens(
+    project, settings, tmp_path
+):
+    from annotation.models import RankingAnswer, RatingAnswer
+    from tests.tiny_models import build_tiny_causal_lm
+
+    build_tiny_causal_lm(tmp_path / "models" / "tiny-lm")
+    settings.BALLOT_MODEL_ROOTS = [str(tmp_path / "models")]
+    item = ItemFactory(project=project, responses=["one.", "two.", "three."])
+    judge = services.judge_create(
+        project=project, user=None, data={"name": "lm", "backend": "local", "model": "tiny-lm"}
+    )
+    job = _run(project, judge)
+    assert job.status == JobStatus.SUCCEEDED, job.error
+    outcomes = dict(JudgeVerdict.objects.filter(item=item).values_list("question__kind", "outcome"))
+    # A position-biased model: every pair ties, so the ranking is one tie group.
+    assert outcomes == {"pairwise": "tie", "ranking": "tie", "rating": "label"}
+    annotation = Annotation.objects.get(item=item, source=Source.AI)
+    ranking = RankingAnswer.objects.get(annotation=annotation).ranking
+    assert len(ranking) == 1 and sorted(ranking[0]) == sorted(
+        item.responses.values_list("id", flat=True)
+    )
+    values = set(RatingAnswer.objects.filter(annotation=annotation).values_list("value", flat=True))
+    assert (
+        values <= {1.0, 2.0, 3.0, 4.0, 5.0}
+        and RatingAnswer.objects.filter(annotation=annotation).count() == 9
+    )
