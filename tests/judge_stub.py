@@ -8,7 +8,7 @@ It reads the judge's prompt, finds the responses shown as ``[Response A]`` and
 - ``malformed``: text with no verdict in it; ``not_json``: a body that is not JSON.
 
 ``script`` gives statuses for the first requests in order (``429`` carries
-``Retry-After: retry_after``; then 200s); ``delay`` seconds per request. It records
+``Retry-After: retry_after``, a 3xx ``Location: redirect_to``; then 200s); ``delay`` seconds per request. It records
 every request (headers included) and the most requests it served at once.
 """
 
@@ -29,6 +29,7 @@ class JudgeStub:
     script: list[int] = field(default_factory=list)
     retry_after: str = "0"
     logprobs: bool = False
+    redirect_to: str = ""
     requests: list[dict] = field(default_factory=list)
     statuses: list[int] = field(default_factory=list)
     active: int = 0
@@ -92,6 +93,8 @@ class JudgeStub:
                     self.send_response(status)
                     if status == 429:
                         self.send_header("Retry-After", stub.retry_after)
+                    if status in (301, 302, 307, 308) and stub.redirect_to:
+                        self.send_header("Location", stub.redirect_to)
                 elif stub.mode == "not_json":
                     payload = b"<html>oops</html>"
                     self.send_response(200)
@@ -127,9 +130,13 @@ class JudgeStub:
                 self.end_headers()
                 self.wfile.write(payload)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.server.request_queue_size = 128
+        class Server(ThreadingHTTPServer):
+            # The listen backlog is set when the server binds: a class attribute, or
+            # bursts of 16 new connections overflow the default of 5 and get reset.
+            request_queue_size = 128
+            daemon_threads = True
+
+        self.server = Server(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
 

@@ -93,8 +93,10 @@ class ChatBackend:
     def pairs(self, tasks, template, on_disagreement):
         return self.client.judge_pairs(tasks, template=template, on_disagreement=on_disagreement)
 
-    def rankings(self, tasks, template, on_disagreement):
-        return self.client.judge_rankings(tasks, template=template, on_disagreement=on_disagreement)
+    def rankings(self, tasks, prompts, on_disagreement):
+        return self.client.judge_rankings(
+            tasks, template=prompts["ranking"], on_disagreement=on_disagreement
+        )
 
     def ratings(self, tasks, template):
         return self.client.judge_ratings(tasks, template=template)
@@ -106,7 +108,8 @@ class _PairwiseRanking:
     def pairs(self, tasks, template, on_disagreement):  # pragma: no cover - interface
         raise NotImplementedError
 
-    def rankings(self, tasks, template, on_disagreement):
+    def rankings(self, tasks, prompts, on_disagreement):
+        """Each ranking from its round-robin pairs, asked with the pairwise template."""
         out = []
         for task in tasks:
             count = len(task.responses)
@@ -116,7 +119,7 @@ class _PairwiseRanking:
                     core.PairTask(task.prompt, (task.responses[i], task.responses[j]))
                     for i, j in couples
                 ],
-                core.DEFAULT_PROMPTS["pairwise"],
+                prompts["pairwise"],
                 on_disagreement,
             )
             out.append(core.ranking_from_pairs(count, couples, verdicts))
@@ -334,7 +337,7 @@ def items_judge(
             core.RankingTask(prompt, tuple(r.text for r in rs), instructions(question))
             for _, question, rs, prompt in ranking_jobs
         ],
-        prompts["ranking"],
+        prompts,
         on_disagreement,
     )
     for (item, question, rs, prompt), verdict in zip(ranking_jobs, ranking_verdicts, strict=True):

@@ -393,7 +393,9 @@ def verdicts_store(
                         input_hash=r.input_hash,
                     )
                     for r in fresh
-                ]
+                ],
+                # Two runs of one version racing on an item: the first verdicts stay.
+                ignore_conflicts=True,
             )
             counts["verdicts"] += len(fresh)
             for r in fresh:

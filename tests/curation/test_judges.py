@@ -30,6 +30,22 @@ def stub():
     server.stop()
 
 
+@pytest.fixture
+def connections_seen(monkeypatch):
+    """Every address the outbound client connects to."""
+    import socket
+
+    real = socket.create_connection
+    seen: list[str] = []
+
+    def recording(address, *args, **kwargs):
+        seen.append(address[0])
+        return real(address, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "create_connection", recording)
+    return seen
+
+
 @pytest.fixture(autouse=True)
 def judge_settings(settings, monkeypatch):
     for name in ("BALLOT_WEBHOOK_ALLOW_PRIVATE", "BALLOT_OUTBOUND_ALLOW_PRIVATE"):
@@ -548,3 +564,92 @@ def test_item_ids_may_come_as_a_comma_list_or_digit_strings(pairwise_project, st
             {"judge": judge.id, "item_ids": given}, kind="label-ai", project=pairwise_project
         )
         assert params["item_ids"] == [items[0].id, items[2].id]
+
+
+def test_a_redirect_to_a_metadata_address_is_refused_before_anything_is_sent(
+    pairwise_project, connections_seen
+):
+    server = JudgeStub(script=[307] * 4, redirect_to="http://169.254.169.254/latest/").start()
+    try:
+        _items(pairwise_project, 1)
+        judge = _judge(pairwise_project, server, max_retries=0)
+        _run(pairwise_project, judge)
+        verdict = JudgeVerdict.objects.get()
+        assert verdict.outcome == "abstain" and "metadata" in verdict.reason
+        assert len(server.requests) == 2  # one per order; the redirect was never followed
+        assert all(host == "127.0.0.1" for host in connections_seen)
+    finally:
+        server.stop()
+
+
+def test_transient_failures_in_a_job_are_retried_and_slow_answers_time_out(pairwise_project):
+    flaky = JudgeStub(script=[503, 429, 500], retry_after="0").start()
+    try:
+        _items(pairwise_project, 2)
+        job = _run(pairwise_project, _judge(pairwise_project, flaky, concurrency=1))
+        assert job.result["labels"] == 2
+        assert job.result["requests"] == 4 and job.result["attempts"] == 7
+        assert flaky.statuses[:4] == [503, 429, 500, 200]
+    finally:
+        flaky.stop()
+    slow = JudgeStub(delay=1.0).start()
+    try:
+        judge = _judge(pairwise_project, slow, name="slow", timeout_seconds=0.2, max_retries=0)
+        job = _run(pairwise_project, judge)
+        reasons = JudgeVerdict.objects.filter(version__judge=judge).values_list("reason", flat=True)
+        assert job.result["abstentions"] == 2 and all("Timed out" in r for r in reasons)
+    finally:
+        slow.stop()
+
+
+def test_the_admin_form_keeps_the_key_write_only_and_encrypted(
+    pairwise_project, stub, admin_client
+):
+    judge = _judge(pairwise_project, stub)
+    page = admin_client.get(f"/admin/curation/judge/{judge.id}/change/").content.decode()
+    assert 'type="password"' in page and judge.api_key_encrypted not in page
+    assert SECRET not in page
+    from curation.admin import JudgeAdminForm
+    from curation.judges.secrets import api_key_decrypt
+
+    data = {
+        field: getattr(judge, field)
+        for field in JudgeAdminForm.Meta.fields
+        if field not in ("project", "reward_job", "prompts", "max_requests_per_job")
+    }
+    data.update(project=pairwise_project.id, prompts="{}", api_key="sk-from-the-admin")
+    form = JudgeAdminForm(instance=judge, data=data)
+    assert form.is_valid(), form.errors
+    saved = form.save()
+    assert api_key_decrypt(saved.api_key_encrypted) == "sk-from-the-admin"
+    bad = JudgeAdminForm(instance=judge, data={**data, "prompts": '{"pairwise": "no slots"}'})
+    assert not bad.is_valid() and "prompts" in bad.errors
+
+
+def test_a_local_judge_answers_rankings_by_round_robin_and_rates_by_digit_tokens(
+    project, settings, tmp_path
+):
+    from annotation.models import RankingAnswer, RatingAnswer
+    from tests.tiny_models import build_tiny_causal_lm
+
+    build_tiny_causal_lm(tmp_path / "models" / "tiny-lm")
+    settings.BALLOT_MODEL_ROOTS = [str(tmp_path / "models")]
+    item = ItemFactory(project=project, responses=["one.", "two.", "three."])
+    judge = services.judge_create(
+        project=project, user=None, data={"name": "lm", "backend": "local", "model": "tiny-lm"}
+    )
+    job = _run(project, judge)
+    assert job.status == JobStatus.SUCCEEDED, job.error
+    outcomes = dict(JudgeVerdict.objects.filter(item=item).values_list("question__kind", "outcome"))
+    # A position-biased model: every pair ties, so the ranking is one tie group.
+    assert outcomes == {"pairwise": "tie", "ranking": "tie", "rating": "label"}
+    annotation = Annotation.objects.get(item=item, source=Source.AI)
+    ranking = RankingAnswer.objects.get(annotation=annotation).ranking
+    assert len(ranking) == 1 and sorted(ranking[0]) == sorted(
+        item.responses.values_list("id", flat=True)
+    )
+    values = set(RatingAnswer.objects.filter(annotation=annotation).values_list("value", flat=True))
+    assert (
+        values <= {1.0, 2.0, 3.0, 4.0, 5.0}
+        and RatingAnswer.objects.filter(annotation=annotation).count() == 9
+    )

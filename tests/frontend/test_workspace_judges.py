@@ -128,3 +128,30 @@ def test_label_every_item_starts_a_label_ai_job(project, dana, stub):
     job = Job.objects.get(kind=JobKind.LABEL_AI)
     assert response.status_code == 302 and response["Location"].endswith(f"/jobs/{job.id}/")
     assert job.params["judge"] == judge.id
+
+
+def test_an_admin_edits_the_prompt_and_the_default_text_means_the_default(project, alice, stub):
+    judge = services.judge_create(
+        project=project,
+        user=None,
+        data={"name": "j", "backend": "openai", "base_url": stub.base_url, "model": "m"},
+    )
+    from models_gpu.judges import DEFAULT_PROMPTS
+
+    client = client_for(alice)
+    base = {"model": "m", "base_url": stub.base_url, "on_disagreement": "tie", "concurrency": "4"}
+    template = "{prompt}\n[Response A]\n{response_a}\n\n[Response B]\n{response_b}\n\nA or B?"
+    assert (
+        client.post(
+            url(project, f"{judge.id}/edit/"), {**base, "pairwise_prompt": template}
+        ).status_code
+        == 302
+    )
+    judge.refresh_from_db()
+    assert judge.prompts == {"pairwise": template}
+    default = {**base, "pairwise_prompt": DEFAULT_PROMPTS["pairwise"]}
+    assert client.post(url(project, f"{judge.id}/edit/"), default).status_code == 302
+    judge.refresh_from_db()
+    assert judge.prompts == {}
+    bad = client.post(url(project, f"{judge.id}/edit/"), {**base, "pairwise_prompt": "{oops}"})
+    assert bad.status_code == 400 and 'data-error-for="prompts.pairwise"' in bad.content.decode()

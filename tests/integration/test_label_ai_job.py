@@ -44,7 +44,7 @@ def test_a_worker_labels_items_with_the_judge_and_a_rerun_writes_nothing(
     settings.BALLOT_JUDGE_SECRET_KEY = "integration-judge-key"
     stub = JudgeStub(delay=0.02).start()
     try:
-        celery_workers("judge-worker")
+        (worker,) = celery_workers("judge-worker")
         owner = UserFactory(username="owner")
         project = ProjectFactory(created_by=owner)
         make_questions(project, [{"kind": "pairwise", "name": "preference"}])
@@ -91,5 +91,7 @@ def test_a_worker_labels_items_with_the_judge_and_a_rerun_writes_nothing(
         assert rerun.result["annotations"] == 0 and rerun.result["requests"] == 0
         assert Annotation.objects.filter(source=Source.AI).count() == 12
         assert len(stub.requests) == 24
+        # The key went to the judge server only: the worker never logged it.
+        assert "sk-worker" not in worker.log()
     finally:
         stub.stop()
