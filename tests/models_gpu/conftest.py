@@ -1,7 +1,9 @@
 """Shared fixtures: HH-RLHF pairs and their MiniLM embeddings, computed once per session.
 
-Tests that use ``hh_pairs`` load MiniLM and embed 3,000 texts: mark them ``slow``. No
-test relies on a disk cache another test filled; caches live in each test's tmp_path.
+Tests that use ``hh_pairs`` load MiniLM and embed 3,000 texts: mark them ``slow`` and
+``ON_THE_HH_WORKER`` (one pytest-xdist group, so one worker computes the embeddings
+for all of them). No test relies on a disk cache another test filled; caches live in
+each test's tmp_path.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ from models_gpu import EmbeddingConfig, embed_texts
 HH_PATH = Path("/work/shared/datasets/hh_rlhf_harmless/harmless-base_test.jsonl")
 N_PAIRS = 1000
 SEPARATOR = "\n\nAssistant:"
-# Truncating at 128 tokens halves embedding time on CPU and keeps the tests well under
-# three minutes; the final human turn of most HH prompts fits.
-TEST_EMBEDDING = EmbeddingConfig(max_length=128)
+# Truncated at 64 tokens: a quarter less CPU than 128 for the same findings (held-out
+# accuracy 0.60 at both; 34 flipped labels flagged at 2.7x chance, against 30 at 2.6x).
+# 1,000 pairs stay: with 600, the suspects model is too unsure to flag 20 pairs at 0.7.
+TEST_EMBEDDING = EmbeddingConfig(max_length=64)
 
 
 @dataclass
@@ -55,6 +58,10 @@ def load_hh(limit: int) -> tuple[list[str], list[str], list[str]]:
             if len(prompts) == limit:
                 break
     return prompts, chosen, rejected
+
+
+# The xdist group that every test using ``hh_pairs`` names.
+ON_THE_HH_WORKER = pytest.mark.xdist_group("hh_pairs")
 
 
 @pytest.fixture(scope="session")
