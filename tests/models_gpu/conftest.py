@@ -1,9 +1,9 @@
 """Shared fixtures: HH-RLHF pairs and their MiniLM embeddings, computed once per session.
 
 Tests that use ``hh_pairs`` load MiniLM and embed 3,000 texts: mark them ``slow`` and
-``ON_THE_HH_WORKER`` (one pytest-xdist group, so one worker computes the embeddings
-for all of them). No test relies on a disk cache another test filled; caches live in
-each test's tmp_path.
+list them in ``ONE_WORKER`` (tests/conftest.py), so that one pytest-xdist worker runs
+them all and computes the embeddings once. No test relies on a disk cache another test
+filled; caches live in each test's tmp_path.
 """
 
 from __future__ import annotations
@@ -58,10 +58,6 @@ def load_hh(limit: int) -> tuple[list[str], list[str], list[str]]:
             if len(prompts) == limit:
                 break
     return prompts, chosen, rejected
-
-
-# The xdist group that every test using ``hh_pairs`` names.
-ON_THE_HH_WORKER = pytest.mark.xdist_group("hh_pairs")
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ from models_gpu import (
     selection_summary,
     text_quality,
 )
-from tests.models_gpu.conftest import ON_THE_HH_WORKER, HHPairs
+from tests.models_gpu.conftest import HHPairs
 
 
 def test_text_quality_penalises_broken_repetitive_and_boilerplate_text() -> None:
@@ -57,7 +57,6 @@ def test_greedy_and_static_selection_agree_without_neighbours_nearby() -> None:
 
 
 @pytest.mark.slow
-@ON_THE_HH_WORKER
 def test_fifa_keeps_confident_diverse_hh_pairs(hh_pairs: HHPairs) -> None:
     # Plant exact duplicates of 50 pairs: their prompts must not both be kept.
     copies = np.arange(0, 500, 10)

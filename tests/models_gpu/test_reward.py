@@ -16,7 +16,7 @@ from models_gpu import (
     group_folds,
     out_of_fold_margins,
 )
-from tests.models_gpu.conftest import ON_THE_HH_WORKER, HHPairs
+from tests.models_gpu.conftest import HHPairs
 from tests.tiny_models import build_tiny_sequence_classifier
 
 
@@ -156,7 +156,6 @@ def test_the_out_of_fold_cache_returns_a_result_without_training_again(
 
 
 @pytest.mark.slow
-@ON_THE_HH_WORKER
 def test_the_reward_model_beats_chance_on_held_out_hh_pairs(hh_pairs: HHPairs) -> None:
     result = out_of_fold_margins(
         hh_pairs.prompt_emb,

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from models_gpu import RewardConfig, calibrate_temperature, flag_suspects, out_of_fold_margins
-from tests.models_gpu.conftest import ON_THE_HH_WORKER, HHPairs
+from tests.models_gpu.conftest import HHPairs
 
 
 def test_suspects_are_ranked_by_confidence_and_ties_are_never_flagged() -> None:
@@ -24,7 +24,6 @@ def test_calibration_recovers_the_temperature_of_simulated_labels() -> None:
 
 
 @pytest.mark.slow
-@ON_THE_HH_WORKER
 def test_flipped_labels_are_flagged_at_least_twice_as_often_as_chance(hh_pairs: HHPairs) -> None:
     flipped = np.random.default_rng(0).random(len(hh_pairs.prompts)) < 0.2
     chosen = np.where(flipped[:, None], hh_pairs.rejected_emb, hh_pairs.chosen_emb)
