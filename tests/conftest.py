@@ -40,18 +40,24 @@ if not os.environ.get("DATABASE_URL", "").startswith(("postgres", "postgresql"))
     LiveServerThread.server_class = SerialWSGIServer
 
 
-# Tests that share an expensive session fixture run on one pytest-xdist worker, which builds
-# it once per run instead of once per worker. Keyed by the fixture; every test using it
-# must be listed (checked at collection). xdist's own `--dist loadgroup` marks have no
-# effect under pytest 9: it ignores the node ids xdist rewrites to carry the group.
+# Test modules that share an expensive session fixture run on one pytest-xdist worker,
+# which builds it once per run instead of once per worker. Keyed by the fixture. A test
+# module using it but missing here still passes, with a warning (the fixture is then
+# built twice). xdist's own `--dist loadgroup` marks have no effect under pytest 9: it
+# ignores the node ids xdist rewrites to carry the group.
 ONE_WORKER: dict[str, tuple[str, ...]] = {
     # 3,000 HH-RLHF texts embedded with MiniLM (tests/models_gpu/conftest.py)
     "hh_pairs": (
-        "tests/models_gpu/test_fifa.py::test_fifa_keeps_confident_diverse_hh_pairs",
-        "tests/models_gpu/test_reward.py::test_the_reward_model_beats_chance_on_held_out_hh_pairs",
-        "tests/models_gpu/test_suspects.py::test_flipped_labels_are_flagged_at_least_twice_as_often_as_chance",
+        "tests/models_gpu/test_duplicates.py",
+        "tests/models_gpu/test_fifa.py",
+        "tests/models_gpu/test_reward.py",
+        "tests/models_gpu/test_suspects.py",
     ),
 }
+
+
+def _module(nodeid: str) -> str:
+    return nodeid.split("::", 1)[0]
 
 
 @pytest.hookimpl(optionalhook=True, tryfirst=True)
@@ -61,23 +67,26 @@ def pytest_xdist_make_scheduler(config, log):
         return None  # an explicit --dist mode is honoured
     from xdist.scheduler import LoadScopeScheduling
 
-    group_of = {nodeid: fixture for fixture, nodeids in ONE_WORKER.items() for nodeid in nodeids}
+    group_of = {module: fixture for fixture, modules in ONE_WORKER.items() for module in modules}
 
     class OneWorkerGroups(LoadScopeScheduling):
         # Larger work units are handed out first (xdist's loadscope reorder), so a group
         # starts early instead of becoming the tail of the run.
         def _split_scope(self, nodeid: str) -> str:
-            return group_of.get(nodeid, nodeid)
+            return group_of.get(_module(nodeid), nodeid)
 
     return OneWorkerGroups(config, log)
 
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        for fixture, nodeids in ONE_WORKER.items():
-            if fixture in getattr(item, "fixturenames", ()) and item.nodeid not in nodeids:
-                raise pytest.UsageError(
-                    f"{item.nodeid} uses {fixture}: list it in ONE_WORKER (tests/conftest.py)"
+        for fixture, modules in ONE_WORKER.items():
+            if fixture in getattr(item, "fixturenames", ()) and _module(item.nodeid) not in modules:
+                item.warn(
+                    pytest.PytestWarning(
+                        f"uses {fixture}: list its module in ONE_WORKER (tests/conftest.py) "
+                        "so that one xdist worker builds the fixture"
+                    )
                 )
     # Concurrency tests need real row locks: PostgreSQL. Under SQLite they skip, saying why.
     if os.environ.get("DATABASE_URL", "").startswith(("postgres", "postgresql")):

@@ -1,8 +1,8 @@
 """Shared fixtures: HH-RLHF pairs and their MiniLM embeddings, computed once per session.
 
 Tests that use ``hh_pairs`` load MiniLM and embed 3,000 texts: mark them ``slow`` and
-list them in ``ONE_WORKER`` (tests/conftest.py), so that one pytest-xdist worker runs
-them all and computes the embeddings once. No test relies on a disk cache another test
+list their modules in ``ONE_WORKER`` (tests/conftest.py), so that one pytest-xdist worker
+runs them all and computes the embeddings once. No test relies on a disk cache another test
 filled; caches live in each test's tmp_path.
 """
 
@@ -21,10 +21,10 @@ from tests.datasets import dataset
 HH_FILE = "harmless-base_test.jsonl"
 N_PAIRS = 1000
 SEPARATOR = "\n\nAssistant:"
-# Truncated at 64 tokens: a quarter less CPU than 128 for the same findings (held-out
-# accuracy 0.60 at both; 34 flipped labels flagged at 2.7x chance, against 30 at 2.6x).
-# 1,000 pairs stay: with 600, the suspects model is too unsure to flag 20 pairs at 0.7.
-TEST_EMBEDDING = EmbeddingConfig(max_length=64)
+# Truncating at 128 tokens halves embedding time on CPU and keeps the tests well under
+# three minutes; the final human turn of most HH prompts fits. (At 64 tokens the
+# suspects test at 40% planted noise no longer finds 1.3x its base rate.)
+TEST_EMBEDDING = EmbeddingConfig(max_length=128)
 
 
 @dataclass
