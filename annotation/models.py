@@ -416,6 +416,117 @@ class CorrectionAnswer(models.Model):
         return f"[{self.start}, {self.end}) on {self.response_id}"
 
 
+class QualityUnitVote(models.Model):
+    """Human votes for one label in one agreement unit, kept on write for the quality charts.
+
+    Written by ``annotation.services.quality`` from the item's votes under the item's row
+    lock (absolute figures, so a row is right whatever order writers commit in); gold
+    items have none. ``unit_votes`` and ``unit_last_at`` repeat the unit's size and
+    last vote time on each of its rows, so alpha and kappa are one grouped scan.
+    """
+
+    question = models.ForeignKey(Question, on_delete=models.CASCADE, related_name="+")
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="+")
+    unit_a = models.BigIntegerField(
+        help_text="Lower response id (pairwise), the response (rating)."
+    )
+    unit_b = models.BigIntegerField(help_text="Higher response id (pairwise), else 0.")
+    aspect = models.CharField(max_length=64, blank=True)
+    value = models.CharField(max_length=32, help_text="lo, hi, tie; a whole point; a response id.")
+    votes = models.PositiveIntegerField()
+    value_sum = models.FloatField(default=0.0, help_text="Sum of the exact rating values.")
+    value_sum_sq = models.FloatField(default=0.0)
+    observed = models.FloatField(
+        default=0.0, help_text="The unit's interval disagreement, on its lowest label's row."
+    )
+    unit_votes = models.PositiveIntegerField()
+    unit_last_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["question", "item", "unit_a", "unit_b", "aspect", "value"],
+                name="quality_unit_vote_unique",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.votes} x {self.value} on {self.item_id}"
+
+
+class AnnotatorPairVote(models.Model):
+    """Shared units of two annotators (a < b) on one question by the labels they gave."""
+
+    question = models.ForeignKey(Question, on_delete=models.CASCADE, related_name="+")
+    annotator_a = models.ForeignKey(
+        django_settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    annotator_b = models.ForeignKey(
+        django_settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    value_a = models.CharField(max_length=32)
+    value_b = models.CharField(max_length=32)
+    units = models.PositiveIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["question", "annotator_a", "annotator_b", "value_a", "value_b"],
+                name="annotator_pair_vote_unique",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.annotator_a_id}/{self.annotator_b_id}: {self.units}"
+
+
+class AnnotatorQuality(models.Model):
+    """Counters of the annotator table, per annotator and project, kept on write."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    annotator = models.ForeignKey(
+        django_settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    judgements = models.PositiveIntegerField(default=0)
+    majority_agreed = models.IntegerField(default=0)
+    majority_units = models.IntegerField(default=0)
+    gold_correct = models.PositiveIntegerField(default=0)
+    gold_scored = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "annotator"], name="annotator_quality_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.annotator_id} in {self.project_id}"
+
+
+class AnnotatorTime(models.Model):
+    """How many of an annotator's submissions took a time in one bucket (for the median)."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    annotator = models.ForeignKey(
+        django_settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    bucket_ms = models.PositiveIntegerField(
+        help_text="Lower bound, see quality_summary.time_bucket."
+    )
+    annotations = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "annotator", "bucket_ms"], name="annotator_time_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.annotator_id}: {self.annotations} at {self.bucket_ms} ms"
+
+
 class ApiToken(models.Model):
     """A personal API token. Only its SHA-256 is stored; the secret is shown once at creation."""
 

@@ -1,11 +1,93 @@
-"""Per-unit agreement and annotator summaries kept on write (quality charts)."""
+"""Per-unit agreement and annotator summaries kept on write (quality charts).
 
-from django.db import migrations
+The tables are filled here for existing projects with the function the rebuild
+command runs, so a summary written on submit and one backfilled agree.
+"""
+
+import django.db.models.deletion
+from django.conf import settings
+from django.db import migrations, models
+
+
+def backfill(apps, schema_editor):
+    from annotation.services.quality import quality_summaries_rebuild
+
+    Project = apps.get_model("annotation", "Project")
+    for project_id in Project.objects.order_by("id").values_list("id", flat=True):
+        quality_summaries_rebuild(project_id=project_id, apps=apps)
 
 
 class Migration(migrations.Migration):
     dependencies = [
         ("annotation", "0009_item_agreement_desc_index"),
+        migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
-    operations = []
+    operations = [
+        migrations.CreateModel(
+            name="AnnotatorPairVote",
+            fields=[
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("value_a", models.CharField(max_length=32)),
+                ("value_b", models.CharField(max_length=32)),
+                ("units", models.PositiveIntegerField()),
+                ("annotator_a", models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name="+", to=settings.AUTH_USER_MODEL)),
+                ("annotator_b", models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name="+", to=settings.AUTH_USER_MODEL)),
+                ("question", models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name="+", to="annotation.question")),
+            ],
+            options={
+                "constraints": [models.UniqueConstraint(fields=("question", "annotator_a", "annotator_b", "value_a", "value_b"), name="annotator_pair_vote_unique")],
+            },
+        ),
+        migrations.CreateModel(
+            name="AnnotatorQuality",
+            fields=[
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("judgements", models.PositiveIntegerField(default=0)),
+                ("majority_agreed", models.IntegerField(default=0)),
+                ("majority_units", models.IntegerField(default=0)),
+                ("gold_correct", models.PositiveIntegerField(default=0)),
+                ("gold_scored", models.PositiveIntegerField(default=0)),
+                ("annotator", models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name="+", to=settings.AUTH_USER_MODEL)),
+                ("project", models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name="+", to="annotation.project")),
+            ],
+            options={
+                "constraints": [models.UniqueConstraint(fields=("project", "annotator"), name="annotator_quality_unique")],
+            },
+        ),
+        migrations.CreateModel(
+            name="AnnotatorTime",
+            fields=[
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("bucket_ms", models.PositiveIntegerField(help_text="Lower bound, see quality_summary.time_bucket.")),
+                ("annotations", models.PositiveIntegerField(default=0)),
+                ("annotator", models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name="+", to=settings.AUTH_USER_MODEL)),
+                ("project", models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name="+", to="annotation.project")),
+            ],
+            options={
+                "constraints": [models.UniqueConstraint(fields=("project", "annotator", "bucket_ms"), name="annotator_time_unique")],
+            },
+        ),
+        migrations.CreateModel(
+            name="QualityUnitVote",
+            fields=[
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("unit_a", models.BigIntegerField(help_text="Lower response id (pairwise), the response (rating).")),
+                ("unit_b", models.BigIntegerField(help_text="Higher response id (pairwise), else 0.")),
+                ("aspect", models.CharField(blank=True, max_length=64)),
+                ("value", models.CharField(help_text="lo, hi, tie; a whole point; a response id.", max_length=32)),
+                ("votes", models.PositiveIntegerField()),
+                ("value_sum", models.FloatField(default=0.0, help_text="Sum of the exact rating values.")),
+                ("value_sum_sq", models.FloatField(default=0.0)),
+                ("observed", models.FloatField(default=0.0, help_text="The unit's interval disagreement, on its lowest label's row.")),
+                ("unit_votes", models.PositiveIntegerField()),
+                ("unit_last_at", models.DateTimeField()),
+                ("item", models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name="+", to="annotation.item")),
+                ("question", models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name="+", to="annotation.question")),
+            ],
+            options={
+                "constraints": [models.UniqueConstraint(fields=("question", "item", "unit_a", "unit_b", "aspect", "value"), name="quality_unit_vote_unique")],
+            },
+        ),
+        migrations.RunPython(backfill, migrations.RunPython.noop),
+    ]
