@@ -30,7 +30,7 @@ def test_next_and_submit_use_a_fixed_number_of_queries(project, items, bob, api)
     with CaptureQueriesContext(connection) as submitted:
         response = client.post(
             f"/api/v1/assignments/{body['id']}/submit/",
-            {"answers": _answers(body)},
+            {"answers": _answers(body), "time_spent_ms": 4200},
             format="json",
             HTTP_IDEMPOTENCY_KEY="q-1",
         )
@@ -45,9 +45,11 @@ def test_next_and_submit_use_a_fixed_number_of_queries(project, items, bob, api)
     # own transaction a savepoint; in production that pair is BEGIN/COMMIT, unlogged).
     assert len(claimed) <= 13, [q["sql"] for q in claimed]
     # Submit: token, assignment, questions, responses, lock, insert annotation, 3 answer tables,
-    # then (a pairwise answer came) lock the item, read its pairwise votes, store its
-    # agreement; update.
-    assert len(submitted) <= 15, [q["sql"] for q in submitted]
-    # Answers are bulk-inserted per table, never one query per rating.
+    # then lock the item, read its human votes (one statement for every answer table),
+    # store its agreement (a pairwise answer came), one upsert per quality summary with
+    # rows: unit votes, annotator counters, time bucket (annotator pairs too when another
+    # annotator labelled the item: one more); update.
+    assert len(submitted) <= 18, [q["sql"] for q in submitted]
+    # Answers are bulk-inserted per table, never one query per rating; so are the summaries.
     inserts = [q for q in submitted if q["sql"].startswith("INSERT")]
-    assert len(inserts) == 4
+    assert len(inserts) == 4 + 3
