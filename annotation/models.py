@@ -416,42 +416,41 @@ class CorrectionAnswer(models.Model):
         return f"[{self.start}, {self.end}) on {self.response_id}"
 
 
-class QualityUnitVote(models.Model):
-    """Human votes for one label in one agreement unit, kept on write for the quality charts.
+class QualityAgreementSum(models.Model):
+    """Sums over agreement units for the quality charts, per question, day, unit size and label.
 
-    Written by ``annotation.services.quality`` from the item's votes under the item's row
-    lock (absolute figures, so a row is right whatever order writers commit in); gold
-    items have none. ``unit_votes`` and ``unit_last_at`` repeat the unit's size and
-    last vote time on each of its rows, so alpha and kappa are one grouped scan.
+    A unit counts on the UTC day of its last human vote, with its current number of
+    votes (two or more); ``annotation.quality_summary.unit_sums`` defines the figures.
+    Writers add the difference their new votes make (a unit that gets a vote moves from
+    its old day and size to today's), in the submit transaction. Rows are striped over
+    ``shard`` (the item id modulo ``QUALITY_SHARDS``) so concurrent submits on different
+    items rarely wait on the same row; readers sum over shards. A stripe alone may hold
+    negative figures (a unit counted by a rebuild in stripe 0 leaves its own stripe).
     """
 
     question = models.ForeignKey(Question, on_delete=models.CASCADE, related_name="+")
-    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="+")
-    unit_a = models.BigIntegerField(
-        help_text="Lower response id (pairwise), the response (rating)."
-    )
-    unit_b = models.BigIntegerField(help_text="Higher response id (pairwise), else 0.")
-    aspect = models.CharField(max_length=64, blank=True)
+    day = models.DateField()
+    unit_votes = models.PositiveIntegerField(help_text="Votes in each of these units (m).")
     value = models.CharField(max_length=32, help_text="lo, hi, tie; a whole point; a response id.")
-    votes = models.PositiveIntegerField()
+    shard = models.PositiveSmallIntegerField(default=0)
+    votes = models.BigIntegerField(default=0)
+    votes_sq = models.BigIntegerField(default=0, help_text="Sum over units of the votes squared.")
     value_sum = models.FloatField(default=0.0, help_text="Sum of the exact rating values.")
     value_sum_sq = models.FloatField(default=0.0)
     observed = models.FloatField(
-        default=0.0, help_text="The unit's interval disagreement, on its lowest label's row."
+        default=0.0, help_text="Sum of the units' interval disagreement (on their lowest label)."
     )
-    unit_votes = models.PositiveIntegerField()
-    unit_last_at = models.DateTimeField()
 
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["question", "item", "unit_a", "unit_b", "aspect", "value"],
-                name="quality_unit_vote_unique",
+                fields=["question", "day", "unit_votes", "value", "shard"],
+                name="quality_agreement_sum_unique",
             )
         ]
 
     def __str__(self) -> str:
-        return f"{self.votes} x {self.value} on {self.item_id}"
+        return f"{self.question_id} {self.day} m={self.unit_votes} {self.value}"
 
 
 class AnnotatorPairVote(models.Model):

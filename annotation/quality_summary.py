@@ -11,10 +11,10 @@ the value rounded to a whole point (half away from zero) as the nominal label an
 exact value for the interval metric; rankings (item) with the response ranked first.
 
 Three kinds of figure, each a sum over units or votes, so a writer adds the
-difference its new annotations make:
+difference its new annotations make (the item's figures with them minus without):
 
-- ``unit_rows``: per unit and label, the votes and the unit's size and last time;
-  Krippendorff's alpha and Fleiss' kappa are sums of these over units.
+- ``unit_sums``: per question, day of the unit's last vote, unit size and label, the
+  sums over units that Krippendorff's alpha and Fleiss' kappa are computed from.
 - ``pair_counts``: per question and annotator pair, how often they gave each pair of
   labels to a shared unit (Cohen's kappa per pair).
 - ``annotator_outcomes``: per annotator, units agreeing with the majority of the
@@ -27,7 +27,7 @@ import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 PAIRWISE = "pairwise"
@@ -106,21 +106,26 @@ def _by_unit(votes: Iterable[Vote]) -> dict[tuple, list[Vote]]:
 # --------------------------------------------------------------------------- units
 
 
-def unit_rows(votes: Iterable[Vote]) -> dict[tuple, dict]:
-    """``(question, item, unit_a, unit_b, aspect, value) -> row`` for every unit voted on.
+def unit_sums(votes: Iterable[Vote]) -> dict[tuple, list[float]]:
+    """What the units voted on add to the agreement sums, per (question, day, m, label).
 
-    A row holds the votes for that label, the sum and sum of squares of their exact
-    values (ratings), and the unit's size and last vote time (the same on every row of
-    a unit). ``observed`` is the unit's interval disagreement ``(m·Σv² - (Σv)²)/(m-1)``,
-    put on the row of its lowest label only, so a sum over rows counts each unit once.
+    ``day`` is the UTC date of the unit's last vote (a unit belongs to the period in
+    which it became what it is now), ``m`` its number of votes; units with one vote
+    cannot be paired and add nothing. Each entry is ``[votes, votes², Σ values,
+    Σ values², observed]``: the votes for the label, their square (summed over units,
+    Σ n² is what alpha and Fleiss' kappa need), the sum and sum of squares of their
+    exact values (ratings), and the unit's interval disagreement ``(m·Σv² - (Σv)²)/(m-1)``
+    on the row of its lowest label only, so a sum over rows counts each unit once.
     """
-    rows: dict[tuple, dict] = {}
-    for unit, unit_votes in _by_unit(votes).items():
+    sums: dict[tuple, list[float]] = defaultdict(lambda: [0, 0, 0.0, 0.0, 0.0])
+    for (question, *_), unit_votes in _by_unit(votes).items():
         size = len(unit_votes)
-        last = max(v.created_at for v in unit_votes)
+        if size < 2:
+            continue
+        day = max(v.created_at for v in unit_votes).astimezone(UTC).date()
         numbers = [v.number for v in unit_votes if v.number is not None]
         observed = 0.0
-        if size >= 2 and len(numbers) == size:
+        if len(numbers) == size:
             total, squares = sum(numbers), sum(n * n for n in numbers)
             observed = (size * squares - total * total) / (size - 1)
         labels: dict[str, list[float]] = defaultdict(list)
@@ -128,15 +133,27 @@ def unit_rows(votes: Iterable[Vote]) -> dict[tuple, dict]:
             labels[vote.value].append(vote.number if vote.number is not None else 0.0)
         lowest = min(labels)
         for label, values in labels.items():
-            rows[(*unit, label)] = {
-                "votes": len(values),
-                "value_sum": sum(values),
-                "value_sum_sq": sum(v * v for v in values),
-                "observed": observed if label == lowest else 0.0,
-                "unit_votes": size,
-                "unit_last_at": last,
-            }
-    return rows
+            entry = sums[(question, day, size, label)]
+            entry[0] += len(values)
+            entry[1] += len(values) ** 2
+            entry[2] += sum(values)
+            entry[3] += sum(v * v for v in values)
+            entry[4] += observed if label == lowest else 0.0
+    return sums
+
+
+def sums_difference(
+    after: dict[tuple, list[float]], before: dict[tuple, list[float]]
+) -> dict[tuple, list[float]]:
+    """``after - before`` entry by entry, leaving out entries that do not change."""
+    out = {}
+    for key in set(after) | set(before):
+        new = after.get(key, [0, 0, 0.0, 0.0, 0.0])
+        old = before.get(key, [0, 0, 0.0, 0.0, 0.0])
+        change = [a - b for a, b in zip(new, old, strict=True)]
+        if any(change):
+            out[key] = change
+    return out
 
 
 # --------------------------------------------------------------------------- pairs

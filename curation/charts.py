@@ -23,7 +23,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -42,7 +42,7 @@ from annotation.models import (
     Item,
     PairwiseAnswer,
     Project,
-    QualityUnitVote,
+    QualityAgreementSum,
     Question,
     QuestionKind,
     RankingAnswer,
@@ -159,15 +159,6 @@ def _sql(queryset: QuerySet) -> tuple[str, tuple]:
     return sql, tuple(params)
 
 
-def _period_sql(column: str, period: str) -> str:
-    """The SQL that truncates a timestamp column to the start of its day or ISO week (UTC)."""
-    if connection.vendor == "postgresql":
-        return f"date_trunc('{period}', {column} AT TIME ZONE 'UTC')::date"
-    if period == "week":
-        return f"date({column}, '-6 days', 'weekday 1')"
-    return f"date({column})"
-
-
 def _as_date(value: Any) -> str:
     if isinstance(value, datetime):
         return value.date().isoformat()
@@ -189,25 +180,35 @@ def _gold_ids(project_id: int) -> QuerySet:
 def _unit_sums(questions: list[Question], period: str) -> dict[int, list[tuple]]:
     """Per question: (period, m, value, votes, votes², Σ values, Σ values², observed) rows.
 
-    One grouped scan of the per-unit summary rows (``QualityUnitVote``) over the
-    pairable units (two votes or more). A unit belongs to the period of its last
-    vote: the period in which it became what it is now. Grouping by (period, m) is
-    enough for alpha and Fleiss' kappa, because every unit in a group has m votes.
+    Read from the sums the writers keep per day of the units' last vote
+    (``QualityAgreementSum``, summed over its stripes), then added up per day or ISO
+    week (UTC). Grouping by (period, m) is enough for alpha and Fleiss' kappa, because
+    every unit in a group has m votes.
     """
     ids = [q.id for q in questions]
     if not ids:
         return {}
-    table = QualityUnitVote._meta.db_table
+    table = QualityAgreementSum._meta.db_table
     rows = _fetch(
-        f"SELECT question_id, {_period_sql('unit_last_at', period)}, unit_votes, value, "
-        "SUM(votes), SUM(votes * votes), SUM(value_sum), SUM(value_sum_sq), SUM(observed) "
+        "SELECT question_id, day, unit_votes, value, SUM(votes), SUM(votes_sq), "
+        "SUM(value_sum), SUM(value_sum_sq), SUM(observed) "
         f"FROM {table} WHERE question_id IN ({', '.join(['%s'] * len(ids))}) "
-        "AND unit_votes >= 2 GROUP BY 1, 2, 3, 4",
+        "GROUP BY question_id, day, unit_votes, value",
         tuple(ids),
     )
+    grouped: dict[tuple, list[float]] = defaultdict(lambda: [0, 0, 0.0, 0.0, 0.0])
+    for question_id, day, m, value, *figures in rows:
+        if not figures[0]:
+            continue  # every unit counted here has moved on (a later vote)
+        start = date.fromisoformat(_as_date(day))
+        if period == "week":
+            start -= timedelta(days=start.weekday())
+        entry = grouped[(question_id, start, int(m), value)]
+        for index, figure in enumerate(figures):
+            entry[index] += figure
     by_question: dict[int, list[tuple]] = defaultdict(list)
-    for question_id, *rest in rows:
-        by_question[question_id].append(tuple(rest))
+    for (question_id, start, m, value), figures in sorted(grouped.items(), key=lambda kv: kv[0][1]):
+        by_question[question_id].append((start.isoformat(), m, value, *figures))
     return by_question
 
 

@@ -69,24 +69,61 @@ class Migration(migrations.Migration):
             },
         ),
         migrations.CreateModel(
-            name="QualityUnitVote",
+            name="QualityAgreementSum",
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                ("unit_a", models.BigIntegerField(help_text="Lower response id (pairwise), the response (rating).")),
-                ("unit_b", models.BigIntegerField(help_text="Higher response id (pairwise), else 0.")),
-                ("aspect", models.CharField(blank=True, max_length=64)),
-                ("value", models.CharField(help_text="lo, hi, tie; a whole point; a response id.", max_length=32)),
-                ("votes", models.PositiveIntegerField()),
-                ("value_sum", models.FloatField(default=0.0, help_text="Sum of the exact rating values.")),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("day", models.DateField()),
+                (
+                    "unit_votes",
+                    models.PositiveIntegerField(help_text="Votes in each of these units (m)."),
+                ),
+                (
+                    "value",
+                    models.CharField(
+                        help_text="lo, hi, tie; a whole point; a response id.", max_length=32
+                    ),
+                ),
+                ("shard", models.PositiveSmallIntegerField(default=0)),
+                ("votes", models.BigIntegerField(default=0)),
+                (
+                    "votes_sq",
+                    models.BigIntegerField(
+                        default=0, help_text="Sum over units of the votes squared."
+                    ),
+                ),
+                (
+                    "value_sum",
+                    models.FloatField(default=0.0, help_text="Sum of the exact rating values."),
+                ),
                 ("value_sum_sq", models.FloatField(default=0.0)),
-                ("observed", models.FloatField(default=0.0, help_text="The unit's interval disagreement, on its lowest label's row.")),
-                ("unit_votes", models.PositiveIntegerField()),
-                ("unit_last_at", models.DateTimeField()),
-                ("item", models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name="+", to="annotation.item")),
-                ("question", models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name="+", to="annotation.question")),
+                (
+                    "observed",
+                    models.FloatField(
+                        default=0.0,
+                        help_text="Sum of the units' interval disagreement (on their lowest label).",
+                    ),
+                ),
+                (
+                    "question",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="annotation.question",
+                    ),
+                ),
             ],
             options={
-                "constraints": [models.UniqueConstraint(fields=("question", "item", "unit_a", "unit_b", "aspect", "value"), name="quality_unit_vote_unique")],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("question", "day", "unit_votes", "value", "shard"),
+                        name="quality_agreement_sum_unique",
+                    )
+                ],
             },
         ),
         migrations.RunPython(backfill, migrations.RunPython.noop),

@@ -48,7 +48,7 @@ class _Tables:
         self.PairwiseAnswer = get("annotation", "PairwiseAnswer")
         self.RatingAnswer = get("annotation", "RatingAnswer")
         self.RankingAnswer = get("annotation", "RankingAnswer")
-        self.QualityUnitVote = get("annotation", "QualityUnitVote")
+        self.QualityAgreementSum = get("annotation", "QualityAgreementSum")
         self.AnnotatorPairVote = get("annotation", "AnnotatorPairVote")
         self.AnnotatorQuality = get("annotation", "AnnotatorQuality")
         self.AnnotatorTime = get("annotation", "AnnotatorTime")
@@ -161,15 +161,11 @@ def _upsert(
             )
 
 
-UNIT_KEYS = ("question_id", "item_id", "unit_a", "unit_b", "aspect", "value")
-UNIT_COLUMNS = (
-    "votes",
-    "value_sum",
-    "value_sum_sq",
-    "observed",
-    "unit_votes",
-    "unit_last_at",
-)
+# Stripes of the agreement sums: concurrent submits on different items mostly add to
+# different rows of today's sums instead of queueing on one.
+QUALITY_SHARDS = 8
+SUM_KEYS = ("question_id", "day", "unit_votes", "value", "shard")
+SUM_COLUMNS = ("votes", "votes_sq", "value_sum", "value_sum_sq", "observed")
 PAIR_KEYS = ("question_id", "annotator_a_id", "annotator_b_id", "value_a", "value_b")
 ANNOTATOR_KEYS = ("project_id", "annotator_id")
 ANNOTATOR_COLUMNS = (
@@ -182,19 +178,10 @@ ANNOTATOR_COLUMNS = (
 TIME_KEYS = ("project_id", "annotator_id", "bucket_ms")
 
 
-def _unit_tuples(rows: dict[tuple, dict]) -> list[tuple]:
-    adapt = connection.ops.adapt_datetimefield_value
+def _sum_tuples(sums: dict[tuple, list[float]], shard: int) -> list[tuple]:
     return [
-        (
-            *key,
-            row["votes"],
-            row["value_sum"],
-            row["value_sum_sq"],
-            row["observed"],
-            row["unit_votes"],
-            adapt(row["unit_last_at"]),
-        )
-        for key, row in rows.items()
+        (question, day, size, value, shard, *figures)
+        for (question, day, size, value), figures in sums.items()
     ]
 
 
@@ -283,12 +270,25 @@ def item_quality_record(
     touched = {v.unit for v in fresh if v.item_id not in gold_items}
     after = [v for v in votes if v.unit in touched]
     before = [v for v in after if v.annotation_id not in new_ids]
+    by_shard: dict[int, list[qs.Vote]] = defaultdict(list)
+    for vote in after:
+        by_shard[vote.item_id % QUALITY_SHARDS].append(vote)
     _upsert(
-        tables.QualityUnitVote,
-        UNIT_KEYS,
-        UNIT_COLUMNS,
-        _unit_tuples(qs.unit_rows(after)),
-        add=False,
+        tables.QualityAgreementSum,
+        SUM_KEYS,
+        SUM_COLUMNS,
+        [
+            row
+            for shard, shard_votes in by_shard.items()
+            for row in _sum_tuples(
+                qs.sums_difference(
+                    qs.unit_sums(shard_votes),
+                    qs.unit_sums(v for v in shard_votes if v.annotation_id not in new_ids),
+                ),
+                shard,
+            )
+        ],
+        add=True,
     )
     pairs = qs.pair_counts(after)
     pairs.subtract(qs.pair_counts(before))
@@ -370,14 +370,14 @@ def quality_summaries_rebuild(*, project_id: int, apps: Any = global_apps) -> di
         )
         question_ids = [qid for qid, _ in questions]
         kinds = {kind for _, kind in questions}
-        tables.QualityUnitVote.objects.filter(question_id__in=question_ids).delete()
+        tables.QualityAgreementSum.objects.filter(question_id__in=question_ids).delete()
         tables.AnnotatorPairVote.objects.filter(question_id__in=question_ids).delete()
         tables.AnnotatorQuality.objects.filter(project_id=project_id).delete()
         tables.AnnotatorTime.objects.filter(project_id=project_id).delete()
         pairs: Counter = Counter()
         outcomes: dict[int, list[int]] = defaultdict(lambda: [0, 0])
         gold: dict[int, list[int]] = defaultdict(lambda: [0, 0])
-        units = 0
+        sums: dict[tuple, list[float]] = {}
         last = 0
         while True:
             chunk = list(
@@ -396,9 +396,10 @@ def quality_summaries_rebuild(*, project_id: int, apps: Any = global_apps) -> di
             )
             gold_items = {pk: answer for pk, is_gold, answer in chunk if is_gold}
             plain = [v for v in votes if v.item_id not in gold_items]
-            rows = _unit_tuples(qs.unit_rows(plain))
-            units += len(rows)
-            _upsert(tables.QualityUnitVote, UNIT_KEYS, UNIT_COLUMNS, rows, add=False)
+            for key, figures in qs.unit_sums(plain).items():
+                entry = sums.setdefault(key, [0, 0, 0.0, 0.0, 0.0])
+                for index, figure in enumerate(figures):
+                    entry[index] += figure
             pairs.update(qs.pair_counts(plain))
             for who, (agreed, counted) in qs.annotator_outcomes(plain).items():
                 outcomes[who][0] += agreed
@@ -409,6 +410,7 @@ def quality_summaries_rebuild(*, project_id: int, apps: Any = global_apps) -> di
                 ).items():
                     gold[who][0] += correct
                     gold[who][1] += scored
+        _upsert(tables.QualityAgreementSum, SUM_KEYS, SUM_COLUMNS, _sum_tuples(sums, 0), add=True)
         _upsert(
             tables.AnnotatorPairVote,
             PAIR_KEYS,
@@ -435,4 +437,4 @@ def quality_summaries_rebuild(*, project_id: int, apps: Any = global_apps) -> di
             [(*key, n) for key, n in times.items()],
             add=True,
         )
-    return {"unit_votes": units, "pairs": len(pairs), "annotators": len(annotators)}
+    return {"agreement_sums": len(sums), "pairs": len(pairs), "annotators": len(annotators)}

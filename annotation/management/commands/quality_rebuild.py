@@ -24,6 +24,6 @@ class Command(BaseCommand):
         for project_id in projects.values_list("id", flat=True):
             counts = quality_summaries_rebuild(project_id=project_id)
             self.stdout.write(
-                f"project {project_id}: {counts['unit_votes']} unit rows, "
+                f"project {project_id}: {counts['agreement_sums']} agreement sum rows, "
                 f"{counts['pairs']} annotator pair rows, {counts['annotators']} annotators"
             )
