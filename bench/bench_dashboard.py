@@ -261,7 +261,10 @@ def build(items: int, rebuild: bool):
     agreement_fill(project)
     quality_fill(project)
     with connection.cursor() as cursor:
-        cursor.execute("ANALYZE")
+        # The bulk updates above (search documents, agreement) leave a dead row per item;
+        # autovacuum would clear them and set the visibility map (index-only scans) on a
+        # live database, so the bench measures that steady state rather than the bloat.
+        cursor.execute("VACUUM ANALYZE")
     print(f"built project {project.id} in {time.perf_counter() - started:.1f}s", flush=True)
     return project, admin
 

@@ -1,12 +1,27 @@
-"""Per-unit agreement and annotator summaries kept on write (quality charts).
+"""Agreement and annotator summaries kept on write (quality charts), and the explorer's indexes.
 
-The tables are filled here for existing projects with the function the rebuild
-command runs, so a summary written on submit and one backfilled agree.
+The summary tables are filled here for existing projects with the function the
+rebuild command runs, so a summary written on submit and one backfilled agree. The
+explorer gets an (item, source) index on annotations (per-item counts and the source
+filter from the index alone) and, on PostgreSQL, a GIN index over item tags.
 """
 
 import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations, models
+
+
+def add_tags_gin(apps, schema_editor):
+    # A GIN index has no SQLite equivalent (SQLite matches tags with json_each).
+    if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute(
+            "CREATE INDEX IF NOT EXISTS item_tags_gin ON annotation_item USING gin (tags jsonb_path_ops)"
+        )
+
+
+def drop_tags_gin(apps, schema_editor):
+    if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute("DROP INDEX IF EXISTS item_tags_gin")
 
 
 def backfill(apps, schema_editor):
@@ -126,5 +141,10 @@ class Migration(migrations.Migration):
                 ],
             },
         ),
+        migrations.AddIndex(
+            model_name="annotation",
+            index=models.Index(fields=["item", "source"], name="annotation_item_source_idx"),
+        ),
+        migrations.RunPython(add_tags_gin, drop_tags_gin),
         migrations.RunPython(backfill, migrations.RunPython.noop),
     ]
