@@ -373,11 +373,10 @@ def items_import(
                 if label.source == Source.HUMAN
             }
         )
-        kinds = set(project.questions.values_list("kind", flat=True))
         done = 0
         for start in range(0, len(to_write), BATCH):
             batch_pairs = to_write[start : start + BATCH]
-            _batch_write(project, batch_pairs, specs_by_item, users, result, kinds)
+            _batch_write(project, batch_pairs, specs_by_item, users, result)
             done += len(batch_pairs)
             if progress:
                 progress("write", done, len(to_write))
@@ -480,7 +479,6 @@ def _batch_write(
     specs_by_item: dict[int, list],
     users: dict[str, Any],
     result: ImportResult,
-    kinds: set[str],
 ) -> None:
     """Insert (or, with a stored id, update) a batch of items with their responses and labels.
 
@@ -558,7 +556,7 @@ def _batch_write(
         project_id=project.id,
         item_ids=human_items & fresh_ids,
         annotations=human,
-        kinds=kinds,
+        kinds={spec.kind for _, specs in label_specs for spec in specs},
     )
     item_agreement_refresh(item_ids=[row.id for row in changed_rows])
     result.created += len(fresh_rows)
