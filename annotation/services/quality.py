@@ -243,12 +243,14 @@ def item_quality_record(
     question kinds the project asks (branches for others are left out of the read).
 
     Locks the items first (in id order), then reads all their human votes: a second
-    writer on the same item waits for the first to commit and then reads both votes,
-    so the per-unit rows, written as absolute figures, count every vote. The annotator
-    counters get the difference the new annotations make (the items' figures with them
-    minus without them), added in the database (``x = x + EXCLUDED.x``), so writers on
-    different items moving one annotator's counters are all counted. Statements: the
-    lock, the read, the agreement update, then one upsert per summary table with rows.
+    writer on the same item waits for the first to commit and then reads both votes, so
+    the difference it computes (the items' figures with its annotations minus without
+    them) starts from what the first one stored. Every summary gets that difference
+    added in the database (``x = x + EXCLUDED.x``), so writers on different items moving
+    the same rows (today's agreement sums, one annotator's counters) are all counted.
+    Statements: the lock, one read of every answer table, the agreement update, then one
+    upsert per summary table that has rows (on a gold item, two reads of its questions
+    and responses for the gold answer).
     """
     tables = _Tables()
     ids = sorted(set(item_ids))
