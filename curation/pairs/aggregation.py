@@ -14,7 +14,9 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import combinations
 
-AGGREGATIONS = ("majority", "unanimous", "all")
+# ``adjudicated`` is majority, except on items a curator resolved: their label replaces
+# the votes of the questions it answers, and a dropped item is left out (see loading).
+AGGREGATIONS = ("majority", "unanimous", "all", "adjudicated")
 
 
 @dataclass(slots=True)
