@@ -52,7 +52,7 @@ class DawidSkeneConfig:
         seed: Seeds the ``"random"`` start; the fit is otherwise deterministic.
     """
 
-    max_iter: int = 200
+    max_iter: int = 1000
     tol: float = 1e-7
     smoothing: float = 0.5
     init: Literal["majority", "random"] = "majority"
