@@ -10,13 +10,22 @@ import pytest
 from django.utils.text import slugify
 
 from annotation.adapters import squality, tulu1_pairwise
-from annotation.models import Item
+from annotation.models import Item, Response, Role
 from annotation.services import items_import, question_create
 from curation.jobs.kinds.reliability import leave_one_out_agreement
-from curation.models import AnnotatorReliability, ItemPosterior, Job, JobKind, JobStatus
+from curation.models import (
+    AnnotatorReliability,
+    DatasetVersion,
+    ItemPosterior,
+    Job,
+    JobKind,
+    JobStatus,
+)
+from curation.pairs import Selection, iter_preference_pairs
 from curation.services import job_create
+from curation.storage import absolute
 from tests.datasets import dataset
-from tests.factories import ProjectFactory
+from tests.factories import MembershipFactory, ProjectFactory
 
 
 @pytest.fixture(autouse=True)
@@ -226,6 +235,7 @@ def answer_of(label: int) -> dict:
 @pytest.fixture
 def simulated(alice):
     project = ProjectFactory(created_by=alice)
+    MembershipFactory(user=alice, project=project, role=Role.ADMIN)
     question_create(project=project, kind="pairwise", name="preference", config={})
     rows, truth, planted = simulated_rows()
     items_import(project=project, lines=[json.dumps(row) for row in rows], fmt="native")
@@ -407,3 +417,99 @@ def test_a_project_without_human_labels_fails_the_job_with_the_reason(project, a
     job.refresh_from_db()
     assert job.status == JobStatus.FAILED
     assert "No human pairwise or rating labels" in job.error
+
+
+# ------------------------------------------------------------------ the reliability policy
+
+
+def test_the_reliability_policy_is_refused_until_a_reliability_job_succeeded(simulated, alice, api):
+    project, _, _ = simulated
+    client = api(alice)
+    body = {"format": "trl_preference", "outputs": ["jsonl"], "aggregation": "reliability"}
+    response = client.post(f"/api/v1/projects/{project.id}/datasets/", body, format="json")
+    assert response.status_code == 400, response.content
+    assert "params.aggregation" in json.dumps(response.json())
+    assert "reliability job" in json.dumps(response.json())
+    run_reliability(project, alice)
+    response = client.post(f"/api/v1/projects/{project.id}/datasets/", body, format="json")
+    assert response.status_code == 202, response.content
+
+
+def test_pairs_under_the_reliability_policy_carry_the_posterior_label_and_confidence(
+    simulated, alice
+):
+    project, truth, _ = simulated
+    job = run_reliability(project, alice)
+    posteriors = {(row.item_id, row.unit): row for row in ItemPosterior.objects.filter(job=job)}
+
+    pairs = list(
+        iter_preference_pairs(project=project, selection=Selection(aggregation="reliability"))
+    )
+    majority = list(iter_preference_pairs(project=project, selection=Selection()))
+
+    non_gold = Item.objects.filter(project=project, is_gold=False).count()
+    assert len(pairs) == non_gold  # a posterior always names a label: no split is dropped
+    assert len(majority) < non_gold  # majority drops every 1-1-1 split
+    first_position = dict(
+        Response.objects.filter(item__project=project, position=0).values_list("item_id", "id")
+    )
+
+    def correct(pair) -> bool:
+        true = truth[pair.external_id]
+        if pair.tie:
+            return true == 2
+        return true == (0 if pair.chosen_response_id == first_position[pair.item_id] else 1)
+
+    for pair in pairs:
+        low, high = sorted((pair.chosen_response_id, pair.rejected_response_id))
+        posterior = posteriors[(pair.item_id, f"{low}-{high}")]
+        assert pair.agreement == posterior.confidence
+        assert pair.tie == (posterior.label == 2)
+        if not pair.tie:
+            assert pair.chosen_response_id == (low if posterior.label == 0 else high)
+    reliability_correct = sum(correct(p) for p in pairs)
+    majority_correct = sum(correct(p) for p in majority)
+    assert reliability_correct > majority_correct + 0.1 * non_gold
+
+
+def test_an_export_with_the_reliability_policy_follows_the_latest_fit(
+    simulated, alice, django_capture_on_commit_callbacks
+):
+    project, _, _ = simulated
+    run_reliability(project, alice)
+    latest = run_reliability(project, alice, model="mace")
+    with django_capture_on_commit_callbacks(execute=True):
+        export = job_create(
+            project=project,
+            kind=JobKind.EXPORT,
+            params={
+                "format": "trl_preference",
+                "outputs": ["jsonl"],
+                "aggregation": "reliability",
+                "test_fraction": 0,
+                "include_ties": False,
+            },
+            user=alice,
+        )
+    export.refresh_from_db()
+    assert export.status == JobStatus.SUCCEEDED, export.error
+    version = DatasetVersion.objects.get(job=export)
+    assert version.aggregation == "reliability"
+    assert version.manifest["aggregation"]["reliability_job"] == latest.id
+    rows = [
+        json.loads(line)
+        for line in (absolute(version.path) / "jsonl" / "train.jsonl").read_text().splitlines()
+    ]
+    expected = [
+        pair
+        for pair in iter_preference_pairs(
+            project=project,
+            selection=Selection(aggregation="reliability", reliability_job=latest.id),
+        )
+        if not pair.tie
+    ]
+    assert len(rows) == len(expected) > 0
+    assert [row["chosen"] for row in rows] == [pair.chosen_text for pair in expected]
+    texts = dict(Response.objects.filter(item__project=project).values_list("id", "text"))
+    for pair in expected:
+        assert texts[pair.chosen_response_id] == pair.chosen_text
