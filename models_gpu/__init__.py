@@ -1,4 +1,5 @@
-"""Ballot's numerical core: embeddings, reward models, FiFA scores, kNN entropy, suspects.
+"""Ballot's numerical core: embeddings, reward models, FiFA scores, kNN entropy, suspects,
+annotator reliability (Dawid–Skene).
 
 Pure Python + numpy + torch, usable from a notebook::
 
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
         text_quality,
     )
     from models_gpu.pipeline import PairScoring, score_pairs
+    from models_gpu.reliability import DawidSkeneConfig, DawidSkeneFit, fit_dawid_skene
     from models_gpu.reward import (
         BradleyTerryReward,
         HFRewardModel,
@@ -81,6 +83,7 @@ _LAZY = {
         "out_of_fold_key",
         "out_of_fold_margins",
     ),
+    "models_gpu.reliability": ("DawidSkeneConfig", "DawidSkeneFit", "fit_dawid_skene"),
     "models_gpu.suspects": ("SuspectResult", "calibrate_temperature", "flag_suspects"),
 }
 _MODULE_OF = {name: module for module, names in _LAZY.items() for name in names}
@@ -118,6 +121,9 @@ __all__ = [
     "SuspectResult",
     "calibrate_temperature",
     "flag_suspects",
+    "DawidSkeneConfig",
+    "DawidSkeneFit",
+    "fit_dawid_skene",
 ]
 
 
