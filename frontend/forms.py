@@ -274,7 +274,8 @@ class ProjectSetupForm(forms.Form):
         max_value=1,
         required=False,
         label="Confidence to close (optional)",
-        help_text="An item whose label confidence is under this also asks for another vote.",
+        help_text="When a reliability job finishes, items whose label confidence is under "
+        "this ask for another vote.",
         widget=forms.NumberInput(attrs={"step": "0.01"}),
     )
 
