@@ -182,6 +182,7 @@ class ItemOut(serializers.ModelSerializer):
             "gold_answer",
             "priority",
             "slots_taken",
+            "overlap_extra",
             "created_at",
         ]
 
