@@ -166,3 +166,39 @@ def test_concurrent_submits_on_one_item_raise_it_exactly_as_far_as_its_votes_ask
         assert votes[item.id] == (5 if position % 2 else 3), item.external_id
     rows = Item.objects.filter(project=project)
     assert all(row.is_full and row.slots_taken == votes[row.id] for row in rows)
+
+
+def test_requests_for_more_votes_racing_claims_never_overfill_an_item():
+    from annotation.services import request_more_votes
+
+    owner = UserFactory(username="owner")
+    project = Project.objects.create(name="more votes race", overlap=1, created_by=owner)
+    question_create(project=project, kind="pairwise", name="preference")
+    items_import(
+        project=project,
+        lines=['{"external_id": "one", "prompt": "Q", "responses": ["A", "B"]}'],
+        fmt="native",
+    )
+    item = Item.objects.get(project=project)
+    Item.objects.filter(pk=item.pk).update(slots_taken=1, is_full=True)
+    clients = []
+    for index in range(6):
+        user = UserFactory(username=f"claimer{index}")
+        Membership.objects.create(user=user, project=project, role=Role.ANNOTATOR)
+        clients.append(_client(user))
+    statuses: Counter = Counter()
+
+    def claim(client) -> None:
+        statuses[client.get(f"/api/v1/projects/{project.id}/next/").status_code] += 1
+
+    def ask() -> None:
+        request_more_votes([item.pk], votes=1)
+
+    _run_together([lambda c=c: claim(c) for c in clients] + [ask, ask])
+    item.refresh_from_db()
+    leased = Assignment.objects.filter(item=item).count()
+    # Two requests: each one vote beyond what the item had or had leased when it ran.
+    assert 2 <= item.overlap_extra <= 1 + len(clients)
+    assert item.slots_taken == 1 + leased == statuses[200] + 1
+    assert item.slots_taken <= project.overlap + item.overlap_extra
+    assert item.is_full == (item.slots_taken >= project.overlap + item.overlap_extra)
