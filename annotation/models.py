@@ -466,3 +466,38 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.user})"
+
+
+class AnnotatorMessage(models.Model):
+    """A curator's note to one annotator about an item (after resolving its review).
+
+    The curator picked the annotator by pseudonym; the row holds the user so the
+    annotator's home page can show it. ``read_at`` is set when the annotator marks it read.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    item = models.ForeignKey(
+        Item, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    annotator = models.ForeignKey(
+        django_settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="messages_received"
+    )
+    sender = models.ForeignKey(
+        django_settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    body = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            models.Index(fields=["annotator", "read_at", "-id"], name="annmessage_inbox_idx")
+        ]
+
+    def __str__(self) -> str:
+        return f"message {self.pk} to {self.annotator_id}"
