@@ -12,11 +12,19 @@ from typing import Any
 
 from annotation.errors import ValidationFailed
 from curation.jobs.base import JobKindSpec
-from curation.jobs.kinds import embed, export, fifa, reward, suspects
+from curation.jobs.kinds import embed, export, fifa, reliability, reward, suspects
 from curation.models import JobKind
 
 AVAILABLE: dict[str, JobKindSpec] = {
-    spec.kind: spec for spec in (embed.SPEC, reward.SPEC, fifa.SPEC, suspects.SPEC, export.SPEC)
+    spec.kind: spec
+    for spec in (
+        embed.SPEC,
+        reward.SPEC,
+        fifa.SPEC,
+        suspects.SPEC,
+        export.SPEC,
+        reliability.SPEC,
+    )
 }
 # Values of ``JobKind`` that exist for what comes next; creating one is a 400 that says so.
 NOT_AVAILABLE: dict[str, str] = {
