@@ -12,7 +12,7 @@ from typing import Any
 
 from annotation.errors import ValidationFailed
 from curation.jobs.base import JobKindSpec
-from curation.jobs.kinds import embed, export, fifa, label_ai, reward, route, suspects
+from curation.jobs.kinds import embed, export, fifa, label_ai, reliability, reward, route, suspects
 from curation.models import JobKind
 
 AVAILABLE: dict[str, JobKindSpec] = {
@@ -25,6 +25,7 @@ AVAILABLE: dict[str, JobKindSpec] = {
         export.SPEC,
         label_ai.SPEC,
         route.SPEC,
+        reliability.SPEC,
     )
 }
 # Values of ``JobKind`` that exist for what comes next; creating one is a 400 that says so.
