@@ -45,6 +45,7 @@ from annotation.models import (
 )
 from annotation.pseudonyms import pseudonym
 from annotation.services.projects import CATEGORICAL_PROFILE_FIELDS
+from curation.reliability import latest_reliability_by_annotator
 
 PERIODS = ("day", "week")
 # Profile fields with one value per annotator; lists (languages, expertise) and free
@@ -739,13 +740,26 @@ def _median_seconds(project: Project) -> dict[int, float]:
 def annotator_table(*, project: Project, show_usernames: bool = False) -> dict:
     """One row per human annotator: pseudonym (and username for admins), judgements,
     agreement with the majority of the others, gold accuracy, median seconds per
-    item, and the flags of the quality report (below the project's threshold)."""
-    return _cached(
+    item, and the flags of the quality report (below the project's threshold); with
+    each annotator's reliability in the latest reliability job, when there is one."""
+    table = _cached(
         "annotators",
         project,
         lambda: _annotators(project=project, show_usernames=show_usernames),
         show_usernames,
     )
+    # Read apart from the cached table: a reliability job that finishes changes no annotation.
+    job_id, by_annotator = latest_reliability_by_annotator(project=project)
+    salt = str(project.id)
+    by_pseudonym = {pseudonym(who, salt): value for who, value in by_annotator.items()}
+    return {
+        **table,
+        "reliability_job": job_id,
+        "annotators": [
+            {**row, "reliability": by_pseudonym.get(row["annotator"])}
+            for row in table["annotators"]
+        ],
+    }
 
 
 def _annotators(*, project: Project, show_usernames: bool) -> dict:
