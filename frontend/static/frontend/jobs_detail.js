@@ -70,6 +70,7 @@ async function reliability() {
     scatter(chart, series, {
       xTitle: "agreement with the majority of the others",
       yTitle: "reliability",
+      showLegend: series.length > 1,
       empty: "No annotator had a vote others could confirm.",
     });
   } catch (error) {
