@@ -33,6 +33,7 @@ def labelled(project):
     return planted
 
 
+@pytest.mark.slow
 def test_a_curator_fits_reliability_and_reads_the_annotator_table_and_scatter(
     page, login, screenshot, project, carol, labelled
 ):
@@ -71,6 +72,7 @@ def test_a_curator_fits_reliability_and_reads_the_annotator_table_and_scatter(
     assert_no_horizontal_scroll(page, "job-reliability", screenshot)
 
 
+@pytest.mark.slow
 def test_the_quality_table_shows_the_latest_reliability(
     page, login, screenshot, project, alice, labelled
 ):
