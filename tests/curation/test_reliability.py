@@ -328,6 +328,22 @@ def test_a_rerun_replaces_the_rows_instead_of_adding_to_them(simulated, alice):
     )
 
 
+def test_the_job_reports_rising_progress_per_fit(simulated, alice):
+    from curation.jobs.kinds.reliability import run
+
+    project, _, _ = simulated
+    job = run_reliability(project, alice)
+    reported: list[tuple[float, str]] = []
+    run(job, lambda fraction, message: reported.append((fraction, message)))
+    fractions = [fraction for fraction, _ in reported]
+    assert fractions == sorted(fractions) and 0 <= fractions[0] < fractions[-1] < 1
+    assert [message for _, message in reported] == [
+        "reading human labels",
+        "fitting preference (720 votes)",  # 240 items, three votes each
+        "storing reliabilities and posteriors",
+    ]
+
+
 def test_ratings_become_ordinal_classes_with_the_rating_they_stand_for(alice):
     project = ProjectFactory(created_by=alice)
     question_create(
