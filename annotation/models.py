@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.conf import settings as django_settings
 from django.contrib.postgres.search import SearchVectorField
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 
 
 class Role(models.TextChoices):
@@ -51,6 +51,27 @@ class Project(models.Model):
         help_text="Annotators whose agreement with the majority falls below this are flagged.",
     )
     lease_seconds = models.PositiveIntegerField(default=30 * 60)
+    # Adaptive overlap (models_gpu.overlap): items start at min_annotators and ask for one
+    # more vote while their votes disagree, up to max_annotators. Off: ``overlap`` rules.
+    adaptive_overlap = models.BooleanField(
+        default=False,
+        help_text="Ask for more annotators only where the votes disagree (min to max).",
+    )
+    min_annotators = models.PositiveSmallIntegerField(
+        default=3, help_text="Adaptive overlap: annotators every item starts with."
+    )
+    max_annotators = models.PositiveSmallIntegerField(
+        default=5, help_text="Adaptive overlap: most annotators an item is asked of."
+    )
+    agreement_threshold = models.FloatField(
+        default=0.75,
+        help_text="Adaptive overlap: an item whose votes agree at least this much closes.",
+    )
+    confidence_threshold = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="Adaptive overlap: a posterior confidence under this also asks for a vote.",
+    )
     settings = models.JSONField(default=dict, blank=True)
     created_by = models.ForeignKey(
         django_settings.AUTH_USER_MODEL,
@@ -68,10 +89,19 @@ class Project(models.Model):
             models.CheckConstraint(
                 condition=Q(gold_rate__gte=0) & Q(gold_rate__lte=1), name="project_gold_rate_unit"
             ),
+            models.CheckConstraint(
+                condition=Q(min_annotators__gte=1) & Q(max_annotators__gte=F("min_annotators")),
+                name="project_annotators_range",
+            ),
         ]
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def base_overlap(self) -> int:
+        """Annotators every non-gold item wants before any extra: the minimum when adaptive."""
+        return self.min_annotators if self.adaptive_overlap else self.overlap
 
 
 class Membership(models.Model):
@@ -131,7 +161,11 @@ class Item(models.Model):
     gold_answer = models.JSONField(null=True, blank=True)
     priority = models.FloatField(default=0.0, help_text="Higher is served first (routing sets it).")
     slots_taken = models.PositiveIntegerField(default=0)
-    # slots_taken >= overlap, kept in the same UPDATE: lets the queue index skip full items.
+    # Annotators wanted beyond the project's base overlap: raised by adaptive overlap when
+    # the votes disagree and by a curator asking for more votes (services.overlap).
+    overlap_extra = models.PositiveSmallIntegerField(default=0)
+    # slots_taken >= base overlap + overlap_extra, kept in the same UPDATE: lets the queue
+    # index skip full items.
     is_full = models.BooleanField(default=False)
     content_hash = models.CharField(max_length=64, blank=True)
     # Readable name and search document, kept by the writers (annotation/search.py).
@@ -162,7 +196,8 @@ class Item(models.Model):
         ]
         indexes = [
             models.Index(
-                fields=["project", "is_gold", "is_full", "-priority", "id"], name="item_queue_idx"
+                fields=["project", "is_gold", "is_full", "-overlap_extra", "-priority", "id"],
+                name="item_queue_idx",
             ),
             # Walking a project's items in id order (curation, exports) in chunks.
             models.Index(fields=["project", "id"], name="item_project_id_idx"),
@@ -430,3 +465,38 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.user})"
+
+
+class AnnotatorMessage(models.Model):
+    """A curator's note to one annotator about an item (after resolving its review).
+
+    The curator picked the annotator by pseudonym; the row holds the user so the
+    annotator's home page can show it. ``read_at`` is set when the annotator marks it read.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    item = models.ForeignKey(
+        Item, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    annotator = models.ForeignKey(
+        django_settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="messages_received"
+    )
+    sender = models.ForeignKey(
+        django_settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    body = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            models.Index(fields=["annotator", "read_at", "-id"], name="annmessage_inbox_idx")
+        ]
+
+    def __str__(self) -> str:
+        return f"message {self.pk} to {self.annotator_id}"

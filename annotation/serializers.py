@@ -94,6 +94,11 @@ class ProjectOut(serializers.ModelSerializer):
             "show_gold_feedback",
             "quality_threshold",
             "lease_seconds",
+            "adaptive_overlap",
+            "min_annotators",
+            "max_annotators",
+            "agreement_threshold",
+            "confidence_threshold",
             "settings",
             "created_at",
             "role",
@@ -114,6 +119,27 @@ class ProjectIn(serializers.Serializer):
     show_gold_feedback = serializers.BooleanField(required=False)
     quality_threshold = serializers.FloatField(min_value=0, max_value=1, required=False)
     lease_seconds = serializers.IntegerField(min_value=30, max_value=7 * 86400, required=False)
+    adaptive_overlap = serializers.BooleanField(
+        required=False,
+        help_text="Items start at min_annotators and ask for one more while their votes "
+        "disagree, up to max_annotators; off, every item wants `overlap`.",
+    )
+    min_annotators = serializers.IntegerField(min_value=1, max_value=100, required=False)
+    max_annotators = serializers.IntegerField(min_value=1, max_value=100, required=False)
+    agreement_threshold = serializers.FloatField(
+        min_value=0,
+        max_value=1,
+        required=False,
+        help_text="Votes agreeing at least this much (share on the most voted label; "
+        "for ratings one minus the spread) close an item.",
+    )
+    confidence_threshold = serializers.FloatField(
+        min_value=0,
+        max_value=1,
+        required=False,
+        allow_null=True,
+        help_text="Optional: a posterior confidence under this also asks for another vote.",
+    )
     settings = StrictJSONField(required=False, object_only=True)
     questions = QuestionIn(many=True, required=False)
 

@@ -42,7 +42,15 @@ from annotation.models import Annotation, Item, Project, Response, Source
 from annotation.pseudonyms import pseudonym
 from annotation.search import SEARCH_CONFIG, item_title
 from curation.conversation import conversation_text
-from curation.models import Artifact, Job, JobKind, JobStatus, PairScore, ReviewEntry
+from curation.models import (
+    Artifact,
+    Job,
+    JobKind,
+    JobStatus,
+    PairScore,
+    ReviewEntry,
+    ReviewSource,
+)
 from curation.storage import absolute
 
 PAGE_SIZE = 50
@@ -505,7 +513,7 @@ def explorer_bulk_apply(
 
     ``tag_add``/``tag_remove`` (value: the tag), ``priority`` (value: a number),
     ``exclude``/``include`` (from exports and curation jobs), ``review`` (value: the
-    reason; items with an open review entry keep it). One transaction: all or nothing.
+    reason; items with an open entry from the explorer keep it). One transaction: all or nothing.
     With ``dry_run`` nothing is written and the count is what the action would touch.
     """
     cleaned = _bulk_value(action, value)
@@ -527,13 +535,22 @@ def explorer_bulk_apply(
             Item.objects.filter(id__in=chunk).update(excluded=action == "exclude")
         else:
             open_ids = set(
-                ReviewEntry.objects.filter(item_id__in=chunk, resolved_at__isnull=True).values_list(
-                    "item_id", flat=True
-                )
+                ReviewEntry.objects.filter(
+                    item_id__in=chunk, source=ReviewSource.EXPLORER, resolved_at__isnull=True
+                ).values_list("item_id", flat=True)
             )
+            # ignore_conflicts: one open entry per item and source (a constraint), even racing.
             ReviewEntry.objects.bulk_create(
-                ReviewEntry(item_id=i, reason=cleaned, source="bulk action", created_by=user)
-                for i in chunk
-                if i not in open_ids
+                (
+                    ReviewEntry(
+                        item_id=i,
+                        reason=cleaned,
+                        source=ReviewSource.EXPLORER,
+                        created_by=user,
+                    )
+                    for i in chunk
+                    if i not in open_ids
+                ),
+                ignore_conflicts=True,
             )
     return len(ids)

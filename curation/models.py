@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.conf import settings as django_settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from annotation.models import Item, Project, Response
 
@@ -277,13 +278,38 @@ class WebhookDelivery(models.Model):
         return f"{self.event_type} {self.event_id} → webhook {self.webhook_id} ({self.status})"
 
 
+class ReviewSource(models.TextChoices):
+    """What put an item in the review queue."""
+
+    SUSPECTS = "suspects", "Suspect-label job"
+    AGREEMENT = "agreement", "Agreement under a threshold"
+    GOLD = "gold", "Failed gold item"
+    EXPLORER = "explorer", "Data explorer (bulk action)"
+    # Reserved for the explanation job (an SAE feature that marks items to look at);
+    # nothing feeds it yet, but entries of this source are listed and resolved like any.
+    EXPLANATION = "explanation", "Explanation job"
+
+
 class ReviewEntry(models.Model):
-    """An item put up for a person to look at again, and why. Resolving it never edits annotations."""
+    """An item put up for a person to look at again, and why. Resolving it never edits annotations.
+
+    At most one open entry per item and source (a partial unique constraint), so a feed
+    that runs twice, or two feeds racing, never queue the same item twice for one reason.
+    """
 
     item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="review_entries")
     reason = models.CharField(max_length=500, blank=True)
-    source = models.CharField(
-        max_length=64, help_text="What put it here: 'bulk action' or 'job <id>'."
+    source = models.CharField(max_length=64, choices=ReviewSource.choices)
+    job = models.ForeignKey(
+        Job,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="review_entries",
+        help_text="The job whose results sent the item here (suspect labels).",
+    )
+    scores = models.JSONField(
+        default=dict, blank=True, help_text="The figures that sent the item here."
     )
     created_by = models.ForeignKey(
         django_settings.AUTH_USER_MODEL,
@@ -298,9 +324,68 @@ class ReviewEntry(models.Model):
     class Meta:
         ordering = ["-id"]
         indexes = [models.Index(fields=["item", "resolved_at"], name="reviewentry_item_open_idx")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["item", "source"],
+                condition=Q(resolved_at__isnull=True),
+                name="reviewentry_one_open_per_source",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"review of item {self.item_id} ({self.source})"
+
+    @property
+    def is_open(self) -> bool:
+        return self.resolved_at is None
+
+
+class Decision(models.TextChoices):
+    ACCEPT = "accept", "Accept the aggregate"
+    LABEL = "label", "Choose or edit the label"
+    DROP = "drop", "Drop the item from exports"
+    MORE_VOTES = "more_votes", "Send back for more votes"
+
+
+class Adjudication(models.Model):
+    """How a curator resolved one review entry: a record of its own, never an edit of annotations.
+
+    ``label`` (decision ``label`` only) holds the validated answers, one per question:
+    ``[{"question": name, "question_id": id, "kind": kind, "rows": [...]}]`` with the
+    rows in the shape of the answer tables (response ids). The ``adjudicated``
+    aggregation policy reads the latest adjudication of each item.
+    """
+
+    entry = models.OneToOneField(ReviewEntry, on_delete=models.CASCADE, related_name="adjudication")
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="adjudications")
+    decided_by = models.ForeignKey(
+        django_settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    decided_at = models.DateTimeField(default=timezone.now)
+    decision = models.CharField(max_length=16, choices=Decision.choices)
+    label = models.JSONField(null=True, blank=True)
+    reason = models.TextField(blank=True)
+    params = models.JSONField(
+        default=dict, blank=True, help_text="more_votes: the votes and priority asked for."
+    )
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["item", "id"], name="adjudication_item_idx")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(decision="label", label__isnull=False)
+                | (~Q(decision="label") & Q(label__isnull=True)),
+                name="adjudication_label_iff_decision",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.decision} on item {self.item_id}"
 
 
 class AnnotatorReliability(models.Model):

@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.urls import path
 
 from curation import api, charts_api, explorer_api, job_charts_api
+from curation.review import api as review_api
 from curation.webhooks import api as webhooks_api
 
 urlpatterns = [
@@ -75,6 +76,34 @@ urlpatterns = [
         "projects/<int:project_id>/webhooks/<int:webhook_id>/deliveries/",
         webhooks_api.WebhookDeliveryListApi.as_view(),
         name="webhook-deliveries",
+    ),
+    path(
+        "projects/<int:project_id>/review/", review_api.ReviewListApi.as_view(), name="review-list"
+    ),
+    path(
+        "projects/<int:project_id>/review/from-agreement/",
+        review_api.ReviewFromAgreementApi.as_view(),
+        name="review-from-agreement",
+    ),
+    path(
+        "projects/<int:project_id>/review/from-job/",
+        review_api.ReviewFromJobApi.as_view(),
+        name="review-from-job",
+    ),
+    path(
+        "projects/<int:project_id>/review/<int:entry_id>/",
+        review_api.ReviewDetailApi.as_view(),
+        name="review-detail",
+    ),
+    path(
+        "projects/<int:project_id>/review/<int:entry_id>/resolve/",
+        review_api.ReviewResolveApi.as_view(),
+        name="review-resolve",
+    ),
+    path(
+        "projects/<int:project_id>/review/<int:entry_id>/messages/",
+        review_api.ReviewMessageApi.as_view(),
+        name="review-messages",
     ),
     # Chart data of the quality and datasets pages (curation/charts_api.py).
     path(

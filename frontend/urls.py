@@ -9,6 +9,7 @@ from frontend import (
     workspace_explorer,
     workspace_jobs,
     workspace_quality,
+    workspace_review,
     workspace_setup,
     workspace_webhooks,
 )
@@ -90,6 +91,28 @@ urlpatterns = [
         name="job-detail",
     ),
     path("projects/<int:project_id>/quality/", workspace_quality.quality, name="quality"),
+    path("projects/<int:project_id>/review/", workspace_review.review_list, name="review-list"),
+    path(
+        "projects/<int:project_id>/review/from-agreement/",
+        workspace_review.review_from_agreement,
+        name="review-from-agreement",
+    ),
+    path(
+        "projects/<int:project_id>/jobs/<int:job_id>/review/",
+        workspace_review.review_from_job,
+        name="review-from-job",
+    ),
+    path(
+        "projects/<int:project_id>/review/<int:entry_id>/",
+        workspace_review.review_detail,
+        name="review-detail",
+    ),
+    path(
+        "projects/<int:project_id>/review/<int:entry_id>/message/",
+        workspace_review.review_message,
+        name="review-message",
+    ),
+    path("messages/<int:message_id>/read/", views.message_read, name="message-read"),
     path(
         "projects/<int:project_id>/datasets/",
         workspace_datasets.dataset_list,

@@ -26,6 +26,8 @@ from annotation.parsers import json_loads_strict
 from annotation.pseudonyms import may_reveal_usernames
 from annotation.selectors import STAFF_ROLES
 from annotation.serializers import AssignmentOut, QuestionOut
+from annotation.services.feedback import annotator_message_mark_read, annotator_messages_for
+from annotation.services.gold import gold_summary_for
 from frontend.forms import ConsentForm, ProfileForm
 from frontend.presentation import annotation_views, response_label
 from frontend.queue import assignment_lease_ahead
@@ -171,6 +173,7 @@ def home(request: HttpRequest) -> HttpResponse:
     projects = list(selectors.project_list_for(user=request.user))
     progress = selectors.project_progress_for(user=request.user, projects=projects)
     roles = selectors.membership_roles_for(user=request.user)
+    gold = gold_summary_for(user=request.user, projects=projects)
     rows = []
     for project in projects:
         role = "admin" if request.user.is_superuser else roles.get(project.id, "")
@@ -185,9 +188,25 @@ def home(request: HttpRequest) -> HttpResponse:
                 if total
                 else 100,
                 "is_staff": role in STAFF_ROLES,
+                "gold": gold[project.id],
             }
         )
-    return render(request, "frontend/home.html", {"rows": rows})
+    return render(
+        request,
+        "frontend/home.html",
+        {"rows": rows, "inbox": annotator_messages_for(user=request.user)},
+    )
+
+
+@login_required
+@require_POST
+def message_read(request: HttpRequest, message_id: int) -> HttpResponse:
+    """The annotator marks one of their messages read; back to the home page."""
+    try:
+        annotator_message_mark_read(user=request.user, message_id=message_id)
+    except NotFound:
+        raise Http404("No such message.")
+    return redirect(f"{reverse('frontend:home')}#inbox")
 
 
 @login_required

@@ -126,6 +126,13 @@ def _result_rows(job: Job) -> list[tuple[str, Any]]:
     return [(label, result[key]) for key, label in labels.items() if key in result]
 
 
+def _percent(share: Any) -> str | None:
+    """``0.3814`` as ``"38.1"``; None for a missing or non-numeric value (older results)."""
+    if isinstance(share, bool) or not isinstance(share, (int, float)):
+        return None
+    return f"{100 * share:.1f}"
+
+
 @login_required
 @require_GET
 def job_detail(request: HttpRequest, project_id: int, job_id: int) -> HttpResponse:
@@ -164,6 +171,8 @@ def job_detail(request: HttpRequest, project_id: int, job_id: int) -> HttpRespon
         context["reliabilities"] = job_reliability_rows(job=job, reveal_usernames=reveal)
     if scored and job.kind == "suspects":
         context["suspects"] = job_charts.job_suspect_rows(job=job)
+        context["noise_rate_percent"] = _percent(result.get("estimated_noise_rate"))
+        context["expected_precision_percent"] = _percent(result.get("expected_precision"))
     elif scored:
         context["suspect_count"] = job_charts.job_suspect_count(job=job)
     return render(request, "frontend/workspace/jobs_detail.html", context)

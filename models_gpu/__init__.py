@@ -24,9 +24,11 @@ from models_gpu.config import (
     PipelineConfig,
     Progress,
     RewardConfig,
+    SuspectConfig,
 )
 
 if TYPE_CHECKING:
+    from models_gpu.duplicates import fold_groups, near_duplicate_groups
     from models_gpu.embeddings import (
         Embedder,
         EmbeddingCache,
@@ -54,9 +56,17 @@ if TYPE_CHECKING:
         out_of_fold_key,
         out_of_fold_margins,
     )
-    from models_gpu.suspects import SuspectResult, calibrate_temperature, flag_suspects
+    from models_gpu.suspects import (
+        NoiseEstimate,
+        SuspectResult,
+        calibrate_temperature,
+        estimate_noise,
+        find_suspects,
+        flag_suspects,
+    )
 
 _LAZY = {
+    "models_gpu.duplicates": ("fold_groups", "near_duplicate_groups"),
     "models_gpu.embeddings": (
         "EmbeddingCache",
         "Embedder",
@@ -84,7 +94,14 @@ _LAZY = {
         "out_of_fold_margins",
     ),
     "models_gpu.reliability": ("DawidSkeneConfig", "DawidSkeneFit", "fit_dawid_skene"),
-    "models_gpu.suspects": ("SuspectResult", "calibrate_temperature", "flag_suspects"),
+    "models_gpu.suspects": (
+        "NoiseEstimate",
+        "SuspectResult",
+        "calibrate_temperature",
+        "estimate_noise",
+        "find_suspects",
+        "flag_suspects",
+    ),
 }
 _MODULE_OF = {name: module for module, names in _LAZY.items() for name in names}
 
@@ -96,6 +113,9 @@ __all__ = [
     "PipelineConfig",
     "Progress",
     "RewardConfig",
+    "SuspectConfig",
+    "fold_groups",
+    "near_duplicate_groups",
     "EmbeddingCache",
     "Embedder",
     "embed_texts",
@@ -118,8 +138,11 @@ __all__ = [
     "group_folds",
     "out_of_fold_key",
     "out_of_fold_margins",
+    "NoiseEstimate",
     "SuspectResult",
     "calibrate_temperature",
+    "estimate_noise",
+    "find_suspects",
     "flag_suspects",
     "DawidSkeneConfig",
     "DawidSkeneFit",

@@ -48,6 +48,11 @@ class RewardConfig:
         batch_size: Pairs per optimisation step.
         dropout: Dropout on the hidden layer.
         folds: Number of group folds for :func:`models_gpu.out_of_fold_margins`.
+        duplicate_cosine: Prompts whose embeddings are at least this cosine-similar
+            share a fold (clusters by connected components, joined with the exact
+            groups), so a near-duplicate never scores its twin; 0.9 joins rephrasings
+            and the same conversation with a changed word, yet on HH-RLHF its largest
+            cluster has two prompts. 1.0 leaves only identical vectors together.
         seed: Seeds initialisation, dropout, shuffling and fold assignment. Training uses
             its own random streams, so the caller's global torch RNG is left as it was.
         device: None for CUDA when present, else CPU.
@@ -60,8 +65,13 @@ class RewardConfig:
     batch_size: int = 128
     dropout: float = 0.2
     folds: int = 5
+    duplicate_cosine: float = 0.9
     seed: int = 0
     device: str | None = None
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.duplicate_cosine <= 1.0:
+            raise ValueError(f"duplicate_cosine must be in (0, 1], got {self.duplicate_cosine}")
 
 
 @dataclass(frozen=True)
@@ -104,18 +114,50 @@ class FiFAConfig:
 
 
 @dataclass(frozen=True)
-class PipelineConfig:
-    """Settings for :func:`models_gpu.score_pairs`; each part has its own documented defaults.
+class SuspectConfig:
+    """Settings for :func:`models_gpu.flag_suspects` (confident learning on held-out margins).
 
     Attributes:
-        suspect_threshold: Flag a pair when the held-out model says its label is wrong
-            with at least this probability.
-        calibrate_suspects: Fit a temperature on the held-out margins first, so the
-            threshold means a probability even when the head is over- or under-confident.
+        threshold: Never flag a pair whose probability of carrying a wrong label (the
+            per-pair ``confidence``) is below this; 0.5 flags only pairs more likely
+            wrong than right.
+        flag_share: Share of the estimated number of wrong labels to flag, most
+            confident first. 1.0 flags as many pairs as confident learning estimates
+            are wrong; a held-out model of modest accuracy (0.6 on HH-RLHF harmless)
+            counts its own mistakes among them, and only the confident end of the
+            ranking is worth a reviewer's time: on 1,000 HH-RLHF pairs with 10-40% of
+            labels flipped, the flagged set held flips at 1.3-1.5x their base rate at
+            1.0 and at 1.7-3x at 0.1.
+        max_flagged: At most this many flags (a review budget); None for no cap.
+        calibrate: Fit a temperature to the held-out margins before turning them into
+            probabilities. It never changes the ranking, only the probabilities (and so
+            the ``threshold`` test, the confidences and the expected precision).
+        refit: Score a second time with held-out models trained without the pairs the
+            first pass estimated wrong (as cleanlab's ``CleanLearning`` retrains on
+            cleaned data), and flag by that second ranking. A model that no longer
+            learns from flipped labels ranks the remaining ones more sharply.
     """
+
+    threshold: float = 0.5
+    flag_share: float = 0.1
+    max_flagged: int | None = None
+    calibrate: bool = True
+    refit: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ValueError(f"threshold must be in [0, 1], got {self.threshold}")
+        if not 0.0 <= self.flag_share <= 1.0:
+            raise ValueError(f"flag_share must be in [0, 1], got {self.flag_share}")
+        if self.max_flagged is not None and self.max_flagged < 0:
+            raise ValueError(f"max_flagged must be at least 0, got {self.max_flagged}")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Settings for :func:`models_gpu.score_pairs`; each part has its own documented defaults."""
 
     embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
     fifa: FiFAConfig = field(default_factory=FiFAConfig)
-    suspect_threshold: float = 0.7
-    calibrate_suspects: bool = True
+    suspects: SuspectConfig = field(default_factory=SuspectConfig)

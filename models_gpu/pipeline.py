@@ -12,10 +12,11 @@ from models_gpu.config import PipelineConfig, Progress
 from models_gpu.embeddings import EmbeddingCache, embed_texts
 from models_gpu.fifa import FiFAResult, fifa_select, text_quality
 from models_gpu.reward import OutOfFoldCache, OutOfFoldResult, out_of_fold_margins
-from models_gpu.suspects import SuspectResult, flag_suspects
+from models_gpu.suspects import SuspectResult, find_suspects, flag_suspects
 
-# Share of the progress bar each stage gets; embedding dominates the wall time.
-_STAGES = {"embed": 0.80, "reward": 0.12, "quality": 0.02, "fifa": 0.05, "suspects": 0.01}
+# Share of the progress bar each stage gets; embedding dominates the wall time (the
+# suspects stage may train a second round of out-of-fold models).
+_STAGES = {"embed": 0.76, "reward": 0.12, "quality": 0.02, "fifa": 0.05, "suspects": 0.05}
 
 
 @dataclass
@@ -67,6 +68,8 @@ def score_pairs(
 
     ``groups`` default to the prompt text, so pairs on the same prompt share a fold.
     ``weights`` (0 for ties) weight the reward loss and exclude ties from suspects.
+    Suspects follow ``config.suspects`` (:func:`models_gpu.find_suspects`); their refit
+    pass needs the Bradley–Terry head, so with external ``margins`` it is skipped.
     ``embedding_cache`` keeps each text from being embedded twice; ``oof_cache`` keeps a
     re-run on the same pairs with other FiFA settings from retraining the reward model.
     ``progress(fraction, message)`` is called with fractions rising from 0 to 1.
@@ -119,12 +122,20 @@ def score_pairs(
     lap("quality")
     fifa = fifa_select(reward.margins, quality, prompt_emb, config=config.fifa)
     lap("fifa")
-    suspects = flag_suspects(
-        reward.margins,
-        threshold=config.suspect_threshold,
-        weights=weights,
-        calibrate=config.calibrate_suspects,
-    )
+    if margins is not None:
+        suspects = flag_suspects(reward.margins, weights=weights, config=config.suspects)
+    else:
+        suspects = find_suspects(
+            prompt_emb,
+            chosen_emb,
+            rejected_emb,
+            groups=list(prompts) if groups is None else list(groups),
+            weights=weights,
+            reward=config.reward,
+            config=config.suspects,
+            first_pass=reward,
+            cache=oof_cache,
+        )
     lap("suspects")
     return PairScoring(
         reward=reward, fifa=fifa, suspects=suspects, prompt_emb=prompt_emb, timings=timings

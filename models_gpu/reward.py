@@ -30,6 +30,7 @@ from sklearn.model_selection import GroupKFold
 from torch import nn
 
 from models_gpu.config import RewardConfig
+from models_gpu.duplicates import fold_groups
 from models_gpu.embeddings import resolve_device, text_digests
 
 MAX_STEPS_PER_EPOCH = 100
@@ -336,8 +337,11 @@ def out_of_fold_margins(
 ) -> OutOfFoldResult:
     """Score each pair with a Bradley–Terry model trained on the other folds.
 
-    Folds are grouped by ``groups`` (normally the prompt), so no pair is scored by a
-    model that saw it or another pair on the same prompt. Ties: pass them with weight 0
+    Folds are grouped by ``groups`` (normally the prompt) joined with near-duplicate
+    clusters of ``prompt_emb`` (cosine ≥ ``config.duplicate_cosine``, see
+    :func:`models_gpu.near_duplicate_groups`), so no pair is scored by a model that saw
+    it, another pair on the same prompt, or one on a near copy of its prompt (unless the
+    embeddings cannot tell prompts apart, see :func:`models_gpu.fold_groups`). Ties: pass them with weight 0
     (they get a margin but neither train the model nor count in the accuracy) or drop
     them before calling. Weighted pairs (e.g. by annotator agreement) train proportionally.
     With a ``cache``, a result computed before for the same inputs is returned untrained.
@@ -352,7 +356,10 @@ def out_of_fold_margins(
             return cached
     n = len(prompt_emb)
     w = np.ones(n, dtype=np.float32) if weights is None else np.asarray(weights, np.float32)
-    fold = group_folds(groups, config.folds, config.seed)
+    clusters = fold_groups(
+        prompt_emb, groups, threshold=config.duplicate_cosine, folds=config.folds
+    )
+    fold = group_folds(clusters, config.folds, config.seed)
     margins = np.zeros(n, dtype=np.float32)
     fold_accuracy = []
     for index in range(int(fold.max()) + 1):

@@ -9,6 +9,7 @@ from annotation.services.assignments import (
     leases_release_expired,
 )
 from annotation.services.imports import ImportResult, items_import
+from annotation.services.overlap import request_more_votes
 from annotation.services.projects import (
     membership_add,
     membership_remove,
@@ -47,5 +48,6 @@ __all__ = [
     "question_create",
     "question_delete",
     "question_update",
+    "request_more_votes",
     "token_create",
 ]

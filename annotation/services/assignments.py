@@ -2,8 +2,12 @@
 
 Invariants, all enforced under concurrency:
 - an annotator never gets the same item twice (unique (item, annotator));
-- a non-gold item never has more than ``project.overlap`` live leases plus
-  submissions (``Item.slots_taken``, changed only by compare-and-set);
+- a non-gold item never has more than the annotators it wants (``project.base_overlap``
+  plus its ``overlap_extra``) in live leases plus submissions (``Item.slots_taken``,
+  changed only by compare-and-set);
+- items that asked for more votes (``overlap_extra`` > 0: adaptive overlap saw their votes
+  disagree, or a curator sent them back) are served before fresh ones, the most asked
+  first, then by priority and id;
 - an expired lease gives its slot back; a skip gives its slot back;
 - an annotator holds at most two live leases per project: the current one and
   the one the labeling page leases ahead. Claims for one (annotator, project)
@@ -66,13 +70,18 @@ def _hold_claim_lock(*, project: Project, annotator: AbstractBaseUser) -> None:
 
 
 def slot_take(*, item_id: int, overlap: int) -> bool:
-    """Compare-and-set one slot on a non-gold item; True when it was free."""
+    """Compare-and-set one slot on a non-gold item; True when it was free.
+
+    ``overlap`` is the project's base figure (``Project.base_overlap``); the item wants
+    that plus its own ``overlap_extra`` (services.overlap).
+    """
     return (
-        Item.objects.filter(pk=item_id, slots_taken__lt=overlap).update(
+        Item.objects.filter(pk=item_id, slots_taken__lt=F("overlap_extra") + overlap).update(
             slots_taken=F("slots_taken") + 1,
-            # Evaluated on the row's old value: full once this slot is the last.
+            # Evaluated on the row's old values: full once this slot is the last.
             is_full=Case(
-                When(slots_taken__gte=overlap - 1, then=Value(True)), default=Value(False)
+                When(slots_taken__gte=F("overlap_extra") + (overlap - 1), then=Value(True)),
+                default=Value(False),
             ),
         )
         == 1
@@ -149,7 +158,8 @@ def assignment_claim_next(
     """Lease the next item to ``annotator``, or return ``None`` when nothing is left for them.
 
     An annotator holding a live lease in this project gets that one back, so a
-    reload never burns a slot. Otherwise items are taken by priority (highest
+    reload never burns a slot. Otherwise items that asked for more votes come first, then
+    items are taken by priority (highest
     first), then id. Each claim locks one item row with SKIP LOCKED and takes a
     slot by compare-and-set, in a transaction that holds no network or disk work.
     """
@@ -227,13 +237,14 @@ def _claim_one(*, project: Project, annotator: AbstractBaseUser, gold: bool, lea
     try:
         with transaction.atomic():
             item = (
-                _locking(candidates.order_by("-priority", "id"))
+                # Items that asked for more votes (disagreement, a curator) before fresh ones.
+                _locking(candidates.order_by("-overlap_extra", "-priority", "id"))
                 .only("id", "external_id", "conversation", "is_gold")
                 .first()
             )
             if item is None:
                 return "empty"
-            if not gold and not slot_take(item_id=item.pk, overlap=project.overlap):
+            if not gold and not slot_take(item_id=item.pk, overlap=project.base_overlap):
                 return "raced"
             return Assignment.objects.create(
                 project=project, item=item, annotator=annotator, leased_until=lease_until
@@ -269,7 +280,7 @@ def assignment_reacquire(*, assignment: Assignment, now: datetime) -> bool:
     if assignment.item.is_gold:
         ok = True
     else:
-        ok = slot_take(item_id=assignment.item_id, overlap=assignment.project.overlap)
+        ok = slot_take(item_id=assignment.item_id, overlap=assignment.project.base_overlap)
     if ok:
         assignment.status = AssignmentStatus.ACTIVE
         assignment.leased_until = now + timedelta(seconds=assignment.project.lease_seconds)

@@ -24,6 +24,8 @@ from annotation.models import (
 )
 from annotation.parsers import json_check
 from annotation.services.agreement import item_agreement_refresh
+from annotation.services.overlap import MAX_WANTED as MAX_OVERLAP
+from annotation.services.overlap import items_fullness_refresh
 
 PROJECT_FIELDS = (
     "name",
@@ -34,8 +36,16 @@ PROJECT_FIELDS = (
     "show_gold_feedback",
     "quality_threshold",
     "lease_seconds",
+    "adaptive_overlap",
+    "min_annotators",
+    "max_annotators",
+    "agreement_threshold",
+    "confidence_threshold",
     "settings",
 )
+
+# Fields whose change moves how many annotators an item wants.
+OVERLAP_RULE_FIELDS = ("overlap", "adaptive_overlap", "min_annotators")
 
 DEFAULT_ERROR_CATEGORIES = ["factual", "reasoning", "instruction", "safety", "style", "other"]
 
@@ -149,7 +159,7 @@ def question_config_validate(*, kind: str, config: Any, field: str = "config") -
     )
 
 
-def _project_fields_validate(fields: dict) -> dict:
+def _project_fields_validate(fields: dict, project: Project | None = None) -> dict:
     clean = {k: v for k, v in fields.items() if k in PROJECT_FIELDS}
     # Forms reach here too: NUL bytes, non-finite numbers and deep nesting get a 400 here,
     # not a database error on insert.
@@ -159,9 +169,11 @@ def _project_fields_validate(fields: dict) -> dict:
     if "name" in clean and not str(clean["name"]).strip():
         raise ValidationFailed("A project needs a name.", field="name")
     if "overlap" in clean and (
-        not isinstance(clean["overlap"], int) or not 1 <= clean["overlap"] <= 100
+        not isinstance(clean["overlap"], int) or not 1 <= clean["overlap"] <= MAX_OVERLAP
     ):
-        raise ValidationFailed("overlap must be an integer from 1 to 100.", field="overlap")
+        raise ValidationFailed(
+            f"overlap must be an integer from 1 to {MAX_OVERLAP}.", field="overlap"
+        )
     if "gold_rate" in clean:
         try:
             clean["gold_rate"] = float(clean["gold_rate"])
@@ -173,6 +185,8 @@ def _project_fields_validate(fields: dict) -> dict:
         not isinstance(clean["lease_seconds"], int) or not 30 <= clean["lease_seconds"] <= 7 * 86400
     ):
         raise ValidationFailed("lease_seconds must be from 30 to 604800.", field="lease_seconds")
+    # Against the stored other end: a PATCH may send only one of min and max.
+    _adaptive_fields_validate(clean, project)
     if "quality_threshold" in clean:
         # The API's serializer bounds it too; forms reach here without one.
         try:
@@ -184,6 +198,42 @@ def _project_fields_validate(fields: dict) -> dict:
                 "quality_threshold must lie in [0, 1].", field="quality_threshold"
             )
     return clean
+
+
+def _unit_float(clean: dict, name: str, *, nullable: bool = False) -> None:
+    if name not in clean or (nullable and clean[name] is None):
+        return
+    value = clean[name]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValidationFailed(f"{name} must be a number.", field=name)
+    if not 0 <= value <= 1:
+        raise ValidationFailed(f"{name} must lie in [0, 1].", field=name)
+    clean[name] = float(value)
+
+
+def _adaptive_fields_validate(clean: dict, project: Project | None = None) -> None:
+    """Bounds of the adaptive-overlap fields, and min <= max against the stored other end."""
+    if "adaptive_overlap" in clean and not isinstance(clean["adaptive_overlap"], bool):
+        raise ValidationFailed("adaptive_overlap must be true or false.", field="adaptive_overlap")
+    for name in ("min_annotators", "max_annotators"):
+        if name in clean and (
+            not isinstance(clean[name], int)
+            or isinstance(clean[name], bool)
+            or not 1 <= clean[name] <= MAX_OVERLAP
+        ):
+            raise ValidationFailed(
+                f"{name} must be an integer from 1 to {MAX_OVERLAP}.", field=name
+            )
+    _unit_float(clean, "agreement_threshold")
+    _unit_float(clean, "confidence_threshold", nullable=True)
+    low = clean.get("min_annotators", project.min_annotators if project else 3)
+    high = clean.get("max_annotators", project.max_annotators if project else 5)
+    if low > high:
+        # Name the field the caller sent: that is the one to change.
+        field = "max_annotators" if "max_annotators" in clean else "min_annotators"
+        raise ValidationFailed(
+            f"min_annotators ({low}) must not exceed max_annotators ({high}).", field=field
+        )
 
 
 @transaction.atomic
@@ -206,21 +256,13 @@ def project_create(
 
 @transaction.atomic
 def project_update(*, project: Project, **fields: Any) -> Project:
-    clean = _project_fields_validate(fields)
-    overlap_changed = "overlap" in clean and clean["overlap"] != project.overlap
+    clean = _project_fields_validate(fields, project)
+    base_before = project.base_overlap
     for key, value in clean.items():
         setattr(project, key, value)
     project.save(update_fields=list(clean) or None)
-    if overlap_changed:
-        from django.db.models import Case, Value, When
-
-        from annotation.models import Item
-
-        Item.objects.filter(project=project, is_gold=False).update(
-            is_full=Case(
-                When(slots_taken__gte=project.overlap, then=Value(True)), default=Value(False)
-            )
-        )
+    if any(name in clean for name in OVERLAP_RULE_FIELDS) and project.base_overlap != base_before:
+        items_fullness_refresh(project=project)
     return project
 
 

@@ -36,8 +36,11 @@ from annotation.models import (
     Source,
 )
 from annotation.parsers import json_check
+from annotation.pseudonyms import pseudonym
 from annotation.services.agreement import item_agreement_refresh
 from annotation.services.assignments import assignment_reacquire
+from annotation.services.gold import GoldCheck, given_from_specs, gold_compare
+from annotation.services.overlap import item_overlap_adapt
 
 MAX_TIME_SPENT_MS = 24 * 3600 * 1000
 
@@ -450,6 +453,42 @@ def annotation_created_publish(*, annotation: Annotation) -> None:
     )
 
 
+def _gold_check(
+    *, assignment: Assignment, questions: Sequence[Question], specs: Sequence[AnswerSpec]
+) -> GoldCheck | None:
+    """How a submission on a gold item compares with its expected answer (None: not gold)."""
+    item = assignment.item
+    if not item.is_gold or item.gold_answer is None:
+        return None
+    positions = dict(Response.objects.filter(item_id=item.id).values_list("position", "id"))
+    lookup = {key: q for q in questions for key in (q.id, q.name)}
+    return gold_compare(
+        gold_answer=item.gold_answer,
+        questions=lookup,
+        positions=positions,
+        given=given_from_specs(specs),
+    )
+
+
+def gold_failed_publish(*, annotation: Annotation, check: GoldCheck) -> None:
+    """Announce an answer to a gold item that does not match its expected answer (after commit).
+
+    Curation listens and puts the item in the review queue; the annotator is named by
+    the project's pseudonym only.
+    """
+    publish(
+        "gold.failed",
+        project_id=annotation.project_id,
+        key=f"gold.failed:{annotation.pk}",
+        payload={
+            "annotation_id": annotation.pk,
+            "item_id": annotation.item_id,
+            "annotator": pseudonym(annotation.annotator_id, str(annotation.project_id)),
+            "questions": list(check.mismatched),
+        },
+    )
+
+
 def annotation_submit(
     *,
     assignment_id: int,
@@ -489,6 +528,7 @@ def annotation_submit(
         Response.objects.filter(item_id=assignment.item_id).values_list("id", "text")
     )
     specs = answers_validate(questions=questions, responses=response_texts, answers=answers)
+    gold = _gold_check(assignment=assignment, questions=questions, specs=specs)
     digest = request_hash(answers=answers, time_spent_ms=time_spent) if key else ""
     try:
         with transaction.atomic():
@@ -531,11 +571,15 @@ def annotation_submit(
             if any(spec.kind == QuestionKind.PAIRWISE for spec in specs):
                 # Under the assignment's lock, in the same transaction as the answers.
                 item_agreement_refresh(item_ids=[locked.item_id])
+            # Adaptive overlap: disagreeing votes ask for one more (no query when fixed).
+            item_overlap_adapt(item_id=locked.item_id, project=locked.project, questions=questions)
             locked.status = AssignmentStatus.SUBMITTED
             locked.finished_at = now
             locked.save(update_fields=["status", "finished_at", "leased_until"])
             annotation.item, annotation.project = locked.item, locked.project
             annotation_created_publish(annotation=annotation)
+            if gold is not None and gold.matched is False:
+                gold_failed_publish(annotation=annotation, check=gold)
             return annotation, True
     except IntegrityError:
         # A concurrent retry with the same key won the race: answer with its result.

@@ -56,6 +56,9 @@ def pseudonymous_annotator(annotation: AnnotationLike, salt: str = "") -> str:
 def _pseudonym(source: str, judge_name: str, annotator_id: int | None, salt: str) -> str:
     if source == Source.AI:
         return f"judge:{judge_name}"
+    if annotator_id is None:
+        # A curator's adjudicated label (curation.pairs.loading): named, never pseudonymised.
+        return judge_name
     return pseudonym(annotator_id, salt)
 
 

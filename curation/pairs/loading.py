@@ -28,7 +28,7 @@ from annotation.models import (
     Response,
     Source,
 )
-from curation.models import ItemPosterior, Job, JobKind, JobStatus
+from curation.models import Adjudication, Decision, ItemPosterior, Job, JobKind, JobStatus
 from curation.pairs.rows import (
     AnnotationRow,
     CorrectionRow,
@@ -39,6 +39,9 @@ from curation.pairs.rows import (
     ResponseRow,
 )
 from curation.pairs.selection import Selection
+
+# The annotator name of an adjudicated label in records (never a person's pseudonym).
+ADJUDICATOR = "adjudicated"
 
 CHUNK = 1000
 
@@ -120,7 +123,7 @@ def _load_posteriors(items: dict[int, ItemRow], job_id: int, low: int, high: int
 
 
 def _load_chunk(
-    item_rows: list[tuple], annotations: QuerySet[Annotation], reliability_job: int | None = None
+    item_rows: list[tuple], annotations: QuerySet[Annotation], selection: Selection
 ) -> list[ItemRow]:
     """Responses, annotations and answers of a chunk of items, by id range (a short query, unlike an IN list).
 
@@ -162,9 +165,69 @@ def _load_chunk(
                 annotation = by_id.get(values[0])
                 if annotation is not None:
                     getattr(annotation, name).append(make(values))
-    if reliability_job is not None:
-        _load_posteriors(items, reliability_job, low, high)
-    return [items[i] for i in ids]
+    if selection.reliability_job is not None:
+        _load_posteriors(items, selection.reliability_job, low, high)
+    rows = [items[i] for i in ids]
+    if selection.aggregation == "adjudicated":
+        rows = _adjudicated(rows, low=low, high=high)
+    return rows
+
+
+_LABEL_ROWS = {
+    "pairwise": ("pairwise_answers", PairwiseRow, ("chosen", "rejected", "tie", "strength")),
+    "ranking": ("ranking_answers", RankingRow, ("ranking",)),
+    "rating": ("rating_answers", RatingRow, ("response", "aspect", "value")),
+    "correction": (
+        "correction_answers",
+        CorrectionRow,
+        (
+            "response",
+            "start",
+            "end",
+            "original_text",
+            "corrected_text",
+            "category",
+            "comment",
+        ),
+    ),
+}
+
+
+def _adjudicated(items: list[ItemRow], *, low: int, high: int) -> list[ItemRow]:
+    """Apply each item's latest adjudication: ``drop`` leaves the item out, ``label`` replaces
+    the answers to the questions it covers by one vote, the curator's; others keep the votes.
+    """
+    latest: dict[int, tuple[str, list | None]] = {}
+    for item_id, decision, label in (
+        Adjudication.objects.filter(item_id__gte=low, item_id__lte=high)
+        .order_by("item_id", "id")
+        .values_list("item_id", "decision", "label")
+    ):
+        latest[item_id] = (decision, label)
+    out = []
+    for item in items:
+        decision, label = latest.get(item.id, (None, None))
+        if decision == Decision.DROP:
+            continue
+        if decision == Decision.LABEL and label:
+            covered = {answer["question_id"] for answer in label}
+            for annotation in item.annotations:
+                for name, _, _ in _LABEL_ROWS.values():
+                    rows = getattr(annotation, name)
+                    rows[:] = [r for r in rows if r.question_id not in covered]
+            # annotator_id None and judge_name ADJUDICATOR: named ADJUDICATOR in records.
+            curator = AnnotationRow(
+                id=0, annotator_id=None, source=Source.HUMAN, judge_name=ADJUDICATOR
+            )
+            for answer in label:
+                name, row_type, columns = _LABEL_ROWS[answer["kind"]]
+                getattr(curator, name).extend(
+                    row_type(0, answer["question_id"], *(row[c] for c in columns))
+                    for row in answer["rows"]
+                )
+            item.annotations.append(curator)
+        out.append(item)
+    return out
 
 
 def iter_items(*, project: Project, selection: Selection) -> Iterator[ItemRow]:
@@ -194,12 +257,12 @@ def iter_items(*, project: Project, selection: Selection) -> Iterator[ItemRow]:
         for start in range(0, len(wanted), CHUNK):
             rows = list(base.filter(id__in=wanted[start : start + CHUNK]).values_list(*columns))
             if rows:
-                yield from _load_chunk(rows, annotations, selection.reliability_job)
+                yield from _load_chunk(rows, annotations, selection)
         return
     last = 0
     while True:
         rows = list(base.filter(id__gt=last).values_list(*columns)[:CHUNK])
         if not rows:
             return
-        yield from _load_chunk(rows, annotations, selection.reliability_job)
+        yield from _load_chunk(rows, annotations, selection)
         last = rows[-1][0]

@@ -14,7 +14,7 @@ from drf_spectacular.generators import SchemaGenerator
 
 from annotation.models import Annotation, Item, Membership, Project, Question, Response
 from annotation.services import assignment_claim_next
-from curation.models import Job, Webhook
+from curation.models import Adjudication, Job, ReviewEntry, Webhook
 from tests.factories import ItemFactory
 
 ERROR_KEYS = {"error", "detail", "field", "errors"}
@@ -35,7 +35,17 @@ HOSTILE_BODIES = {
 def _row_counts() -> dict[str, int]:
     return {
         model.__name__: model.objects.count()
-        for model in (Project, Question, Item, Response, Annotation, Membership, Job)
+        for model in (
+            Project,
+            Question,
+            Item,
+            Response,
+            Annotation,
+            Membership,
+            Job,
+            ReviewEntry,
+            Adjudication,
+        )
     }
 
 
@@ -51,7 +61,9 @@ def world_ids(project, alice, bob):
         secret="whsec_" + "A" * 43 + "=",
         created_by=alice,
     )
+    entry = ReviewEntry.objects.create(item=item, source="explorer")
     return {
+        "entry_id": entry.id,
         "project_id": project.id,
         "item_id": item.id,
         "question_id": project.questions.first().id,

@@ -221,6 +221,19 @@ def test_a_suspects_page_ranks_flagged_pairs_and_links_each_item(
     page, login, screenshot, project, carol
 ):
     job = scored_job(project, pairs=15, kind=JobKind.SUSPECTS)
+    flagged = PairScore.objects.filter(job=job, suspect=True)
+    job.result = {
+        "pairs": 15,
+        "suspects": flagged.count(),
+        "estimated_noise_rate": 0.4,
+        "estimated_noise_count": 6,
+        "expected_precision": sum(s.suspect_confidence for s in flagged) / flagged.count(),
+        "refitted": True,
+        "suspect_threshold": 0.5,
+        "flag_share": 0.1,
+        "max_flagged": None,
+    }
+    job.save()
     expected = list(
         PairScore.objects.filter(job=job, suspect=True)
         .order_by("-suspect_confidence", "id")
@@ -237,6 +250,16 @@ def test_a_suspects_page_ranks_flagged_pairs_and_links_each_item(
             f"/projects/{project.id}/items/{item_id}/"
         )
     assert "Question number" in rows.first.text_content()
+    # The noise estimate sits beside the ranking: read as text, the same numbers.
+    assert page.locator("#noise-rate").text_content() == "40.0%"
+    assert page.locator("#noise-count").text_content() == "6 of 15 pairs"
+    precision = 100 * job.result["expected_precision"]
+    assert page.locator("#expected-precision").text_content() == f"{precision:.1f}%"
+    assert page.locator("#flagged-count").text_content() == str(len(expected))
+    page.set_viewport_size({"width": 1400, "height": 900})
+    estimate = page.locator("#suspect-estimate").bounding_box()
+    table = page.locator("#suspect-table").bounding_box()
+    assert estimate["x"] + estimate["width"] <= table["x"]  # side by side when wide
     assert_no_horizontal_scroll(page, "job-suspects", screenshot)
     page.set_viewport_size({"width": 1400, "height": 900})
     rows.first.locator("a").click()

@@ -326,7 +326,7 @@ def test_a_bulk_action_on_a_whole_filter_touches_every_matching_item_not_just_a_
     explorer_bulk_apply(project=project, user=alice, action="review", value="again", query=query)
     entries = ReviewEntry.objects.filter(item__project=project)
     assert sorted(entries.values_list("item_id", flat=True)) == sorted(expected)
-    assert set(entries.values_list("source", "created_by")) == {("bulk action", alice.id)}
+    assert set(entries.values_list("source", "created_by")) == {("explorer", alice.id)}
     explorer_bulk_apply(
         project=project,
         user=alice,

@@ -64,7 +64,7 @@ def test_defaults_come_from_the_models_gpu_configs(project, alice, api):
     assert fifa["k"]["default"] == models_gpu.FiFAConfig().k
     assert fifa["when_short"]["choices"] == list(models_gpu.WHEN_SHORT)
     assert fifa["epochs"]["default"] == models_gpu.RewardConfig().epochs
-    assert fifa["suspect_threshold"]["default"] == models_gpu.PipelineConfig().suspect_threshold
+    assert fifa["suspect_threshold"]["default"] == models_gpu.SuspectConfig().threshold
     assert embed["batch_size"]["default"] == models_gpu.EmbeddingConfig().batch_size
     assert fifa["min_agreement"]["default"] == Selection().min_agreement
     assert fifa["keep_fraction"] | {"default": None} == {
@@ -121,6 +121,7 @@ def test_the_curate_command_lists_the_same_kinds_as_the_api(project, alice, api,
             "reward",
             {
                 "folds": models_gpu.RewardConfig().folds,
+                "duplicate_cosine": models_gpu.RewardConfig().duplicate_cosine,
                 "epochs": models_gpu.RewardConfig().epochs,
                 "hidden": models_gpu.RewardConfig().hidden,
                 "seed": models_gpu.RewardConfig().seed,

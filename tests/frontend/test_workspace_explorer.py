@@ -118,7 +118,7 @@ def test_a_bulk_action_on_selected_items_sends_them_to_review(project, dana, imp
     entries = ReviewEntry.objects.all()
     assert sorted(e.item_id for e in entries) == chosen
     assert {(e.reason, e.source, e.created_by_id) for e in entries} == {
-        ("odd labels", "bulk action", dana.id)
+        ("odd labels", "explorer", dana.id)
     }
 
 

@@ -111,6 +111,35 @@ def test_a_suspects_page_ranks_flagged_pairs_by_confidence_and_links_items(alice
     assert linked == expected and expected
 
 
+SUSPECT_RESULT = {
+    "pairs": 12,
+    "suspects": 3,
+    "estimated_noise_rate": 0.3814,
+    "estimated_noise_count": 5,
+    "expected_precision": 0.6432,
+    "refitted": True,
+    "suspect_threshold": 0.5,
+    "flag_share": 0.1,
+    "max_flagged": None,
+}
+
+
+def test_a_suspects_page_shows_the_noise_estimate_beside_the_ranking(alice, project):
+    job = scored_job(project, pairs=12, kind=JobKind.SUSPECTS)
+    job.result = SUSPECT_RESULT
+    job.save()
+    html = client_for(alice).get(f"/projects/{project.id}/jobs/{job.id}/").content.decode()
+    estimate = html.split('id="suspect-estimate"', 1)[1].split('class="suspect-ranking"', 1)[0]
+    assert '<dd id="noise-rate">38.1%</dd>' in estimate
+    assert '<dd id="expected-precision">64.3%</dd>' in estimate
+    assert "5 of 12 pairs" in estimate and '<dd id="flagged-count">3</dd>' in estimate
+    # A result from before the estimate existed renders dashes, not an error.
+    job.result = {"pairs": 12, "suspects": 3}
+    job.save()
+    html = client_for(alice).get(f"/projects/{project.id}/jobs/{job.id}/").content.decode()
+    assert '<dd id="noise-rate">–</dd>' in html and '<dd id="expected-precision">–</dd>' in html
+
+
 def test_an_export_page_shows_rows_per_split_and_links_the_datasets_page(alice, project):
     job = Job.objects.create(
         project=project,

@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 from models_gpu import EmbeddingConfig, embed_texts
+from tests.datasets import dataset
 
-HH_PATH = Path("/work/shared/datasets/hh_rlhf_harmless/harmless-base_test.jsonl")
+HH_FILE = "harmless-base_test.jsonl"
 N_PAIRS = 1000
 SEPARATOR = "\n\nAssistant:"
 # Truncating at 128 tokens halves embedding time on CPU and keeps the tests well under
@@ -41,10 +42,9 @@ def split_transcript(transcript: str) -> tuple[str, str]:
 
 def load_hh(limit: int) -> tuple[list[str], list[str], list[str]]:
     """First ``limit`` HH-RLHF harmless pairs, or skip the test when the file is absent."""
-    if not HH_PATH.exists():
-        pytest.skip(f"HH-RLHF harmless data not found at {HH_PATH}")
+    path: Path = dataset("hh_rlhf_harmless") / HH_FILE
     prompts, chosen, rejected = [], [], []
-    with HH_PATH.open() as handle:
+    with path.open() as handle:
         for line in handle:
             row = json.loads(line)
             prompt, good = split_transcript(row["chosen"])

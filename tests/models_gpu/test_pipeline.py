@@ -13,6 +13,7 @@ from models_gpu import (
     OutOfFoldCache,
     PipelineConfig,
     RewardConfig,
+    SuspectConfig,
     get_embedder,
     score_pairs,
 )
@@ -41,7 +42,7 @@ def tiny_config(tmp_path: Path) -> PipelineConfig:
         embedding=EmbeddingConfig(model=str(build_tiny_encoder(tmp_path / "encoder"))),
         reward=RewardConfig(hidden=16, epochs=3, folds=3),
         fifa=FiFAConfig(keep_top=20),
-        suspect_threshold=0.6,
+        suspects=SuspectConfig(threshold=0.6),
     )
 
 

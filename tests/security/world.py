@@ -13,7 +13,7 @@ from django.contrib.auth.models import AbstractBaseUser
 
 from annotation.models import Membership, Role
 from annotation.services import assignment_claim_next, token_create
-from curation.models import Job, JobKind, JobStatus, Webhook
+from curation.models import Job, JobKind, JobStatus, ReviewEntry, ReviewSource, Webhook
 from tests.factories import ItemFactory, ProjectFactory, UserFactory, make_questions
 
 
@@ -35,7 +35,7 @@ class World:
 
 def seed_world(tag: str) -> World:
     """One project with questions of every kind, three items, a lease, a finished job, two
-    members and a webhook. A path parameter not named here keeps its generated value."""
+    members, a webhook and a review entry. A path parameter not named here keeps its generated value."""
     admin = UserFactory(username=f"admin-{tag}", is_superuser=False)
     annotator = UserFactory(username=f"annotator-{tag}")
     project = ProjectFactory(name=f"Attacked {tag}", created_by=admin, overlap=2)
@@ -57,6 +57,9 @@ def seed_world(tag: str) -> World:
         secret="whsec_" + "A" * 43 + "=",
         created_by=admin,
     )
+    entry = ReviewEntry.objects.create(
+        item=items[1], source=ReviewSource.AGREEMENT, reason="split", scores={"agreement": 0.5}
+    )
     _, raw = token_create(user=admin)
     return World(
         admin=admin,
@@ -71,5 +74,6 @@ def seed_world(tag: str) -> World:
             "version_id": 1,
             "file_path": "manifest.json",
             "webhook_id": webhook.id,
+            "entry_id": entry.id,
         },
     )

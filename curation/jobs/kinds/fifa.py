@@ -3,7 +3,8 @@
 Pairs → embeddings → out-of-fold reward margins (or a local Hugging Face reward
 model's) → text quality → FiFA importance and selection → suspect labels.
 Writes: one ``PairScore`` per non-tie pair and ``prompt_embeddings.npy`` as an
-``Artifact``. The suspect-labels kind runs the same scoring (``kinds/suspects.py``).
+``Artifact``. The suspect-labels kind stores its rows through the same
+:func:`score_and_store` (``kinds/suspects.py``).
 """
 
 from __future__ import annotations
@@ -75,11 +76,12 @@ class ScoringParams(RewardParams):
         "or stop short.",
     )
     suspect_threshold: float = number(
-        default_of(models_gpu.PipelineConfig, "suspect_threshold"),
-        low=0.5,
+        default_of(models_gpu.SuspectConfig, "threshold"),
+        low=0.0,
         high=1.0,
-        help="Flag a pair as suspect when the held-out model says its label is wrong with "
-        "at least this probability.",
+        help="Never flag a pair as suspect when its estimated probability of a wrong label "
+        "is below this (the other suspect settings keep their defaults; the suspect-labels "
+        "job has them all).",
     )
     reward_model_path: str | None = model(
         help="A local Hugging Face reward model (a folder under a configured model root) "
@@ -100,19 +102,66 @@ class ScoringParams(RewardParams):
                 seed=self.seed,
                 when_short=self.when_short,
             ),
-            suspect_threshold=self.suspect_threshold,
+            suspects=models_gpu.SuspectConfig(threshold=self.suspect_threshold),
         )
 
 
 def run(job: Job, report: Report) -> dict[str, Any]:
     """Score the selected pairs and store one ``PairScore`` each, replacing an earlier run's."""
     params = ScoringParams.from_job(job)
+    scoring, stored = score_and_store(
+        job,
+        report,
+        params=params,
+        config=params.pipeline_config(),
+        reward_model_path=params.reward_model_path,
+    )
+    summary = models_gpu.selection_summary(
+        scoring.fifa, scoring.prompt_emb, k=params.k, seed=params.seed
+    )
+    return {
+        **stored,
+        "kept": summary.n_kept,
+        "requested": scoring.fifa.requested,
+        "kept_diverse": scoring.fifa.kept_diverse,
+        "filled": scoring.fifa.filled,
+        "when_short": params.when_short,
+        # Why fewer diverse pairs than asked were found (null when the selection was not short).
+        "short_reason": scoring.fifa.short_reason,
+        "mean_margin": {
+            "kept": finite(summary.mean_margin_kept),
+            "full": finite(summary.mean_margin_full),
+            "random": finite(summary.mean_margin_random),
+        },
+        "prompt_entropy": {
+            "kept": finite(summary.entropy_kept),
+            "full": finite(summary.entropy_full),
+            "random": finite(summary.entropy_random),
+        },
+        "suspects": len(scoring.suspects.indices),
+        "suspect_threshold": params.suspect_threshold,
+    }
+
+
+def score_and_store(
+    job: Job,
+    report: Report,
+    *,
+    params: RewardParams,
+    config: models_gpu.PipelineConfig,
+    reward_model_path: str | None,
+) -> tuple[models_gpu.PairScoring, dict[str, Any]]:
+    """Pairs → :func:`models_gpu.score_pairs` → one ``PairScore`` per non-tie pair.
+
+    Shared by FiFA and suspect labels; returns the scoring and the result fields both
+    report (pairs, held-out accuracy, timings, the selection).
+    """
     selection = params.selection()
     report(0.0, "building pairs")
     pairs = list(iter_preference_pairs(project=job.project, selection=selection))
     ties = sum(1 for p in pairs if p.tie)
     pairs = [p for p in pairs if not p.tie]
-    if len(pairs) < max(params.folds, params.k + 2, MIN_PAIRS):
+    if len(pairs) < max(params.folds, config.fifa.k + 2, MIN_PAIRS):
         raise ValidationFailed(
             f"Only {len(pairs)} non-tie pairs: too few to score (need at least {MIN_PAIRS}).",
             field="params",
@@ -121,9 +170,9 @@ def run(job: Job, report: Report) -> dict[str, Any]:
     chosen = [p.chosen_text for p in pairs]
     rejected = [p.rejected_text for p in pairs]
     external = None
-    if params.reward_model_path:
+    if reward_model_path:
         report(0.02, "scoring with the Hugging Face reward model")
-        folder = model_path(params.reward_model_path, "reward_model_path")
+        folder = model_path(reward_model_path, "reward_model_path")
         external = (
             models_gpu.HFRewardModel(folder).fit().decision_function(prompts, chosen, rejected)
         )
@@ -133,14 +182,11 @@ def run(job: Job, report: Report) -> dict[str, Any]:
         rejected,
         groups=prompts,
         weights=np.array([p.weight for p in pairs], dtype=np.float64),
-        config=params.pipeline_config(),
+        config=config,
         embedding_cache=embedding_cache(),
         oof_cache=oof_cache(),
         progress=lambda fraction, message: report(0.05 + 0.85 * fraction, message),
         margins=external,
-    )
-    summary = models_gpu.selection_summary(
-        scoring.fifa, scoring.prompt_emb, k=params.k, seed=params.seed
     )
     report(0.92, "storing scores")
     relative = f"{job_folder(job)}/prompt_embeddings.npy"
@@ -176,30 +222,11 @@ def run(job: Job, report: Report) -> dict[str, Any]:
         artifact_store(
             job, "prompt-embeddings", relative, {"shape": list(scoring.prompt_emb.shape)}
         )
-    return {
+    return scoring, {
         "pairs": len(pairs),
         "ties_excluded": ties,
         "heldout_accuracy": finite(scoring.reward.accuracy),
         "fold_accuracy": [finite(a) for a in scoring.reward.fold_accuracy],
-        "kept": summary.n_kept,
-        "requested": scoring.fifa.requested,
-        "kept_diverse": scoring.fifa.kept_diverse,
-        "filled": scoring.fifa.filled,
-        "when_short": params.when_short,
-        # Why fewer diverse pairs than asked were found (null when the selection was not short).
-        "short_reason": scoring.fifa.short_reason,
-        "mean_margin": {
-            "kept": finite(summary.mean_margin_kept),
-            "full": finite(summary.mean_margin_full),
-            "random": finite(summary.mean_margin_random),
-        },
-        "prompt_entropy": {
-            "kept": finite(summary.entropy_kept),
-            "full": finite(summary.entropy_full),
-            "random": finite(summary.entropy_random),
-        },
-        "suspects": len(flagged),
-        "suspect_threshold": params.suspect_threshold,
         "timings": {k: round(v, 3) for k, v in scoring.timings.items()},
         "selection": selection.describe(),
     }

@@ -23,7 +23,7 @@ from curation.jobs.common import (
     finite,
     job_folder,
 )
-from curation.jobs.params import default_of, integer, model
+from curation.jobs.params import default_of, integer, model, number
 from curation.jobs.selection import SelectionParams
 from curation.models import Job, JobKind
 from curation.pairs import iter_preference_pairs
@@ -41,7 +41,14 @@ class RewardParams(SelectionParams):
         default_of(models_gpu.RewardConfig, "folds"),
         low=2,
         high=20,
-        help="Folds, grouped by prompt, for the out-of-fold accuracy.",
+        help="Folds, grouped by prompt and near-duplicate prompt, for the out-of-fold accuracy.",
+    )
+    duplicate_cosine: float = number(
+        default_of(models_gpu.RewardConfig, "duplicate_cosine"),
+        low=0.5,
+        high=1.0,
+        help="Prompts at least this cosine-similar (near duplicates, joined transitively) "
+        "share a fold, so none is scored by a model that saw its twin.",
     )
     epochs: int = integer(
         default_of(models_gpu.RewardConfig, "epochs"),
@@ -75,7 +82,11 @@ class RewardParams(SelectionParams):
 
     def reward_config(self) -> models_gpu.RewardConfig:
         return models_gpu.RewardConfig(
-            folds=self.folds, epochs=self.epochs, hidden=self.hidden, seed=self.seed
+            folds=self.folds,
+            epochs=self.epochs,
+            hidden=self.hidden,
+            seed=self.seed,
+            duplicate_cosine=self.duplicate_cosine,
         )
 
     def embedding(self) -> models_gpu.EmbeddingConfig:

@@ -1,0 +1,205 @@
+"""How many annotators an item wants: adaptive overlap and curator requests for more votes.
+
+An item wants ``project.base_overlap + item.overlap_extra`` annotators (gold items are served
+to everyone and want nothing). ``Item.slots_taken`` counts live leases plus submissions and
+``Item.is_full`` is ``slots_taken >= wanted``; every writer below keeps that in the same
+UPDATE. ``overlap_extra`` only ever grows, so a slot taken under an older figure is never
+taken away.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Hashable, Iterable
+
+from django.db import transaction
+from django.db.models import Case, F, Q, Value, When
+from django.db.models.functions import Greatest, Least
+
+from annotation.agreement_item import pairwise_choice
+from annotation.errors import ValidationFailed
+from annotation.models import (
+    Annotation,
+    Item,
+    PairwiseAnswer,
+    Project,
+    Question,
+    QuestionKind,
+    RatingAnswer,
+    Source,
+)
+from models_gpu.overlap import needs_another_vote, vote_confidence
+
+# The most annotators one item may want, as for ``Project.overlap``.
+MAX_WANTED = 100
+
+
+def request_more_votes(
+    item_ids: Iterable[int], *, votes: int = 1, priority: float | None = None
+) -> int:
+    """Ask for ``votes`` more annotators on each non-gold item of ``item_ids``; reopen them.
+
+    The new figure counts from what the item already has or is promised (its wanted count,
+    or its taken slots when more than that), so "one more" is one more vote than are in or
+    leased now, capped at ``MAX_WANTED``. ``priority``, when given, raises the items'
+    priority to at least that value (never lowers it). Returns how many items changed.
+
+    One UPDATE per project, atomic; each row's new figures are computed from its own
+    values inside the UPDATE, so concurrent claims and submits (which change
+    ``slots_taken`` under the same row lock) cannot be lost. Gold items are left alone.
+    """
+    if not isinstance(votes, int) or isinstance(votes, bool) or not 1 <= votes <= MAX_WANTED:
+        raise ValidationFailed(f"votes must be an integer from 1 to {MAX_WANTED}.", field="votes")
+    if priority is not None and not isinstance(priority, (int, float)):
+        raise ValidationFailed("priority must be a number.", field="priority")
+    ids = sorted({int(item_id) for item_id in item_ids})
+    if not ids:
+        return 0
+    changed = 0
+    with transaction.atomic():
+        project_ids = (
+            Item.objects.filter(pk__in=ids, is_gold=False)
+            .values_list("project_id", flat=True)
+            .distinct()
+        )
+        for project in Project.objects.filter(pk__in=list(project_ids)).order_by("pk"):
+            base = project.base_overlap
+            wanted = Least(
+                Value(MAX_WANTED),
+                Greatest(F("overlap_extra") + base, F("slots_taken")) + votes,
+            )
+            updates: dict = {
+                "overlap_extra": Greatest(Value(0), wanted - base),
+                "is_full": Case(When(slots_taken__gte=wanted, then=Value(True)), default=False),
+            }
+            if priority is not None:
+                updates["priority"] = Greatest(F("priority"), Value(float(priority)))
+            changed += Item.objects.filter(pk__in=ids, project=project, is_gold=False).update(
+                **updates
+            )
+    return changed
+
+
+def _vote_units(*, item_id: int, questions: list[Question]) -> list[dict]:
+    """The item's human votes per unit the rule judges: a pairwise question, a rating cell."""
+    by_id = {q.id: q for q in questions}
+    units: dict[Hashable, dict] = {}
+    pairwise = [q.id for q in questions if q.kind == QuestionKind.PAIRWISE]
+    if pairwise:
+        for question_id, chosen_id, tie in PairwiseAnswer.objects.filter(
+            annotation__item_id=item_id,
+            annotation__source=Source.HUMAN,
+            question_id__in=pairwise,
+        ).values_list("question_id", "chosen_id", "tie"):
+            unit = units.setdefault(
+                ("pairwise", question_id),
+                {
+                    "counts": Counter(),
+                    "ordinal": False,
+                    "scale": None,
+                    "labels": 3 if by_id[question_id].config.get("allow_tie", True) else 2,
+                },
+            )
+            unit["counts"][pairwise_choice(chosen_id=chosen_id, tie=tie)] += 1
+    rating = [q.id for q in questions if q.kind == QuestionKind.RATING]
+    if rating:
+        for question_id, response_id, aspect, value in RatingAnswer.objects.filter(
+            annotation__item_id=item_id,
+            annotation__source=Source.HUMAN,
+            question_id__in=rating,
+        ).values_list("question_id", "response_id", "aspect", "value"):
+            unit = units.get(("rating", question_id, response_id, aspect))
+            if unit is None:
+                unit = {
+                    "counts": Counter(),
+                    "ordinal": True,
+                    "scale": _rating_scale(by_id[question_id], aspect),
+                    "labels": None,
+                }
+                units[("rating", question_id, response_id, aspect)] = unit
+            unit["counts"][value] += 1
+    return list(units.values())
+
+
+def _rating_scale(question: Question, aspect: str) -> tuple[float, float]:
+    config = question.config
+    scale = config.get("scale") or {"min": 1, "max": 5}
+    for entry in config.get("aspects", []):
+        if entry.get("name") == aspect and entry.get("scale"):
+            scale = entry["scale"]
+    return float(scale["min"]), float(scale["max"])
+
+
+def item_overlap_adapt(*, item_id: int, project: Project, questions: list[Question]) -> bool:
+    """Apply the adaptive-overlap rule to ``item_id`` after a submission; True when it reopened.
+
+    Precondition: inside the submitting transaction, after the new answers are stored. The
+    item's row is locked (FOR NO KEY UPDATE) before its votes are read, so of two people
+    submitting on one item at once the second waits and then reads both votes: the last
+    submit always judges every vote, and no raise is lost. Fixed-overlap projects and gold
+    items return at once without a query.
+
+    The rule (``models_gpu.overlap.needs_another_vote``) runs per pairwise question (a tie
+    is its own label) and per rating cell (response and aspect, by spread on its scale);
+    the item asks for one more vote when any unit does. Units with fewer votes than the
+    minimum (an optional question few answered) do not decide. Ranking and correction
+    answers do not take part. With ``project.confidence_threshold`` set, a pairwise unit's
+    confidence is ``vote_confidence`` (every vote weighs the same) until a reliability fit
+    feeds the queue. The wanted figure rises to one more than the votes in, never past
+    ``max_annotators``, and never falls.
+    """
+    if not project.adaptive_overlap:
+        return False
+    row = (
+        Item.objects.select_for_update(no_key=True)
+        .filter(pk=item_id, is_gold=False)
+        .values_list("overlap_extra", "slots_taken")
+        .first()
+    )
+    if row is None:
+        return False
+    extra, slots_taken = row
+    base = project.base_overlap
+    n_votes = Annotation.objects.filter(item_id=item_id, source=Source.HUMAN).count()
+    if not base <= n_votes < project.max_annotators or base + extra > n_votes:
+        # Under the minimum the base figure already asks; at the maximum nothing more is
+        # asked; with votes still promised above what is in, wait for them.
+        return False
+    wanted_more = False
+    for unit in _vote_units(item_id=item_id, questions=questions):
+        counts = unit["counts"]
+        if sum(counts.values()) < base:
+            continue
+        confidence = None
+        if project.confidence_threshold is not None and not unit["ordinal"]:
+            confidence = vote_confidence(counts, n_labels=unit["labels"])
+        if needs_another_vote(
+            counts,
+            min_votes=base,
+            max_votes=project.max_annotators,
+            agreement_threshold=project.agreement_threshold,
+            ordinal=unit["ordinal"],
+            scale=unit["scale"],
+            confidence=confidence,
+            confidence_threshold=project.confidence_threshold,
+        ):
+            wanted_more = True
+            break
+    if not wanted_more:
+        return False
+    wanted = min(project.max_annotators, n_votes + 1)
+    Item.objects.filter(pk=item_id).update(
+        overlap_extra=wanted - base, is_full=slots_taken >= wanted
+    )
+    return slots_taken < wanted
+
+
+def items_fullness_refresh(*, project: Project) -> None:
+    """Recompute ``is_full`` of the project's non-gold items after its overlap rule changed."""
+    base = project.base_overlap
+    Item.objects.filter(project=project, is_gold=False).update(
+        is_full=Case(
+            When(Q(slots_taken__gte=F("overlap_extra") + base), then=Value(True)),
+            default=Value(False),
+        )
+    )
