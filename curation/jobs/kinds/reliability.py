@@ -34,6 +34,7 @@ from annotation.models import (
     RatingAnswer,
     Source,
 )
+from annotation.services.overlap import items_low_confidence_reopen
 from curation.jobs.base import JobKindSpec, Report
 from curation.jobs.common import finite
 from curation.jobs.params import (
@@ -416,6 +417,10 @@ def run(job: Job, report: Report) -> dict[str, Any]:
         ItemPosterior.objects.filter(job=job).delete()
         AnnotatorReliability.objects.bulk_create(reliabilities, batch_size=2000)
         ItemPosterior.objects.bulk_create(posteriors, batch_size=2000)
+    # Adaptive overlap with a confidence threshold: low-confidence items ask for a vote.
+    reopened = items_low_confidence_reopen(
+        project=job.project, confidences=[(p.item_id, p.confidence) for p in posteriors]
+    )
     by_person: dict[int, list[float]] = defaultdict(list)
     for row in reliabilities:
         by_person[row.annotator_id].append(row.reliability)
@@ -426,6 +431,7 @@ def run(job: Job, report: Report) -> dict[str, Any]:
         "units": len(posteriors),
         "votes": sum(s["votes"] for s in summaries),
         "converged": all(s["converged"] for s in summaries),
+        "items_asking_another_vote": reopened,
     }
 
 
