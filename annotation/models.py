@@ -351,7 +351,9 @@ class Annotation(models.Model):
             ),
         ]
         indexes = [
-            models.Index(fields=["project", "created_at"], name="annotation_project_time_idx")
+            models.Index(fields=["project", "created_at"], name="annotation_project_time_idx"),
+            # The explorer's per-item counts and source filter, answered from the index alone.
+            models.Index(fields=["item", "source"], name="annotation_item_source_idx"),
         ]
 
     def __str__(self) -> str:
@@ -449,6 +451,116 @@ class CorrectionAnswer(models.Model):
 
     def __str__(self) -> str:
         return f"[{self.start}, {self.end}) on {self.response_id}"
+
+
+class QualityAgreementSum(models.Model):
+    """Sums over agreement units for the quality charts, per question, day, unit size and label.
+
+    A unit counts on the UTC day of its last human vote, with its current number of
+    votes (two or more); ``annotation.quality_summary.unit_sums`` defines the figures.
+    Writers add the difference their new votes make (a unit that gets a vote moves from
+    its old day and size to today's), in the submit transaction. Rows are striped over
+    ``shard`` (the item id modulo ``QUALITY_SHARDS``) so concurrent submits on different
+    items rarely wait on the same row; readers sum over shards. A stripe alone may hold
+    negative figures (a unit counted by a rebuild in stripe 0 leaves its own stripe).
+    """
+
+    question = models.ForeignKey(Question, on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    unit_votes = models.PositiveIntegerField(help_text="Votes in each of these units (m).")
+    value = models.CharField(max_length=32, help_text="lo, hi, tie; a whole point; a response id.")
+    shard = models.PositiveSmallIntegerField(default=0)
+    votes = models.BigIntegerField(default=0)
+    votes_sq = models.BigIntegerField(default=0, help_text="Sum over units of the votes squared.")
+    value_sum = models.FloatField(default=0.0, help_text="Sum of the exact rating values.")
+    value_sum_sq = models.FloatField(default=0.0)
+    observed = models.FloatField(
+        default=0.0, help_text="Sum of the units' interval disagreement (on their lowest label)."
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["question", "day", "unit_votes", "value", "shard"],
+                name="quality_agreement_sum_unique",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.question_id} {self.day} m={self.unit_votes} {self.value}"
+
+
+class AnnotatorPairVote(models.Model):
+    """Shared units of two annotators (a < b) on one question by the labels they gave."""
+
+    question = models.ForeignKey(Question, on_delete=models.CASCADE, related_name="+")
+    annotator_a = models.ForeignKey(
+        django_settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    annotator_b = models.ForeignKey(
+        django_settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    value_a = models.CharField(max_length=32)
+    value_b = models.CharField(max_length=32)
+    units = models.PositiveIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["question", "annotator_a", "annotator_b", "value_a", "value_b"],
+                name="annotator_pair_vote_unique",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.annotator_a_id}/{self.annotator_b_id}: {self.units}"
+
+
+class AnnotatorQuality(models.Model):
+    """Counters of the annotator table, per annotator and project, kept on write."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    annotator = models.ForeignKey(
+        django_settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    judgements = models.PositiveIntegerField(default=0)
+    majority_agreed = models.IntegerField(default=0)
+    majority_units = models.IntegerField(default=0)
+    gold_correct = models.PositiveIntegerField(default=0)
+    gold_scored = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "annotator"], name="annotator_quality_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.annotator_id} in {self.project_id}"
+
+
+class AnnotatorTime(models.Model):
+    """How many of an annotator's submissions took a time in one bucket (for the median)."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    annotator = models.ForeignKey(
+        django_settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    bucket_ms = models.PositiveIntegerField(
+        help_text="Lower bound, see quality_summary.time_bucket."
+    )
+    annotations = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "annotator", "bucket_ms"], name="annotator_time_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.annotator_id}: {self.annotations} at {self.bucket_ms} ms"
 
 
 class ApiToken(models.Model):

@@ -2,16 +2,18 @@
 
 Each selector takes a project and returns a plain dict, the same JSON the
 chart-data API serves and the page draws. None of them loads a project's
-annotations into Python: agreement is computed from per-unit sums that SQL
-groups (Krippendorff's alpha and Fleiss' kappa need only, per unit, the number
-of values and the sum of squared value counts, or the sums of values and
-squares for the interval metric), so the cost is a few grouped scans however
-many annotations a project holds.
+annotations into Python.
 
-Results are cached per project under a stamp of the project's data (the
-newest annotation time and item id), so repeated page loads do not repeat the
-scans; when the stamp moves, the previous result is served while a background
-thread recomputes (see ``_cached``).
+Agreement and the annotator table read the summaries the answer writers keep
+in the submit transaction (``annotation.services.quality``): Krippendorff's alpha
+and Fleiss' kappa are sums over per-unit vote rows, Cohen's kappa comes from
+per-pair label counts, the annotator table from per-annotator counters, so they
+are fresh and fast right after new labels.
+
+The other charts (label distributions, coverage, throughput, profiles) are grouped
+scans of the answers, cached per project under a stamp of the project's data (the
+newest annotation time and item id); when the stamp moves, the previous result is
+served while a background thread recomputes (see ``_cached``).
 """
 
 from __future__ import annotations
@@ -21,22 +23,26 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
 from django.db import close_old_connections, connection, transaction
-from django.db.models import Case, CharField, Count, F, Max, Min, QuerySet, Sum, Value, When
+from django.db.models import CharField, Count, Max, Min, QuerySet
 from django.db.models.fields.json import KT
-from django.db.models.functions import Cast, Greatest, Least, Round, TruncDate
+from django.db.models.functions import Cast, TruncDate
 
 from annotation.models import (
     Annotation,
+    AnnotatorPairVote,
     AnnotatorProfile,
+    AnnotatorQuality,
+    AnnotatorTime,
     Item,
     PairwiseAnswer,
     Project,
+    QualityAgreementSum,
     Question,
     QuestionKind,
     RankingAnswer,
@@ -44,6 +50,7 @@ from annotation.models import (
     Source,
 )
 from annotation.pseudonyms import pseudonym
+from annotation.quality_summary import COHEN_KINDS, bucket_median
 from annotation.services.projects import CATEGORICAL_PROFILE_FIELDS
 
 PERIODS = ("day", "week")
@@ -55,6 +62,11 @@ UNANSWERED = "unanswered"
 # A cached result is kept this long (a stale one is refreshed on the next read anyway).
 CACHE_SECONDS = 24 * 3600
 REFRESH_LOCK_SECONDS = 600
+
+
+def kappa_min_shared_units() -> int:
+    """Fewest units two annotators must share for their Cohen's kappa to count."""
+    return int(getattr(settings, "BALLOT_KAPPA_MIN_SHARED_UNITS", 5))
 
 
 def profile_min_group() -> int:
@@ -147,15 +159,6 @@ def _sql(queryset: QuerySet) -> tuple[str, tuple]:
     return sql, tuple(params)
 
 
-def _period_sql(column: str, period: str) -> str:
-    """The SQL that truncates a timestamp column to the start of its day or ISO week (UTC)."""
-    if connection.vendor == "postgresql":
-        return f"date_trunc('{period}', {column} AT TIME ZONE 'UTC')::date"
-    if period == "week":
-        return f"date({column}, '-6 days', 'weekday 1')"
-    return f"date({column})"
-
-
 def _as_date(value: Any) -> str:
     if isinstance(value, datetime):
         return value.date().isoformat()
@@ -170,122 +173,112 @@ def _fetch(sql: str, params: tuple) -> list[tuple]:
         return cursor.fetchall()
 
 
-def _human_answers(model: type, question: Question) -> QuerySet:
-    # Gold items are served to everyone and are scored against their answer, not
-    # against each other: like the quality report, agreement leaves them out.
-    # Gold ids as a (small, hashed) subquery rather than a join to every item.
-    return model.objects.filter(question=question, annotation__source=Source.HUMAN).exclude(
-        annotation__item_id__in=_gold_ids(question.project_id)
-    )
-
-
 def _gold_ids(project_id: int) -> QuerySet:
     return Item.objects.filter(project_id=project_id, is_gold=True).values("id")
 
 
-def _unit_values(question: Question, *, nominal: bool) -> QuerySet | None:
-    """Rows (u1, u2, u3, v, n, last): how many annotators gave value v to unit (u1, u2, u3).
+def _unit_sums(questions: list[Question], period: str) -> dict[int, list[tuple]]:
+    """Per question: (period, m, value, votes, votes², Σ values, Σ values², observed) rows.
 
-    Units match the quality report's: pairwise (item, lower response, higher
-    response) with the choice as lo/hi/tie; ratings (item, response, aspect); for
-    rankings the response ranked first per item (nominal).
+    Read from the sums the writers keep per day of the units' last vote
+    (``QualityAgreementSum``, summed over its stripes), then added up per day or ISO
+    week (UTC). Grouping by (period, m) is enough for alpha and Fleiss' kappa, because
+    every unit in a group has m votes.
     """
-    item = F("annotation__item_id")
-    if question.kind == QuestionKind.PAIRWISE:
-        rows = _human_answers(PairwiseAnswer, question).values(
-            u1=item,
-            u2=Least("chosen_id", "rejected_id"),
-            u3=Greatest("chosen_id", "rejected_id"),
-            v=Case(
-                When(tie=True, then=Value("tie")),
-                When(chosen_id__lt=F("rejected_id"), then=Value("lo")),
-                default=Value("hi"),
-                output_field=CharField(),
-            ),
-        )
-    elif question.kind == QuestionKind.RATING:
-        rows = _human_answers(RatingAnswer, question).values(
-            u1=item,
-            u2=F("response_id"),
-            u3=F("aspect"),
-            v=Round("value") if nominal else F("value"),
-        )
-    elif question.kind == QuestionKind.RANKING:
-        rows = _human_answers(RankingAnswer, question).values(
-            u1=item, u2=Value(0), u3=Value(""), v=Cast(KT("ranking__0__0"), CharField())
-        )
-    else:
-        return None
-    return rows.annotate(n=Count("id"), last=Max("annotation__created_at")).order_by()
+    ids = [q.id for q in questions]
+    if not ids:
+        return {}
+    table = QualityAgreementSum._meta.db_table
+    rows = _fetch(
+        "SELECT question_id, day, unit_votes, value, SUM(votes), SUM(votes_sq), "
+        "SUM(value_sum), SUM(value_sum_sq), SUM(observed) "
+        f"FROM {table} WHERE question_id IN ({', '.join(['%s'] * len(ids))}) "
+        "GROUP BY question_id, day, unit_votes, value",
+        tuple(ids),
+    )
+    grouped: dict[tuple, list[float]] = defaultdict(lambda: [0, 0, 0.0, 0.0, 0.0])
+    for question_id, day, m, value, *figures in rows:
+        if not figures[0]:
+            continue  # every unit counted here has moved on (a later vote)
+        start = date.fromisoformat(_as_date(day))
+        if period == "week":
+            start -= timedelta(days=start.weekday())
+        entry = grouped[(question_id, start, int(m), value)]
+        for index, figure in enumerate(figures):
+            entry[index] += figure
+    by_question: dict[int, list[tuple]] = defaultdict(list)
+    for (question_id, start, m, value), figures in sorted(grouped.items(), key=lambda kv: kv[0][1]):
+        by_question[question_id].append((start.isoformat(), m, value, *figures))
+    return by_question
 
 
-# Per unit: m values, sum of squared value counts, last annotation time; pairable units only.
-_UNITS = (
-    "SELECT u1, u2, u3, SUM(n) AS m, SUM(n * n) AS sq, MAX(last) AS last "
-    "FROM ({values}) uv GROUP BY u1, u2, u3 HAVING SUM(n) >= 2"
-)
+def _interval_rows(rows: list[tuple]) -> list[tuple]:
+    """(period, units, n, Σ v, Σ v², observed) per period, from ``_unit_sums`` rows."""
+    per_period: dict[str, list[float]] = defaultdict(lambda: [0.0] * 5)
+    for period, m, _value, votes, _squares, s1, s2, observed in rows:
+        entry = per_period[_as_date(period)]
+        entry[0] += float(votes) / int(m)
+        entry[1] += float(votes)
+        entry[2] += float(s1)
+        entry[3] += float(s2)
+        entry[4] += float(observed)
+    return [(key, round(v[0]), *v[1:]) for key, v in sorted(per_period.items())]
 
 
-def _nominal_sums(question: Question, period: str) -> list[tuple]:
-    """(period, m, value, sum of counts, sum of squared counts) over pairable units.
+def _cohen(questions: list[Question]) -> dict[int, dict]:
+    """Per question: the mean Cohen's kappa over annotator pairs sharing enough units.
 
-    A unit belongs to the period of its last annotation: the period in which it
-    became what it is now. Grouping by (period, m) is enough for alpha and for
-    Fleiss' kappa, because every unit in a group has the same m.
+    From the per-pair label counts (``AnnotatorPairVote``), grouped in the database
+    to one row per pair: shared units N, units with equal labels, and the sum over
+    labels of the two annotators' marginal counts, Σ r·s; then kappa = (p_o - p_e) /
+    (1 - p_e) with p_o = agree / N and p_e = Σ r·s / N². Pairs whose chance agreement
+    is already 1 (both used one label only) have no kappa and are left out.
     """
-    values = _unit_values(question, nominal=True)
-    if values is None:
-        return []
-    inner, params = _sql(values)
-    sql = (
-        f"WITH uv AS ({inner}), units AS ({_UNITS.format(values='SELECT * FROM uv')}) "
-        f"SELECT {_period_sql('units.last', period)} AS period, units.m, uv.v, "
-        "SUM(uv.n), SUM(uv.n * uv.n) "
-        "FROM uv JOIN units ON uv.u1 = units.u1 AND uv.u2 = units.u2 AND uv.u3 = units.u3 "
-        "GROUP BY 1, 2, 3 ORDER BY 1"
-    )
-    return _fetch(sql, params)
-
-
-def _rating_sums(question: Question, period: str) -> tuple[list[tuple], list[tuple]]:
-    """One scan of a rating question's answers for both metrics.
-
-    Values are grouped per unit by their whole point (the nominal view Fleiss'
-    kappa uses) while carrying the exact sums of values and squares that the
-    interval alpha needs; the two result sets share the grouped rows through
-    one statement. Returns the ``_nominal_sums`` rows and, for the interval
-    metric, (period, units, n, sum v, sum v², observed disagreement).
-    """
-    values = (
-        _human_answers(RatingAnswer, question)
-        .values(u1=F("annotation__item_id"), u2=F("response_id"), u3=F("aspect"), v=Round("value"))
-        .annotate(
-            n=Count("id"),
-            sv=Sum("value"),
-            sv2=Sum(F("value") * F("value")),
-            last=Max("annotation__created_at"),
+    ids = [q.id for q in questions]
+    if not ids:
+        return {}
+    minimum = kappa_min_shared_units()
+    table = AnnotatorPairVote._meta.db_table
+    rows = _fetch(
+        f"""
+        WITH t AS (
+            SELECT question_id AS q, annotator_a_id AS a, annotator_b_id AS b,
+                   value_a, value_b, units AS n
+            FROM {table} WHERE question_id IN ({", ".join(["%s"] * len(ids))})
+        ),
+        pairs AS (
+            SELECT q, a, b, SUM(n) AS total, SUM(CASE WHEN value_a = value_b THEN n ELSE 0 END)
+                AS agree
+            FROM t GROUP BY q, a, b HAVING SUM(n) >= %s
+        ),
+        ma AS (SELECT q, a, b, value_a AS c, SUM(n) AS r FROM t GROUP BY q, a, b, value_a),
+        mb AS (SELECT q, a, b, value_b AS c, SUM(n) AS s FROM t GROUP BY q, a, b, value_b),
+        chance AS (
+            SELECT ma.q, ma.a, ma.b, SUM(ma.r * mb.s) AS e
+            FROM ma JOIN mb ON ma.q = mb.q AND ma.a = mb.a AND ma.b = mb.b AND ma.c = mb.c
+            GROUP BY ma.q, ma.a, ma.b
         )
-        .order_by()
+        SELECT pairs.q, pairs.total, pairs.agree, COALESCE(chance.e, 0)
+        FROM pairs LEFT JOIN chance
+            ON chance.q = pairs.q AND chance.a = pairs.a AND chance.b = pairs.b
+        """,
+        (*ids, minimum),
     )
-    inner, params = _sql(values)
-    sql = (
-        f"WITH uv AS ({inner}), units AS (SELECT u1, u2, u3, SUM(n) AS m, SUM(sv) AS s1, "
-        "SUM(sv2) AS s2, MAX(last) AS last FROM uv GROUP BY u1, u2, u3 HAVING SUM(n) >= 2) "
-        f"SELECT 0, {_period_sql('units.last', period)}, units.m, uv.v, SUM(uv.n), "
-        "SUM(uv.n * uv.n), 0.0, 0.0, 0.0 "
-        "FROM uv JOIN units ON uv.u1 = units.u1 AND uv.u2 = units.u2 AND uv.u3 = units.u3 "
-        "GROUP BY 2, 3, 4 "
-        f"UNION ALL SELECT 1, {_period_sql('last', period)}, COUNT(*), NULL, SUM(m), 0, "
-        "SUM(s1), SUM(s2), SUM((m * s2 - s1 * s1) / (m - 1.0)) FROM units GROUP BY 2"
-    )
-    nominal, interval = [], []
-    for which, period_start, m, value, total, squares, s1, s2, observed in _fetch(sql, params):
-        if which == 0:
-            nominal.append((period_start, m, value, total, squares))
-        else:
-            interval.append((period_start, m, total, s1, s2, observed))
-    interval.sort(key=lambda row: _as_date(row[0]))
-    return nominal, interval
+    kappas: dict[int, list[float]] = defaultdict(list)
+    for question_id, total, agree, expected in rows:
+        total, agree, expected = int(total), int(agree), int(expected)
+        if expected >= total * total:
+            continue
+        p_o, p_e = agree / total, expected / (total * total)
+        kappas[question_id].append((p_o - p_e) / (1 - p_e))
+    return {
+        question_id: {
+            "kappa": _round(sum(values) / len(values)),
+            "pairs": len(values),
+            "min_shared_units": minimum,
+        }
+        for question_id, values in kappas.items()
+    }
 
 
 def _nominal_alpha(n: float, disagreement: float, value_totals: dict[Any, float]) -> float | None:
@@ -406,17 +399,19 @@ def agreement_over_time(*, project: Project, period: str | None = None) -> dict:
 
     Per question: Krippendorff's alpha (nominal for pairwise choices and the
     top-ranked response, interval for ratings), Fleiss' kappa over the units with
-    the most common number of raters (ratings rounded to whole points), and a
-    series with each period's alpha (units completed in that period) and the
-    cumulative alpha up to its end. Human annotations of non-gold items only.
+    the most common number of raters (ratings rounded to whole points), the mean
+    Cohen's kappa over annotator pairs sharing enough units (pairwise and rating
+    questions), and a series with each period's alpha (units completed in that
+    period) and the cumulative alpha up to its end. Human annotations of non-gold
+    items only, read from the summaries kept on write, so a new label shows at once.
     """
     chosen = period or _auto_period(project)
-    return _cached("agreement", project, lambda: _agreement(project=project, period=chosen), chosen)
-
-
-def _agreement(*, project: Project, period: str) -> dict:
-    questions = []
-    for question in Question.objects.filter(project=project).order_by("position", "id"):
+    questions = list(Question.objects.filter(project=project).order_by("position", "id"))
+    scored = [q for q in questions if q.kind != QuestionKind.CORRECTION]
+    sums = _unit_sums(scored, chosen)
+    cohen = _cohen([q for q in scored if q.kind in COHEN_KINDS])
+    out = []
+    for question in questions:
         entry: dict[str, Any] = {"question": question.name, "kind": question.kind}
         if question.kind == QuestionKind.CORRECTION:
             entry.update(
@@ -424,29 +419,35 @@ def _agreement(*, project: Project, period: str) -> dict:
                 units=0,
                 krippendorff_alpha=None,
                 fleiss_kappa=None,
+                cohen_kappa=None,
                 series=[],
                 note="agreement is not computed for free-form corrections",
             )
-            questions.append(entry)
+            out.append(entry)
             continue
+        rows = sums.get(question.id, [])
+        nominal = [
+            (period, m, value, votes, squares) for period, m, value, votes, squares, *_ in rows
+        ]
         if question.kind == QuestionKind.RATING:
-            nominal_rows, interval_rows = _rating_sums(question, period)
-            _, _, by_raters = _nominal_agreement(nominal_rows)
-            overall, series = _interval_agreement(interval_rows)
+            _, _, by_raters = _nominal_agreement(nominal)
+            overall, series = _interval_agreement(_interval_rows(rows))
             entry["level"] = "interval"
         else:
-            overall, series, by_raters = _nominal_agreement(_nominal_sums(question, period))
+            overall, series, by_raters = _nominal_agreement(nominal)
             entry["level"] = "nominal"
         entry.update(overall)
         entry["fleiss_kappa"] = _fleiss(by_raters)
+        entry["cohen_kappa"] = cohen.get(question.id)
         entry["series"] = series
         entry["note"] = (
-            "ranking agreement on the response ranked first"
+            "ranking agreement on the response ranked first; no Cohen's kappa (a different "
+            "label set on every item)"
             if question.kind == QuestionKind.RANKING
             else ""
         )
-        questions.append(entry)
-    return {"project": project.id, "period": period, "questions": questions}
+        out.append(entry)
+    return {"project": project.id, "period": chosen, "questions": out}
 
 
 def label_distributions(*, project: Project) -> dict:
@@ -594,192 +595,48 @@ def _throughput(*, project: Project) -> dict:
 # --------------------------------------------------------------------------- annotators
 
 
-_MAJORITY = """
-WITH mine AS ({answers}),
-uv AS (SELECT u1, u2, u3, v, COUNT(*) AS n FROM mine GROUP BY u1, u2, u3, v),
-units AS (
-    SELECT u1, u2, u3, MAX(n) AS c1 FROM uv GROUP BY u1, u2, u3 HAVING SUM(n) >= 2
-),
-tops AS (
-    SELECT uv.u1, uv.u2, uv.u3, units.c1,
-           SUM(CASE WHEN uv.n = units.c1 THEN 1 ELSE 0 END) AS k1,
-           MAX(CASE WHEN uv.n < units.c1 THEN uv.n ELSE 0 END) AS c2
-    FROM uv JOIN units ON uv.u1 = units.u1 AND uv.u2 = units.u2 AND uv.u3 = units.u3
-    GROUP BY uv.u1, uv.u2, uv.u3, units.c1
-),
-outcome AS (
-    SELECT uv.u1, uv.u2, uv.u3, uv.v,
-           CASE WHEN uv.n = tops.c1 AND tops.k1 = 1 AND tops.c1 - 1 > tops.c2
-                THEN 1 ELSE 0 END AS agreed,
-           CASE WHEN (uv.n = tops.c1 AND tops.k1 = 1 AND tops.c1 - 1 > tops.c2)
-                  OR (uv.n = tops.c1 AND tops.k1 = 2)
-                  OR (uv.n < tops.c1 AND tops.k1 = 1) THEN 1 ELSE 0 END AS counted
-    FROM uv JOIN tops ON uv.u1 = tops.u1 AND uv.u2 = tops.u2 AND uv.u3 = tops.u3
-)
-SELECT mine.who, SUM(outcome.agreed), SUM(outcome.counted)
-FROM mine
-JOIN outcome ON mine.u1 = outcome.u1 AND mine.u2 = outcome.u2 AND mine.u3 = outcome.u3
-    AND mine.v = outcome.v
-GROUP BY mine.who
-"""
-
-
-def _majority_agreement(question: Question) -> dict[int, tuple[int, int]]:
-    """annotator id -> (units agreeing with the others' majority, units with such a majority).
-
-    The same rule as ``agreement.annotator_majority_agreement``: the annotator's
-    own vote is left out; a unit counts when the others' top label is unique.
-    With c1 the unit's highest count, k1 how many labels reach it and c2 the next
-    count, leaving out one vote for label v of count n gives: n = c1 and k1 = 1 →
-    counts and agrees when c1 - 1 > c2; n = c1 and k1 = 2 → counts, disagrees;
-    n < c1 and k1 = 1 → counts, disagrees; anything else is a tie among the others.
-    """
-    if question.kind not in (QuestionKind.PAIRWISE, QuestionKind.RATING, QuestionKind.RANKING):
-        return {}
-    mine, params = _sql(_answers_by_annotator(question))
-    rows = _fetch(_MAJORITY.format(answers=mine), params)
-    return {who: (int(agreed), int(counted)) for who, agreed, counted in rows}
-
-
-def _answers_by_annotator(question: Question) -> QuerySet:
-    item = F("annotation__item_id")
-    who = F("annotation__annotator_id")
-    if question.kind == QuestionKind.PAIRWISE:
-        return _human_answers(PairwiseAnswer, question).values(
-            who=who,
-            u1=item,
-            u2=Least("chosen_id", "rejected_id"),
-            u3=Greatest("chosen_id", "rejected_id"),
-            v=Case(
-                When(tie=True, then=Value("tie")),
-                When(chosen_id__lt=F("rejected_id"), then=Value("lo")),
-                default=Value("hi"),
-                output_field=CharField(),
-            ),
-        )
-    if question.kind == QuestionKind.RATING:
-        return _human_answers(RatingAnswer, question).values(
-            who=who, u1=item, u2=F("response_id"), u3=F("aspect"), v=Round("value")
-        )
-    return _human_answers(RankingAnswer, question).values(
-        who=who, u1=item, u2=Value(0), u3=Value(""), v=Cast(KT("ranking__0__0"), CharField())
-    )
-
-
-def _gold_accuracy(project: Project) -> dict[int, tuple[int, int]]:
-    """annotator id -> (correct, scored) on pairwise gold units, as the quality report scores them."""
-    questions = {q.id: q for q in Question.objects.filter(project=project)}
-    truth: dict[tuple[int, int, int, int], str] = {}
-    gold_items = Item.objects.filter(project=project, is_gold=True).exclude(gold_answer=None)
-    for item in gold_items.prefetch_related("responses"):
-        by_position = {r.position: r.id for r in item.responses.all()}
-        for answer in (item.gold_answer or {}).get("answers", []):
-            if not isinstance(answer, dict):
-                continue
-            question = next(
-                (q for q in questions.values() if answer.get("question") in (q.id, q.name)), None
-            )
-            if question is None or question.kind != QuestionKind.PAIRWISE:
-                continue
-            chosen = by_position.get(answer.get("chosen"))
-            rejected = by_position.get(answer.get("rejected"))
-            if chosen is None or rejected is None:
-                continue
-            lo, hi = sorted((chosen, rejected))
-            truth[(question.id, item.id, lo, hi)] = (
-                "tie" if answer.get("tie") else ("lo" if chosen == lo else "hi")
-            )
-    if not truth:
-        return {}
-    scores: dict[int, list[int]] = defaultdict(lambda: [0, 0])
-    answers = PairwiseAnswer.objects.filter(
-        annotation__project=project,
-        annotation__source=Source.HUMAN,
-        annotation__item_id__in=_gold_ids(project.id),
-    ).values_list(
-        "annotation__annotator_id",
-        "question_id",
-        "annotation__item_id",
-        "chosen_id",
-        "rejected_id",
-        "tie",
-    )
-    for who, question_id, item_id, chosen, rejected, tie in answers.iterator(chunk_size=5000):
-        lo, hi = sorted((chosen, rejected))
-        expected = truth.get((question_id, item_id, lo, hi))
-        if expected is None:
-            continue
-        given = "tie" if tie else ("lo" if chosen == lo else "hi")
-        scores[who][1] += 1
-        scores[who][0] += given == expected
-    return {who: (correct, scored) for who, (correct, scored) in scores.items()}
-
-
-def _median_seconds(project: Project) -> dict[int, float]:
-    humans = Annotation.objects.filter(
-        project=project, source=Source.HUMAN, time_spent_ms__isnull=False
-    )
-    if connection.vendor == "postgresql":
-        inner, params = _sql(humans.values("annotator_id", "time_spent_ms"))
-        rows = _fetch(
-            "SELECT annotator_id, percentile_cont(0.5) WITHIN GROUP (ORDER BY time_spent_ms) "
-            f"FROM ({inner}) t GROUP BY annotator_id",
-            params,
-        )
-        return {who: float(value) / 1000 for who, value in rows}
-    # SQLite has no percentile aggregate; its databases are small (tests, demos).
-    from statistics import median
-
-    times: dict[int, list[int]] = defaultdict(list)
-    for who, ms in humans.values_list("annotator_id", "time_spent_ms"):
-        times[who].append(ms)
-    return {who: median(values) / 1000 for who, values in times.items()}
-
-
 def annotator_table(*, project: Project, show_usernames: bool = False) -> dict:
     """One row per human annotator: pseudonym (and username for admins), judgements,
-    agreement with the majority of the others, gold accuracy, median seconds per
-    item, and the flags of the quality report (below the project's threshold)."""
-    return _cached(
-        "annotators",
-        project,
-        lambda: _annotators(project=project, show_usernames=show_usernames),
-        show_usernames,
-    )
+    agreement with the majority of the others (pairwise and ranking questions pooled),
+    gold accuracy, median time per item, and the flags of the quality report (below
+    the project's threshold).
 
-
-def _annotators(*, project: Project, show_usernames: bool) -> dict:
-    counts = dict(
-        Annotation.objects.filter(project=project, source=Source.HUMAN)
-        .values_list("annotator_id")
-        .annotate(n=Count("id"))
-        .order_by()
-        .values_list("annotator_id", "n")
+    Read from the counters kept on write (``AnnotatorQuality``, ``AnnotatorTime``):
+    two small queries whatever the project's size. The median time is of the times
+    bucketed as ``annotation.quality_summary.time_bucket`` keeps them (to a tenth of a
+    second under 10 s, to the second under 10 minutes, to the minute beyond).
+    """
+    counters = list(
+        AnnotatorQuality.objects.filter(project=project, judgements__gt=0).values_list(
+            "annotator_id",
+            "judgements",
+            "majority_agreed",
+            "majority_units",
+            "gold_correct",
+            "gold_scored",
+        )
     )
-    pooled: dict[int, list[int]] = defaultdict(lambda: [0, 0])
-    for question in Question.objects.filter(project=project).exclude(kind=QuestionKind.CORRECTION):
-        if question.kind == QuestionKind.RATING:
-            continue  # interval data: the quality report pools nominal questions only
-        for who, (agreed, counted) in _majority_agreement(question).items():
-            pooled[who][0] += agreed
-            pooled[who][1] += counted
-    gold = _gold_accuracy(project)
-    medians = _median_seconds(project)
+    buckets: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    for who, bucket, count in AnnotatorTime.objects.filter(project=project).values_list(
+        "annotator_id", "bucket_ms", "annotations"
+    ):
+        buckets[who].append((bucket, count))
     usernames: dict[int, str] = {}
     if show_usernames:
         from django.contrib.auth import get_user_model
 
         usernames = dict(
-            get_user_model().objects.filter(id__in=list(counts)).values_list("id", "username")
+            get_user_model()
+            .objects.filter(id__in=[row[0] for row in counters])
+            .values_list("id", "username")
         )
     threshold = project.quality_threshold
     salt = str(project.id)
     rows = []
-    for who, judgements in counts.items():
-        agreed, counted = pooled.get(who, (0, 0))
-        correct, scored = gold.get(who, (0, 0))
+    for who, judgements, agreed, counted, correct, scored in counters:
         agreement_value = agreed / counted if counted else None
         gold_value = correct / scored if scored else None
+        median_ms = bucket_median(buckets.get(who, []))
         reasons = []
         if counted >= 5 and agreement_value is not None and agreement_value < threshold:
             reasons.append(f"agreement {agreement_value:.2f} below {threshold}")
@@ -792,7 +649,7 @@ def _annotators(*, project: Project, show_usernames: bool) -> dict:
             "agreement_units": counted,
             "gold_accuracy": _round(gold_value),
             "gold_items": scored,
-            "median_seconds": _round(medians.get(who)),
+            "median_seconds": None if median_ms is None else _round(median_ms / 1000),
             "flagged": bool(reasons),
             "reasons": reasons,
         }

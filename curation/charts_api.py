@@ -6,10 +6,13 @@ Admins and curators only (an annotator of the project gets 403, anyone else
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from django.http import QueryDict
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -44,6 +47,14 @@ class FleissOut(serializers.Serializer):
     units = serializers.IntegerField()
 
 
+class CohenOut(serializers.Serializer):
+    kappa = serializers.FloatField(help_text="Mean Cohen's kappa over the annotator pairs.")
+    pairs = serializers.IntegerField(help_text="Annotator pairs with a kappa in the mean.")
+    min_shared_units = serializers.IntegerField(
+        help_text="Units a pair must share to count (BALLOT_KAPPA_MIN_SHARED_UNITS)."
+    )
+
+
 class AgreementQuestionOut(serializers.Serializer):
     question = serializers.CharField()
     kind = serializers.CharField()
@@ -51,6 +62,11 @@ class AgreementQuestionOut(serializers.Serializer):
     units = serializers.IntegerField(help_text="Units with at least two human labels.")
     krippendorff_alpha = serializers.FloatField(allow_null=True)
     fleiss_kappa = FleissOut(allow_null=True)
+    cohen_kappa = CohenOut(
+        allow_null=True,
+        help_text="Pairwise and rating questions (ratings as whole points); null without a pair "
+        "of annotators sharing enough units.",
+    )
     series = AgreementPointOut(many=True)
     note = serializers.CharField(allow_blank=True)
 
@@ -188,87 +204,105 @@ def _staff_project(request: Request, project_id: int) -> tuple[Project, str]:
     return project_get_for(user=request.user, project_id=project_id, roles=STAFF_ROLES)
 
 
-class AgreementChartApi(APIView):
-    @extend_schema(
-        tags=TAG,
-        responses=AgreementOut,
-        parameters=[
+def _agreement(project: Project, role: str, query: QueryDict) -> dict:
+    period = query.get("period") or None
+    if period is not None and period not in charts.PERIODS:
+        raise ValidationFailed(
+            f"period must be one of {', '.join(charts.PERIODS)}.", field="period"
+        )
+    return charts.agreement_over_time(project=project, period=period)
+
+
+@dataclass(frozen=True)
+class Chart:
+    """One chart-data endpoint: its path segment, selector, response shape and schema text."""
+
+    slug: str
+    select: Callable[[Project, str, QueryDict], dict]
+    serializer: type[serializers.Serializer]
+    summary: str
+    description: str = ""
+    parameters: tuple[OpenApiParameter, ...] = ()
+
+
+CHARTS = (
+    Chart(
+        "agreement",
+        _agreement,
+        AgreementOut,
+        "Agreement per question, overall and over time (admin, curator)",
+        "Krippendorff's alpha, Fleiss' kappa and the mean pairwise Cohen's kappa per question, "
+        "from summaries kept on write: fresh right after new labels.",
+        (
             OpenApiParameter(
                 "period",
                 OpenApiTypes.STR,
                 enum=list(charts.PERIODS),
-                description="Bucket of the series; default: day when the annotations span a month or less, else week.",
-            )
-        ],
-        summary="Agreement per question, overall and over time (admin, curator)",
-    )
-    def get(self, request: Request, project_id: int) -> Response:
-        project, _ = _staff_project(request, project_id)
-        period = request.query_params.get("period") or None
-        if period is not None and period not in charts.PERIODS:
-            raise ValidationFailed(
-                f"period must be one of {', '.join(charts.PERIODS)}.", field="period"
-            )
-        return Response(
-            AgreementOut(charts.agreement_over_time(project=project, period=period)).data
-        )
+                description="Bucket of the series; default: day when the annotations span a "
+                "month or less, else week.",
+            ),
+        ),
+    ),
+    Chart(
+        "label-distributions",
+        lambda project, role, query: charts.label_distributions(project=project),
+        LabelDistributionsOut,
+        "Label distributions per question (admin, curator)",
+    ),
+    Chart(
+        "coverage",
+        lambda project, role, query: charts.coverage(project=project),
+        CoverageOut,
+        "Items by number of human annotations against the overlap (admin, curator)",
+    ),
+    Chart(
+        "throughput",
+        lambda project, role, query: charts.throughput(project=project),
+        ThroughputOut,
+        "Annotations per day, human and AI (admin, curator)",
+    ),
+    Chart(
+        "annotators",
+        lambda project, role, query: charts.annotator_table(
+            project=project, show_usernames=may_reveal_usernames(role)
+        ),
+        AnnotatorsOut,
+        "The annotator table: judgements, agreement, gold accuracy, time, flags (admin, curator)",
+        "Curators see pseudonyms only; the project's admins also get `username`.",
+    ),
+    Chart(
+        "profile-breakdown",
+        lambda project, role, query: charts.profile_breakdown(project=project),
+        ProfileBreakdownOut,
+        "Who labelled, aggregated per profile field; small groups hidden (admin, curator)",
+    ),
+)
 
 
-class LabelDistributionsApi(APIView):
-    @extend_schema(
-        tags=TAG,
-        responses=LabelDistributionsOut,
-        summary="Label distributions per question (admin, curator)",
-    )
-    def get(self, request: Request, project_id: int) -> Response:
-        project, _ = _staff_project(request, project_id)
-        return Response(LabelDistributionsOut(charts.label_distributions(project=project)).data)
+class ChartApi(APIView):
+    """The view of every chart in ``CHARTS``: staff scope, the chart's selector, its serializer."""
 
+    chart: Chart
 
-class CoverageApi(APIView):
-    @extend_schema(
-        tags=TAG,
-        responses=CoverageOut,
-        summary="Items by number of human annotations against the overlap (admin, curator)",
-    )
-    def get(self, request: Request, project_id: int) -> Response:
-        project, _ = _staff_project(request, project_id)
-        return Response(CoverageOut(charts.coverage(project=project)).data)
-
-
-class ThroughputApi(APIView):
-    @extend_schema(
-        tags=TAG,
-        responses=ThroughputOut,
-        summary="Annotations per day, human and AI (admin, curator)",
-    )
-    def get(self, request: Request, project_id: int) -> Response:
-        project, _ = _staff_project(request, project_id)
-        return Response(ThroughputOut(charts.throughput(project=project)).data)
-
-
-class AnnotatorsApi(APIView):
-    @extend_schema(
-        tags=TAG,
-        responses=AnnotatorsOut,
-        summary="The annotator table: judgements, agreement, gold accuracy, time, flags (admin, curator)",
-        description="Curators see pseudonyms only; the project's admins also get `username`.",
-    )
     def get(self, request: Request, project_id: int) -> Response:
         project, role = _staff_project(request, project_id)
-        data = charts.annotator_table(project=project, show_usernames=may_reveal_usernames(role))
-        return Response(AnnotatorsOut(data).data)
+        data = self.chart.select(project, role, request.query_params)
+        return Response(self.chart.serializer(data).data)
 
-
-class ProfileBreakdownApi(APIView):
-    @extend_schema(
-        tags=TAG,
-        responses=ProfileBreakdownOut,
-        summary="Who labelled, aggregated per profile field; small groups hidden (admin, curator)",
-    )
-    def get(self, request: Request, project_id: int) -> Response:
-        project, _ = _staff_project(request, project_id)
-        return Response(ProfileBreakdownOut(charts.profile_breakdown(project=project)).data)
+    @classmethod
+    def for_chart(cls, chart: Chart) -> type[ChartApi]:
+        """A subclass bound to ``chart``, with its own OpenAPI operation (schema per endpoint)."""
+        name = "".join(part.title() for part in chart.slug.split("-")) + "ChartApi"
+        view = type(name, (cls,), {"chart": chart, "__doc__": chart.summary})
+        return extend_schema_view(
+            get=extend_schema(
+                tags=TAG,
+                responses=chart.serializer,
+                summary=chart.summary,
+                description=chart.description or None,
+                parameters=list(chart.parameters),
+            )
+        )(view)
 
 
 class DatasetCompareApi(APIView):

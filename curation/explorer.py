@@ -10,15 +10,18 @@ get their figures in a handful of grouped queries over the page's ids only.
 
 from __future__ import annotations
 
+import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.contrib.postgres.search import SearchQuery
 from django.db import connection, transaction
@@ -245,7 +248,8 @@ def explorer_items(*, project: Project, query: ExplorerQuery) -> QuerySet[Item]:
         counted = Annotation.objects.filter(item=OuterRef("pk"))
         if query.source:
             counted = counted.filter(source=query.source)
-        count = counted.order_by().values("item").annotate(n=Count("id")).values("n")
+        # COUNT(*), not COUNT(id): the (item, source) index answers it without the table.
+        count = counted.order_by().values("item").annotate(n=Count("*")).values("n")
         items = items.annotate(
             annotation_total=Coalesce(Subquery(count, output_field=IntegerField()), Value(0))
         )
@@ -371,6 +375,99 @@ def explorer_rows(*, project: Project, items: Sequence[Item]) -> list[dict[str, 
 def explorer_page_items(queryset: QuerySet[Item]) -> QuerySet[Item]:
     """The columns a page reads: not the search document."""
     return queryset.defer("search_text", "search_vector", "gold_answer", "metadata")
+
+
+def exact_count_limit() -> int:
+    """Up to this many matches the explorer counts exactly; above, PostgreSQL's estimate."""
+    return int(getattr(settings, "BALLOT_EXPLORER_EXACT_COUNT", 10_000))
+
+
+@dataclass(frozen=True)
+class ExplorerPage:
+    """One page of the explorer: its items in order, and the (exact or estimated) total."""
+
+    number: int
+    size: int
+    items: list[Item]
+    has_next: bool
+    count: int
+    count_exact: bool
+
+    @property
+    def has_previous(self) -> bool:
+        return self.number > 1
+
+    @property
+    def pages(self) -> int:
+        return max(1, math.ceil(self.count / self.size))
+
+
+def explorer_count(queryset: QuerySet[Item]) -> tuple[int, bool]:
+    """``(count, exact)`` of the items ``queryset`` matches.
+
+    Counting 100,000 matches means reading 100,000 index entries or rows on every page
+    load. So on PostgreSQL the count stops at ``exact_count_limit()`` + 1 rows; below
+    that it is exact, above it the planner's estimate for the whole filter is given
+    (never less than the limit), which the page shows as "about N". SQLite databases
+    are small: always exact.
+    """
+    plain = queryset.order_by()
+    if connection.vendor != "postgresql":
+        return plain.count(), True
+    limit = exact_count_limit()
+    bounded = plain.values("pk")[: limit + 1].count()
+    if bounded <= limit:
+        return bounded, True
+    sql, params = plain.values("pk").query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
+        plan = cursor.fetchone()[0]
+    if isinstance(plan, str):
+        plan = json.loads(plan)
+    return max(int(plan[0]["Plan"]["Plan Rows"]), limit + 1), False
+
+
+@contextmanager
+def _interactive_session() -> Iterator[None]:
+    """No JIT compilation for a page's queries (PostgreSQL only).
+
+    A filter on per-item counts or scores has correlated subqueries whose cost estimate
+    passes ``jit_above_cost``; compiling them takes longer than running them for a page.
+    """
+    if connection.vendor != "postgresql":
+        yield
+        return
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL jit = off")
+        yield
+
+
+def explorer_page(*, queryset: QuerySet[Item], number: int, size: int) -> ExplorerPage:
+    """Page ``number`` (from 1) of ``queryset``, ``size`` items a page.
+
+    The page's ids come first from a lean query over the filter and sort (for the
+    plain id order, a walk of the (project, id) index), then its rows by id, so a deep
+    page does not read the wide rows it skips. One id more than a page tells whether
+    another page follows, whatever the count says.
+    """
+    offset = (number - 1) * size
+    with _interactive_session():
+        ids = list(queryset.values_list("pk", flat=True)[offset : offset + size + 1])
+        has_next = len(ids) > size
+        ids = ids[:size]
+        rows = {item.pk: item for item in explorer_page_items(Item.objects.filter(pk__in=ids))}
+        count, exact = explorer_count(queryset)
+    if not exact:
+        # An estimate may fall short of what this page has already seen.
+        count = max(count, offset + len(ids) + int(has_next))
+    return ExplorerPage(
+        number=number,
+        size=size,
+        items=[rows[pk] for pk in ids if pk in rows],
+        has_next=has_next,
+        count=count,
+        count_exact=exact,
+    )
 
 
 # --------------------------------------------------------------------------- similar items

@@ -5,7 +5,6 @@ Admins and curators only (an annotator of the project gets 403, anyone else 404)
 
 from __future__ import annotations
 
-from django.core.paginator import EmptyPage, Paginator
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
@@ -21,7 +20,7 @@ from curation.explorer import (
     ExplorerQuery,
     explorer_bulk_apply,
     explorer_items,
-    explorer_page_items,
+    explorer_page,
     explorer_rows,
     latest_scoring_job,
 )
@@ -54,10 +53,17 @@ class ExplorerRowOut(serializers.Serializer):
 
 
 class ExplorerPageOut(serializers.Serializer):
-    count = serializers.IntegerField()
+    count = serializers.IntegerField(
+        help_text="Items matching; PostgreSQL's estimate when count_exact is false."
+    )
+    count_exact = serializers.BooleanField(
+        help_text="False above BALLOT_EXPLORER_EXACT_COUNT matches (default 10,000): count and "
+        "pages are then estimates; has_next is always exact."
+    )
     page = serializers.IntegerField()
     page_size = serializers.IntegerField()
     pages = serializers.IntegerField()
+    has_next = serializers.BooleanField()
     job = serializers.IntegerField(allow_null=True)
     results = ExplorerRowOut(many=True)
 
@@ -131,23 +137,24 @@ class ExploreApi(APIView):
         query = ExplorerQuery.from_params(request.query_params)
         size = _positive(request, "page_size", 50, MAX_PAGE_SIZE)
         number = _positive(request, "page", 1, 10**9)
-        paginator = Paginator(
-            explorer_page_items(explorer_items(project=project, query=query)), size
+        page = explorer_page(
+            queryset=explorer_items(project=project, query=query), number=number, size=size
         )
-        try:
-            page = paginator.page(number)
-        except EmptyPage:
+        if not page.items and number > 1:
             raise ValidationFailed(
-                f"There are {paginator.num_pages} page(s).", field="page"
-            ) from None
+                f"There are {'about ' if not page.count_exact else ''}{page.pages} page(s).",
+                field="page",
+            )
         job = latest_scoring_job(project=project)
         data = {
-            "count": paginator.count,
+            "count": page.count,
+            "count_exact": page.count_exact,
             "page": page.number,
             "page_size": size,
-            "pages": paginator.num_pages,
+            "pages": page.pages,
+            "has_next": page.has_next,
             "job": job.id if job else None,
-            "results": explorer_rows(project=project, items=list(page.object_list)),
+            "results": explorer_rows(project=project, items=page.items),
         }
         return Response(ExplorerPageOut(data).data)
 

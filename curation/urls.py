@@ -118,35 +118,13 @@ urlpatterns = [
         name="review-messages",
     ),
     # Chart data of the quality and datasets pages (curation/charts_api.py).
-    path(
-        "projects/<int:project_id>/quality/agreement/",
-        charts_api.AgreementChartApi.as_view(),
-        name="quality-agreement",
-    ),
-    path(
-        "projects/<int:project_id>/quality/label-distributions/",
-        charts_api.LabelDistributionsApi.as_view(),
-        name="quality-label-distributions",
-    ),
-    path(
-        "projects/<int:project_id>/quality/coverage/",
-        charts_api.CoverageApi.as_view(),
-        name="quality-coverage",
-    ),
-    path(
-        "projects/<int:project_id>/quality/throughput/",
-        charts_api.ThroughputApi.as_view(),
-        name="quality-throughput",
-    ),
-    path(
-        "projects/<int:project_id>/quality/annotators/",
-        charts_api.AnnotatorsApi.as_view(),
-        name="quality-annotators",
-    ),
-    path(
-        "projects/<int:project_id>/quality/profile-breakdown/",
-        charts_api.ProfileBreakdownApi.as_view(),
-        name="quality-profile-breakdown",
+    *(
+        path(
+            f"projects/<int:project_id>/quality/{chart.slug}/",
+            charts_api.ChartApi.for_chart(chart).as_view(),
+            name=f"quality-{chart.slug}",
+        )
+        for chart in charts_api.CHARTS
     ),
     path(
         "projects/<int:project_id>/datasets/compare/",

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -28,7 +27,7 @@ from curation.explorer import (
     SimilarUnavailable,
     explorer_bulk_apply,
     explorer_items,
-    explorer_page_items,
+    explorer_page,
     explorer_rows,
     item_similar_list,
     latest_scoring_job,
@@ -102,9 +101,15 @@ def item_list(request: HttpRequest, project_id: int) -> HttpResponse:
         query = ExplorerQuery.from_params(request.GET)
     except ValidationFailed as exc:
         error, query = exc, ExplorerQuery()
-    page = Paginator(
-        explorer_page_items(explorer_items(project=project, query=query)), PAGE_SIZE
-    ).get_page(request.GET.get("page"))
+    items = explorer_items(project=project, query=query)
+    raw = request.GET.get("page", "")
+    number = int(raw) if raw.isascii() and raw.isdigit() and 0 < len(raw) < 10 else 1
+    page = explorer_page(queryset=items, number=max(number, 1), size=PAGE_SIZE)
+    if not page.items and page.number > 1:
+        # Past the end (a shared link after items went): the last page when the count is
+        # exact, else the first.
+        last = page.pages if page.count_exact else 1
+        page = explorer_page(queryset=items, number=last, size=PAGE_SIZE)
     params = query.as_params()
     job = latest_scoring_job(project=project)
     return render(
@@ -118,13 +123,13 @@ def item_list(request: HttpRequest, project_id: int) -> HttpResponse:
             "filter_fields": sorted(params.items()),
             "error": error,
             "page": page,
-            "rows": explorer_rows(project=project, items=list(page.object_list)),
+            "rows": explorer_rows(project=project, items=page.items),
             "headers": _headers(project, query),
-            "previous_url": _page_url(project, {**params, "page": page.previous_page_number()})
-            if page.has_previous()
+            "previous_url": _page_url(project, {**params, "page": page.number - 1})
+            if page.has_previous
             else None,
-            "next_url": _page_url(project, {**params, "page": page.next_page_number()})
-            if page.has_next()
+            "next_url": _page_url(project, {**params, "page": page.number + 1})
+            if page.has_next
             else None,
             "bulk_labels": BULK_LABELS,
             "sort_choices": SORT_CHOICES,

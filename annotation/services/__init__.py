@@ -25,6 +25,7 @@ from annotation.services.projects import (
     question_update,
     token_create,
 )
+from annotation.services.quality import item_quality_record, quality_summaries_rebuild
 from annotation.services.submissions import (
     annotation_ai_store,
     annotation_submit,
@@ -39,6 +40,7 @@ __all__ = [
     "assignment_claim_next",
     "assignment_skip",
     "item_agreement_refresh",
+    "item_quality_record",
     "items_import",
     "leases_release_expired",
     "membership_add",
@@ -52,6 +54,7 @@ __all__ = [
     "question_config_validate",
     "question_create",
     "question_delete",
+    "quality_summaries_rebuild",
     "question_update",
     "request_more_votes",
     "token_create",

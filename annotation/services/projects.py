@@ -26,6 +26,7 @@ from annotation.parsers import json_check
 from annotation.services.agreement import item_agreement_refresh
 from annotation.services.overlap import MAX_WANTED as MAX_OVERLAP
 from annotation.services.overlap import items_fullness_refresh
+from annotation.services.quality import quality_summaries_rebuild
 
 PROJECT_FIELDS = (
     "name",
@@ -367,8 +368,11 @@ def question_delete(*, question: Question) -> None:
             .values_list("id", flat=True)
             .distinct()
         )
+    project_id = question.project_id
     question.delete()
     item_agreement_refresh(item_ids=judged)
+    # The annotator counters pooled this question's answers: recount the project.
+    quality_summaries_rebuild(project_id=project_id)
 
 
 QUESTION_SPEC_FIELDS = ("kind", "name", "prompt", "required", "config")

@@ -37,10 +37,10 @@ from annotation.models import (
 )
 from annotation.parsers import json_check
 from annotation.pseudonyms import pseudonym
-from annotation.services.agreement import item_agreement_refresh
 from annotation.services.assignments import assignment_reacquire
 from annotation.services.gold import GoldCheck, given_from_specs, gold_compare
 from annotation.services.overlap import item_overlap_adapt
+from annotation.services.quality import NewAnnotation, item_quality_record
 
 MAX_TIME_SPENT_MS = 24 * 3600 * 1000
 
@@ -568,9 +568,14 @@ def annotation_submit(
             ).items():
                 if rows:
                     model.objects.bulk_create(rows)
-            if any(spec.kind == QuestionKind.PAIRWISE for spec in specs):
-                # Under the assignment's lock, in the same transaction as the answers.
-                item_agreement_refresh(item_ids=[locked.item_id])
+            # Under the assignment's lock, in the same transaction as the answers: the
+            # item's agreement and the quality summaries.
+            item_quality_record(
+                project_id=locked.project_id,
+                item_ids=[locked.item_id],
+                annotations=[NewAnnotation(annotation.id, user.pk, time_spent)],
+                kinds={question.kind for question in questions},
+            )
             # Adaptive overlap: disagreeing votes ask for one more (no query when fixed).
             item_overlap_adapt(item_id=locked.item_id, project=locked.project, questions=questions)
             locked.status = AssignmentStatus.SUBMITTED

@@ -169,6 +169,10 @@ BALLOT_LEASE_SECONDS = int(os.environ.get("BALLOT_LEASE_SECONDS", str(30 * 60)))
 BALLOT_JOB_STALE_SECONDS = int(os.environ.get("BALLOT_JOB_STALE_SECONDS", "120"))
 # Without a broker, run jobs in a background thread so the API answers at once.
 BALLOT_JOBS_IN_THREAD = env_bool("BALLOT_JOBS_IN_THREAD", True)
+# Cohen's kappa counts an annotator pair from this many shared units on (quality page).
+BALLOT_KAPPA_MIN_SHARED_UNITS = int(os.environ.get("BALLOT_KAPPA_MIN_SHARED_UNITS", "5"))
+# The explorer counts matches exactly up to this many; above, PostgreSQL's estimate ("about N").
+BALLOT_EXPLORER_EXACT_COUNT = int(os.environ.get("BALLOT_EXPLORER_EXACT_COUNT", "10000"))
 BALLOT_IMPORT_MAX_BYTES = int(os.environ.get("BALLOT_IMPORT_MAX_BYTES", str(512 * 1024 * 1024)))
 # Input limits (annotation/parsers.py): every JSON body, JSON form field and import line
 # obeys them; breaking one gets 400 naming the field, a body over its size limit 413.

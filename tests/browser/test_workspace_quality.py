@@ -6,6 +6,7 @@ import pytest
 
 from annotation.models import Membership, Role
 from annotation.pseudonyms import pseudonym
+from curation import charts
 from tests.curation.test_charts import build_quality_project
 from tests.factories import UserFactory
 
@@ -71,6 +72,17 @@ def test_an_admin_sees_every_chart_and_usernames_next_to_pseudonyms(
     assert "0.00 (1)" in table.locator("tr", has_text=careless.username).inner_text()
     agreement_rows = page.locator("#agreement-table tbody tr")
     assert agreement_rows.count() == project.questions.count()
+    # Cohen's kappa next to alpha and Fleiss' kappa: the mean over annotator pairs, as served.
+    assert page.locator("#agreement-table th", has_text="Cohen's kappa").count() == 1
+    served = {
+        q["question"]: q["cohen_kappa"]
+        for q in charts.agreement_over_time(project=project)["questions"]
+    }
+    cohen = served["preference"]
+    assert cohen is not None and cohen["pairs"] == 21  # 7 annotators sharing every item
+    row = agreement_rows.filter(has_text="preference")
+    assert row.locator("td[data-cohen]").inner_text() == f"{cohen['kappa']:.3f} (21 pairs)"
+    assert agreement_rows.filter(has_text="ranking").locator("td[data-cohen]").inner_text() == "–"
     assert_no_horizontal_scroll(page, "quality-admin", screenshot)
 
 

@@ -141,6 +141,30 @@ def test_the_explore_api_pages_and_filters_like_the_page(project, alice, api, im
     assert body["results"][0]["title"].startswith("Prompt number 15")
     bad = api(alice).get(f"/api/v1/projects/{project.id}/explore/", {"gold": "perhaps"})
     assert bad.status_code == 400 and bad.json()["field"] == "gold"
+    assert body["count_exact"] and body["has_next"]
+    past = api(alice).get(
+        f"/api/v1/projects/{project.id}/explore/", {"tag": "math", "page_size": 5, "page": 5}
+    )
+    assert past.status_code == 400 and past.json()["field"] == "page"
+
+
+def test_a_large_match_is_counted_about_on_postgresql_and_exactly_below_the_limit(
+    project, dana, imported, settings
+):
+    from django.db import connection
+
+    settings.BALLOT_EXPLORER_EXACT_COUNT = 10
+    html = client_for(dana).get(f"/projects/{project.id}/items/").content.decode()
+    if connection.vendor == "postgresql":
+        assert 'about <span id="explorer-count" data-exact="0">' in html
+        assert re.search(r"Page 1 of about \d+", html)
+    else:
+        assert '<span id="explorer-count" data-exact="1">60</span>' in html
+    assert len(row_ids(html)) == 50 and 'rel="next"' in html
+    last = client_for(dana).get(f"/projects/{project.id}/items/?page=2").content.decode()
+    assert row_ids(last) == sorted(imported.values())[50:] and 'rel="next"' not in last
+    narrow = client_for(dana).get(f"/projects/{project.id}/items/?q=violin").content.decode()
+    assert '<span id="explorer-count" data-exact="1">1</span>' in narrow
 
 
 def test_the_bulk_api_counts_on_a_dry_run_and_then_writes(project, alice, api, imported):

@@ -44,6 +44,11 @@ from annotation.services.imports.parser import (
     items_parse,
 )
 from annotation.services.projects import question_create
+from annotation.services.quality import (
+    NewAnnotation,
+    item_quality_record,
+    quality_summaries_rebuild,
+)
 from annotation.services.search import item_search_vectors_update
 from annotation.services.submissions import answer_rows_build, answers_validate
 
@@ -375,6 +380,9 @@ def items_import(
             done += len(batch_pairs)
             if progress:
                 progress("write", done, len(to_write))
+        if updates:
+            # Updated items lost labels the summaries counted: recount the project.
+            quality_summaries_rebuild(project_id=project.id)
         if to_write:
             # One summary event per import (after commit), not one per imported annotation.
             publish(
@@ -534,20 +542,27 @@ def _batch_write(
     for model, objs in answers.items():
         if objs:
             model.objects.bulk_create(objs, batch_size=5000)
-    # Updated items lost their old labels in _match_stored: they are refreshed even
-    # when the file gives them no pairwise answers, so no stale figure survives.
-    pairwise_items = {item_id for item_id, specs in label_specs if _has_pairwise(specs)} | {
-        row.id for row in changed_rows
-    }
-    item_agreement_refresh(item_ids=pairwise_items)
+    # New items: their agreement and quality summaries. Updated items lost their old
+    # labels in _match_stored: their agreement is refreshed even when the file gives them
+    # no pairwise answers, so no stale figure survives (the summaries are rebuilt after).
+    fresh_ids = {row.id for row in fresh_rows}
+    human = [
+        NewAnnotation(a.id, a.annotator_id, a.time_spent_ms)
+        for a in created_annotations
+        if a.source == Source.HUMAN and a.item_id in fresh_ids
+    ]
+    human_items = {a.item_id for a in created_annotations if a.source == Source.HUMAN}
+    item_quality_record(
+        project_id=project.id,
+        item_ids=human_items & fresh_ids,
+        annotations=human,
+        kinds={spec.kind for _, specs in label_specs for spec in specs},
+    )
+    item_agreement_refresh(item_ids=[row.id for row in changed_rows])
     result.created += len(fresh_rows)
     result.updated += len(changed_rows)
     result.responses += len(response_rows)
     result.annotations += len(created_annotations)
-
-
-def _has_pairwise(specs: list) -> bool:
-    return any(spec.kind == QuestionKind.PAIRWISE for spec in specs)
 
 
 class _PositionMap(dict):

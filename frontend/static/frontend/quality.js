@@ -40,6 +40,7 @@ async function agreement() {
       cell(row, q.units, "num");
       cell(row, number(q.krippendorff_alpha), "num");
       cell(row, q.fleiss_kappa ? `${number(q.fleiss_kappa.kappa)} (${q.fleiss_kappa.raters_per_unit} raters)` : "–", "num");
+      cell(row, q.cohen_kappa ? `${number(q.cohen_kappa.kappa)} (${q.cohen_kappa.pairs} pairs)` : "–", "num").dataset.cohen = "1";
       cell(row, q.note || "");
       body.append(row);
     }
