@@ -22,8 +22,13 @@ run: install
 	$(PY) manage.py seed_demo
 	PORT=$(PORT) bin/serve
 
+# Two pytest-xdist workers, each with its own test database and Redis database; tests
+# that share an expensive session fixture run on one of them (ONE_WORKER in
+# tests/conftest.py). TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 2
+
 test: install
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .

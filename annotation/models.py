@@ -70,7 +70,8 @@ class Project(models.Model):
     confidence_threshold = models.FloatField(
         null=True,
         blank=True,
-        help_text="Adaptive overlap: a posterior confidence under this also asks for a vote.",
+        help_text="Adaptive overlap: when a reliability fit finishes, items whose label "
+        "confidence is under this ask for another vote.",
     )
     settings = models.JSONField(default=dict, blank=True)
     created_by = models.ForeignKey(

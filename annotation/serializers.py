@@ -138,7 +138,8 @@ class ProjectIn(serializers.Serializer):
         max_value=1,
         required=False,
         allow_null=True,
-        help_text="Optional: a posterior confidence under this also asks for another vote.",
+        help_text="Optional: when a reliability job finishes, items whose posterior confidence "
+        "is under this ask for another vote (up to max_annotators).",
     )
     settings = StrictJSONField(required=False, object_only=True)
     questions = QuestionIn(many=True, required=False)
@@ -181,6 +182,7 @@ class ItemOut(serializers.ModelSerializer):
             "gold_answer",
             "priority",
             "slots_taken",
+            "overlap_extra",
             "created_at",
         ]
 

@@ -92,7 +92,7 @@ def _stamp(project: Project) -> str:
     """
     latest = Annotation.objects.filter(project=project).aggregate(last=Max("created_at"))["last"]
     newest_item = Item.objects.filter(project=project).aggregate(last=Max("id"))["last"]
-    return f"{latest}:{newest_item}:{project.overlap}:{project.quality_threshold}"
+    return f"{latest}:{newest_item}:{project.base_overlap}:{project.quality_threshold}"
 
 
 @contextmanager
@@ -552,7 +552,8 @@ def _coverage(*, project: Project) -> dict:
     items = Item.objects.filter(project=project, is_gold=False).count()
     histogram = {int(n): int(count) for n, count in rows}
     histogram[0] = items - sum(histogram.values())
-    overlap = project.overlap
+    # Adaptive overlap: complete means the minimum every item starts with.
+    overlap = project.base_overlap
     return {
         "project": project.id,
         "overlap": overlap,

@@ -16,6 +16,7 @@ class JobKind(models.TextChoices):
     FIFA = "fifa", "FiFA filtering"
     SUSPECTS = "suspects", "Suspect labels"
     EXPORT = "export", "Export a dataset version"
+    RELIABILITY = "reliability", "Annotator reliability"
     # Room for what comes next (LM judges and routing, SAE explanations).
     ROUTE = "route", "Hybrid routing"
     LABEL_AI = "label-ai", "Label with an LM judge"
@@ -385,6 +386,72 @@ class Adjudication(models.Model):
 
     def __str__(self) -> str:
         return f"{self.decision} on item {self.item_id}"
+
+
+class AnnotatorReliability(models.Model):
+    """One annotator's fitted reliability on one question (and rating aspect) in a reliability job."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="annotator_reliabilities")
+    question = models.CharField(max_length=64)
+    aspect = models.CharField(
+        max_length=64, blank=True, help_text="Rating aspect; blank: pairwise."
+    )
+    annotator = models.ForeignKey(
+        django_settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    reliability = models.FloatField(help_text="Expected accuracy under the fit (MACE: competence).")
+    votes = models.PositiveIntegerField()
+    agreement = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="Share of votes matching the majority of the other votes on the same unit.",
+    )
+    confusion = models.JSONField(default=list, help_text="K×K: rows the truth, columns the answer.")
+
+    class Meta:
+        ordering = ["job_id", "question", "aspect", "-reliability"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["job", "question", "aspect", "annotator"],
+                name="annotatorreliability_unique",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"annotator {self.annotator_id} on {self.question} in job {self.job_id}"
+
+
+class ItemPosterior(models.Model):
+    """The fitted label of one unit: a response pair (pairwise) or a response and aspect (rating).
+
+    Pairwise labels are oriented by response id: 0 = the lower id is better, 1 = the
+    higher id is better, 2 = tie. A rating's label is its class on the binned scale and
+    ``value`` the rating that class stands for.
+    """
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="item_posteriors")
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="+")
+    question = models.CharField(max_length=64)
+    aspect = models.CharField(max_length=64, blank=True)
+    unit = models.CharField(
+        max_length=100, help_text="'<lower id>-<higher id>' (pairwise) or '<response id>' (rating)."
+    )
+    label = models.PositiveSmallIntegerField()
+    value = models.FloatField(null=True, blank=True)
+    confidence = models.FloatField()
+    posterior = models.JSONField(default=list)
+    votes = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["job_id", "item_id", "question", "aspect", "unit"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["job", "item", "question", "aspect", "unit"], name="itemposterior_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.question}:{self.unit} of item {self.item_id} in job {self.job_id}"
 
 
 class JudgeBackend(models.TextChoices):

@@ -237,6 +237,47 @@ class ProjectSetupForm(forms.Form):
         label="Show gold feedback",
         help_text="Show a gold item's expected answer after submission.",
     )
+    adaptive_overlap = forms.BooleanField(
+        required=False,
+        label="Adaptive overlap",
+        help_text="Ask more annotators only where the votes disagree; the overlap above is "
+        "then not used.",
+    )
+    min_annotators = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=100,
+        initial=3,
+        label="Minimum annotators",
+        help_text="Every item starts with this many.",
+    )
+    max_annotators = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=100,
+        initial=5,
+        label="Maximum annotators",
+        help_text="An item whose votes keep disagreeing asks for one more, up to this.",
+    )
+    agreement_threshold = forms.FloatField(
+        required=False,
+        min_value=0,
+        max_value=1,
+        initial=0.75,
+        label="Agreement to close",
+        help_text="Share of votes on the most voted answer (ratings: one minus the spread) "
+        "that closes an item early.",
+        widget=forms.NumberInput(attrs={"step": "0.01"}),
+    )
+    confidence_threshold = forms.FloatField(
+        min_value=0,
+        max_value=1,
+        required=False,
+        label="Confidence to close (optional)",
+        help_text="When a reliability job finishes, items whose label confidence is under "
+        "this ask for another vote.",
+        widget=forms.NumberInput(attrs={"step": "0.01"}),
+    )
 
     FIELDS = (
         "name",
@@ -247,15 +288,42 @@ class ProjectSetupForm(forms.Form):
         "quality_threshold",
         "require_profile",
         "show_gold_feedback",
+        "adaptive_overlap",
+        "min_annotators",
+        "max_annotators",
+        "agreement_threshold",
+        "confidence_threshold",
     )
+    # Drawn in their own group on the page (setup_form.html).
+    ADAPTIVE_FIELDS = (
+        "adaptive_overlap",
+        "min_annotators",
+        "max_annotators",
+        "agreement_threshold",
+        "confidence_threshold",
+    )
+
+    def adaptive_fields(self) -> list:
+        return [self[name] for name in self.ADAPTIVE_FIELDS]
 
     @classmethod
     def initial_from(cls, project: Any) -> dict[str, Any]:
         return {name: getattr(project, name) for name in cls.FIELDS}
 
     def project_fields(self) -> dict[str, Any]:
-        """The cleaned data in the shape ``project_update`` takes."""
-        return {name: self.cleaned_data[name] for name in self.FIELDS}
+        """The cleaned data in the shape ``project_update`` takes.
+
+        An adaptive-overlap number left empty keeps its stored value (the confidence
+        threshold, optional, is cleared instead), so a form posted without them changes
+        nothing there.
+        """
+        fields = {name: self.cleaned_data[name] for name in self.FIELDS}
+        for name in ("min_annotators", "max_annotators", "agreement_threshold"):
+            if fields[name] is None:
+                del fields[name]
+        if "confidence_threshold" not in self.data:
+            del fields["confidence_threshold"]
+        return fields
 
 
 class MemberAddForm(forms.Form):

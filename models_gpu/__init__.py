@@ -1,4 +1,5 @@
-"""Ballot's numerical core: embeddings, reward models, FiFA scores, kNN entropy, suspects.
+"""Ballot's numerical core: embeddings, reward models, FiFA scores, kNN entropy, suspects,
+annotator reliability (Dawid–Skene).
 
 Pure Python + numpy + torch, usable from a notebook::
 
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
         text_quality,
     )
     from models_gpu.pipeline import PairScoring, score_pairs
+    from models_gpu.reliability import DawidSkeneConfig, DawidSkeneFit, fit_dawid_skene
     from models_gpu.reward import (
         BradleyTerryReward,
         HFRewardModel,
@@ -91,6 +93,7 @@ _LAZY = {
         "out_of_fold_key",
         "out_of_fold_margins",
     ),
+    "models_gpu.reliability": ("DawidSkeneConfig", "DawidSkeneFit", "fit_dawid_skene"),
     "models_gpu.suspects": (
         "NoiseEstimate",
         "SuspectResult",
@@ -141,6 +144,9 @@ __all__ = [
     "estimate_noise",
     "find_suspects",
     "flag_suspects",
+    "DawidSkeneConfig",
+    "DawidSkeneFit",
+    "fit_dawid_skene",
 ]
 
 

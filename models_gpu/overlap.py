@@ -6,8 +6,9 @@ ones the product would reach.
 
 An item is asked of ``min_votes`` annotators first. Once it has that many votes it closes
 when they agree well enough; otherwise it asks for one more, until ``max_votes``. When a
-posterior confidence is given (from a reliability fit, or ``vote_confidence`` before one
-exists), a confidence under ``confidence_threshold`` also asks for another vote.
+posterior confidence is given (from a reliability fit such as
+``models_gpu.reliability.fit_dawid_skene``), a confidence under ``confidence_threshold``
+also asks for another vote.
 
 Agreement of nominal labels (pairwise choices, where a tie is a label of its own) is the
 share of votes on the most frequent label, the same figure as ``Item.agreement``: 3 of 3 is
@@ -52,19 +53,6 @@ def vote_agreement(
     )
     spread = float(np.mean(np.abs(values - np.median(values))))
     return max(0.0, 1.0 - spread / ((high - low) / 2.0))
-
-
-def vote_confidence(counts: Mapping[Hashable, int], *, n_labels: int | None = None) -> float | None:
-    """Posterior probability of the most voted label with a uniform Dirichlet prior.
-
-    The stand-in for a reliability fit's posterior while none exists: every annotator
-    counts the same. ``n_labels`` is the number of possible labels (defaults to those seen).
-    """
-    total = sum(counts.values())
-    if total <= 0:
-        return None
-    k = max(n_labels or 0, len(counts), 1)
-    return (max(counts.values()) + 1) / (total + k)
 
 
 def needs_another_vote(

@@ -18,6 +18,11 @@ from tests.factories import (
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# One torch thread per process (set before torch is first imported; Celery workers and
+# other subprocesses inherit it). The suite runs on two pytest-xdist workers, and the
+# reward heads it trains are so small that a second thread only adds hand-offs: on a
+# loaded two-core machine, two threads made out-of-fold training ten times slower.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 if not os.environ.get("DATABASE_URL", "").startswith(("postgres", "postgresql")):
     # On SQLite the test database is in memory and the live server shares the test's one
@@ -35,7 +40,54 @@ if not os.environ.get("DATABASE_URL", "").startswith(("postgres", "postgresql"))
     LiveServerThread.server_class = SerialWSGIServer
 
 
+# Test modules that share an expensive session fixture run on one pytest-xdist worker,
+# which builds it once per run instead of once per worker. Keyed by the fixture. A test
+# module using it but missing here still passes, with a warning (the fixture is then
+# built twice). xdist's own `--dist loadgroup` marks have no effect under pytest 9: it
+# ignores the node ids xdist rewrites to carry the group.
+ONE_WORKER: dict[str, tuple[str, ...]] = {
+    # 3,000 HH-RLHF texts embedded with MiniLM (tests/models_gpu/conftest.py)
+    "hh_pairs": (
+        "tests/models_gpu/test_duplicates.py",
+        "tests/models_gpu/test_fifa.py",
+        "tests/models_gpu/test_reward.py",
+        "tests/models_gpu/test_suspects.py",
+    ),
+}
+
+
+def _module(nodeid: str) -> str:
+    return nodeid.split("::", 1)[0]
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_xdist_make_scheduler(config, log):
+    """With ``-n``: one test per work unit (fine balance at the end), ONE_WORKER groups whole."""
+    if config.getvalue("dist") != "load":
+        return None  # an explicit --dist mode is honoured
+    from xdist.scheduler import LoadScopeScheduling
+
+    group_of = {module: fixture for fixture, modules in ONE_WORKER.items() for module in modules}
+
+    class OneWorkerGroups(LoadScopeScheduling):
+        # Larger work units are handed out first (xdist's loadscope reorder), so a group
+        # starts early instead of becoming the tail of the run.
+        def _split_scope(self, nodeid: str) -> str:
+            return group_of.get(_module(nodeid), nodeid)
+
+    return OneWorkerGroups(config, log)
+
+
 def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for fixture, modules in ONE_WORKER.items():
+            if fixture in getattr(item, "fixturenames", ()) and _module(item.nodeid) not in modules:
+                item.warn(
+                    pytest.PytestWarning(
+                        f"uses {fixture}: list its module in ONE_WORKER (tests/conftest.py) "
+                        "so that one xdist worker builds the fixture"
+                    )
+                )
     # Concurrency tests need real row locks: PostgreSQL. Under SQLite they skip, saying why.
     if os.environ.get("DATABASE_URL", "").startswith(("postgres", "postgresql")):
         return

@@ -57,8 +57,9 @@ def test_production_refuses_to_start_without_a_secret_key():
     [
         "change-me",
         "CHANGE_ME",
-        "django-insecure-" + secrets.token_urlsafe(50),
-        "change-me-" + secrets.token_urlsafe(50),
+        # Named ids: pytest-xdist workers must collect the same test names.
+        pytest.param("django-insecure-" + secrets.token_urlsafe(50), id="django-insecure-random"),
+        pytest.param("change-me-" + secrets.token_urlsafe(50), id="change-me-random"),
         "local-only-insecure-key-do-not-deploy",
         "your-secret-key-here",
     ],

@@ -46,7 +46,8 @@ class Migration(migrations.Migration):
             field=models.FloatField(
                 blank=True,
                 null=True,
-                help_text="Adaptive overlap: a posterior confidence under this also asks for a vote.",
+                help_text="Adaptive overlap: when a reliability fit finishes, items whose label "
+                "confidence is under this ask for another vote.",
             ),
         ),
         migrations.AddField(

@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Hashable, Iterable
 
 from django.db import transaction
-from django.db.models import Case, F, Q, Value, When
+from django.db.models import Case, Count, F, Q, Value, When
 from django.db.models.functions import Greatest, Least
 
 from annotation.agreement_item import pairwise_choice
@@ -28,10 +28,11 @@ from annotation.models import (
     RatingAnswer,
     Source,
 )
-from models_gpu.overlap import needs_another_vote, vote_confidence
+from models_gpu.overlap import needs_another_vote
 
 # The most annotators one item may want, as for ``Project.overlap``.
 MAX_WANTED = 100
+CHUNK = 2000
 
 
 def request_more_votes(
@@ -93,12 +94,7 @@ def _vote_units(*, item_id: int, questions: list[Question]) -> list[dict]:
         ).values_list("question_id", "chosen_id", "tie"):
             unit = units.setdefault(
                 ("pairwise", question_id),
-                {
-                    "counts": Counter(),
-                    "ordinal": False,
-                    "scale": None,
-                    "labels": 3 if by_id[question_id].config.get("allow_tie", True) else 2,
-                },
+                {"counts": Counter(), "ordinal": False, "scale": None},
             )
             unit["counts"][pairwise_choice(chosen_id=chosen_id, tie=tie)] += 1
     rating = [q.id for q in questions if q.kind == QuestionKind.RATING]
@@ -114,7 +110,6 @@ def _vote_units(*, item_id: int, questions: list[Question]) -> list[dict]:
                     "counts": Counter(),
                     "ordinal": True,
                     "scale": _rating_scale(by_id[question_id], aspect),
-                    "labels": None,
                 }
                 units[("rating", question_id, response_id, aspect)] = unit
             unit["counts"][value] += 1
@@ -143,10 +138,10 @@ def item_overlap_adapt(*, item_id: int, project: Project, questions: list[Questi
     is its own label) and per rating cell (response and aspect, by spread on its scale);
     the item asks for one more vote when any unit does. Units with fewer votes than the
     minimum (an optional question few answered) do not decide. Ranking and correction
-    answers do not take part. With ``project.confidence_threshold`` set, a pairwise unit's
-    confidence is ``vote_confidence`` (every vote weighs the same) until a reliability fit
-    feeds the queue. The wanted figure rises to one more than the votes in, never past
-    ``max_annotators``, and never falls.
+    answers do not take part. The wanted figure rises to one more than the votes in, never
+    past ``max_annotators``, and never falls. The confidence threshold is not applied here
+    but when a reliability fit finishes (``items_ask_another_vote``): a submit has no fit
+    of its own.
     """
     if not project.adaptive_overlap:
         return False
@@ -165,26 +160,18 @@ def item_overlap_adapt(*, item_id: int, project: Project, questions: list[Questi
         # Under the minimum the base figure already asks; at the maximum nothing more is
         # asked; with votes still promised above what is in, wait for them.
         return False
-    wanted_more = False
-    for unit in _vote_units(item_id=item_id, questions=questions):
-        counts = unit["counts"]
-        if sum(counts.values()) < base:
-            continue
-        confidence = None
-        if project.confidence_threshold is not None and not unit["ordinal"]:
-            confidence = vote_confidence(counts, n_labels=unit["labels"])
-        if needs_another_vote(
-            counts,
+    wanted_more = any(
+        needs_another_vote(
+            unit["counts"],
             min_votes=base,
             max_votes=project.max_annotators,
             agreement_threshold=project.agreement_threshold,
             ordinal=unit["ordinal"],
             scale=unit["scale"],
-            confidence=confidence,
-            confidence_threshold=project.confidence_threshold,
-        ):
-            wanted_more = True
-            break
+        )
+        for unit in _vote_units(item_id=item_id, questions=questions)
+        if sum(unit["counts"].values()) >= base
+    )
     if not wanted_more:
         return False
     wanted = min(project.max_annotators, n_votes + 1)
@@ -192,6 +179,68 @@ def item_overlap_adapt(*, item_id: int, project: Project, questions: list[Questi
         overlap_extra=wanted - base, is_full=slots_taken >= wanted
     )
     return slots_taken < wanted
+
+
+@transaction.atomic
+def items_ask_another_vote(*, project: Project, item_ids: Iterable[int]) -> int:
+    """Ask one more vote of each item of an adaptive project, up to ``max_annotators``.
+
+    For a reliability fit's low-confidence items (``confidence_threshold``): each non-gold
+    item whose human votes are under the maximum comes to want at least one more than it
+    has (votes still promised count: an item already waiting for one is left as it is).
+    Returns how many items reopened. The rows are locked in id order before their votes
+    are counted, as on submit, so the two never lose each other's raise.
+    """
+    if not project.adaptive_overlap:
+        return 0
+    ids = sorted({int(item_id) for item_id in item_ids})
+    base = project.base_overlap
+    reopened = 0
+    for start in range(0, len(ids), CHUNK):
+        chunk = ids[start : start + CHUNK]
+        rows = list(
+            Item.objects.select_for_update(no_key=True)
+            .filter(pk__in=chunk, project=project, is_gold=False)
+            .order_by("pk")
+            .values_list("pk", "overlap_extra", "slots_taken")
+        )
+        votes = dict(
+            Annotation.objects.filter(item_id__in=chunk, source=Source.HUMAN)
+            .values("item_id")
+            .annotate(n=Count("id"))
+            .values_list("item_id", "n")
+        )
+        changed = []
+        for item_id, extra, slots_taken in rows:
+            n_votes = votes.get(item_id, 0)
+            wanted = min(project.max_annotators, max(base + extra, n_votes + 1))
+            if n_votes >= project.max_annotators or wanted <= base + extra:
+                continue
+            changed.append(
+                Item(pk=item_id, overlap_extra=wanted - base, is_full=slots_taken >= wanted)
+            )
+            reopened += slots_taken < wanted
+        if changed:
+            Item.objects.bulk_update(changed, ["overlap_extra", "is_full"])
+    return reopened
+
+
+def items_low_confidence_reopen(
+    *, project: Project, confidences: Iterable[tuple[int, float]]
+) -> int:
+    """After a reliability fit: ask one more vote of items whose label confidence is low.
+
+    ``confidences`` holds ``(item_id, confidence)`` per fitted unit (an item may have
+    several: questions, rating cells); an item with any unit under the project's
+    ``confidence_threshold`` asks (``items_ask_another_vote``). Nothing happens unless
+    the project uses adaptive overlap with a confidence threshold. Running it again for
+    the same fit changes nothing more: it only raises an item to one vote beyond those in.
+    """
+    threshold = project.confidence_threshold
+    if not project.adaptive_overlap or threshold is None:
+        return 0
+    low = {item_id for item_id, confidence in confidences if confidence < threshold}
+    return items_ask_another_vote(project=project, item_ids=low) if low else 0
 
 
 def items_fullness_refresh(*, project: Project) -> None:

@@ -227,8 +227,12 @@ def _adaptive_fields_validate(clean: dict, project: Project | None = None) -> No
             )
     _unit_float(clean, "agreement_threshold")
     _unit_float(clean, "confidence_threshold", nullable=True)
-    low = clean.get("min_annotators", project.min_annotators if project else 3)
-    high = clean.get("max_annotators", project.max_annotators if project else 5)
+    stored = {
+        name: getattr(project, name) if project else Project._meta.get_field(name).default
+        for name in ("min_annotators", "max_annotators")
+    }
+    low = clean.get("min_annotators", stored["min_annotators"])
+    high = clean.get("max_annotators", stored["max_annotators"])
     if low > high:
         # Name the field the caller sent: that is the one to change.
         field = "max_annotators" if "max_annotators" in clean else "min_annotators"

@@ -12,12 +12,20 @@ from typing import Any
 
 from annotation.errors import ValidationFailed
 from curation.jobs.base import JobKindSpec
-from curation.jobs.kinds import embed, export, fifa, label_ai, reward, suspects
+from curation.jobs.kinds import embed, export, fifa, label_ai, reliability, reward, suspects
 from curation.models import JobKind
 
 AVAILABLE: dict[str, JobKindSpec] = {
     spec.kind: spec
-    for spec in (embed.SPEC, reward.SPEC, fifa.SPEC, suspects.SPEC, export.SPEC, label_ai.SPEC)
+    for spec in (
+        embed.SPEC,
+        reward.SPEC,
+        fifa.SPEC,
+        suspects.SPEC,
+        export.SPEC,
+        reliability.SPEC,
+        label_ai.SPEC,
+    )
 }
 # Values of ``JobKind`` that exist for what comes next; creating one is a 400 that says so.
 NOT_AVAILABLE: dict[str, str] = {

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from annotation.errors import ValidationFailed
 from curation.jobs.params import (
     JobParams,
     boolean,
@@ -21,6 +22,7 @@ from curation.pairs import (
     SELECTION_FIELDS,
     SOURCES,
     Selection,
+    reliability_job_latest,
     selection_from_params,
 )
 
@@ -44,7 +46,8 @@ class SelectionParams(JobParams):
         default_of(Selection, "aggregation"),
         AGGREGATIONS,
         help="How several annotators' votes on one pair combine: the majority direction, "
-        "only unanimous pairs, or every vote as its own pair.",
+        "only unanimous pairs, every vote as its own pair, or the posterior label of the "
+        "latest reliability job (pairwise questions; others count like majority).",
         grouped=True,
     )
     min_agreement: float = number(
@@ -107,6 +110,15 @@ class SelectionParams(JobParams):
     def check(cls, values: dict[str, Any], *, project: Project) -> None:
         super().check(values, project=project)
         selection = selection_from_params(_selection_values(values))
+        if (
+            selection.aggregation == "reliability"
+            and reliability_job_latest(project=project) is None
+        ):
+            raise ValidationFailed(
+                "aggregation 'reliability' needs a succeeded reliability job in this project; "
+                "run one first.",
+                field="params.aggregation",
+            )
         # Store the checked values (``"a, b"`` from the command line becomes ["a", "b"]);
         # dates stay the ISO text that was given, which is what JSON can hold.
         values.update(

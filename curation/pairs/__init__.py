@@ -11,8 +11,9 @@ both read pairs from here, so they can never disagree.
 
 Several annotators on one item are aggregated per pair: ``majority`` (the most
 voted direction, its vote share kept as ``agreement``; a split vote is dropped),
-``unanimous`` (only pairs everyone agrees on), or ``all`` (every vote is its own
-pair, weighted 1/votes).
+``unanimous`` (only pairs everyone agrees on), ``all`` (every vote is its own
+pair, weighted 1/votes), or ``reliability`` (the posterior label of the latest
+reliability job, a Dawid–Skene fit, its probability kept as ``agreement``).
 
 The package, one concern a module:
 
@@ -34,7 +35,7 @@ from curation.pairs.building import (
     pair_key,
     pseudonymous_annotator,
 )
-from curation.pairs.loading import CHUNK
+from curation.pairs.loading import CHUNK, reliability_job_latest, selection_with_reliability_job
 from curation.pairs.selection import SELECTION_FIELDS, SOURCES, Selection, selection_from_params
 
 __all__ = [
@@ -51,5 +52,7 @@ __all__ = [
     "iter_ranked_lists",
     "pair_key",
     "pseudonymous_annotator",
+    "reliability_job_latest",
     "selection_from_params",
+    "selection_with_reliability_job",
 ]

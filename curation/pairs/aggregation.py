@@ -16,7 +16,9 @@ from itertools import combinations
 
 # ``adjudicated`` is majority, except on items a curator resolved: their label replaces
 # the votes of the questions it answers, and a dropped item is left out (see loading).
-AGGREGATIONS = ("majority", "unanimous", "all", "adjudicated")
+AGGREGATIONS = ("majority", "unanimous", "all", "reliability", "adjudicated")
+# Pairwise classes of a reliability fit, oriented by response id (``Vote.first`` is the lower).
+LOWER_BETTER, HIGHER_BETTER, TIE = 0, 1, 2
 
 
 @dataclass(slots=True)
@@ -141,6 +143,8 @@ def aggregate_votes(
     ``majority``: the most voted direction (or tie), its vote share as ``agreement``;
     a split vote carries no preference and gives nothing. ``unanimous``: only when
     every vote agrees. ``all``: every vote is its own pair, weighted 1/votes.
+    ``reliability`` needs a fit's posterior (:func:`posterior_pair`); without one it
+    counts votes like ``majority``.
     A label whose agreement is under ``min_agreement`` is dropped.
     """
     if not votes:
@@ -189,6 +193,42 @@ def aggregate_votes(
             votes=len(votes),
             annotators=annotators,
             source=source,
+        )
+    ]
+
+
+def posterior_pair(
+    votes: Sequence[Vote], *, label: int, confidence: float, min_agreement: float = 0.0
+) -> list[AggregatedPair]:
+    """The label a reliability fit gives a pair, its posterior probability as ``agreement``.
+
+    ``label`` is the fit's class (``LOWER_BETTER``, ``HIGHER_BETTER`` or ``TIE``); a tie
+    carries no preference and gives a tied pair, as the majority's tie does. The margin
+    and weight come from the votes that agree with the label (all votes when none do:
+    the fit may overrule every vote, e.g. when the only voters are known to flip).
+    """
+    if not votes or confidence < min_agreement:
+        return []
+    first = votes[0].first
+    second = votes[0].other if votes[0].preferred in (None, first) else votes[0].preferred
+    if label == TIE:
+        winner, chosen, rejected = None, first, second
+    else:
+        chosen, rejected = (first, second) if label == LOWER_BETTER else (second, first)
+        winner = chosen
+    winners = [v for v in votes if v.preferred == winner] or list(votes)
+    margins = [v.margin for v in winners if v.margin is not None and winner is not None]
+    return [
+        AggregatedPair(
+            chosen=chosen,
+            rejected=rejected,
+            tie=label == TIE,
+            margin=sum(margins) / len(margins) if margins else None,
+            weight=sum(v.weight for v in winners) / len(winners),
+            agreement=confidence,
+            votes=len(votes),
+            annotators=tuple(sorted({v.annotator for v in votes})),
+            source=combined_source({v.source for v in votes}),
         )
     ]
 

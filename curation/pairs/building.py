@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from annotation.models import Project, QuestionKind, Source
 from annotation.pseudonyms import pseudonym
 from curation.pairs.aggregation import (
+    AggregatedPair,
     Vote,
     aggregate_votes,
     borda_scores,
@@ -22,6 +23,7 @@ from curation.pairs.aggregation import (
     first_choice_agreement,
     normalised,
     pairwise_vote,
+    posterior_pair,
     ranking_votes,
     rating_votes,
 )
@@ -218,11 +220,11 @@ def item_preference_pairs(
             source=rating_sources[(question_id, who)],
         ):
             votes[(question_id, key, "rating")].append(vote)
-    for (question_id, _, kind), pair_votes in sorted(
+    for (question_id, key, kind), pair_votes in sorted(
         votes.items(), key=lambda kv: (kv[0][0], kv[0][1])
     ):
-        for label in aggregate_votes(
-            pair_votes, aggregation=selection.aggregation, min_agreement=selection.min_agreement
+        for label in _aggregated(
+            pair_votes, item.posteriors.get((questions[question_id].name, key)), kind, selection
         ):
             if label.tie and (kind == "rating" or not selection.include_ties):
                 continue  # a rating gap under the threshold is no preference at all
@@ -247,6 +249,24 @@ def item_preference_pairs(
                 tags=tuple(item.tags),
             )
     yield from corrections_out
+
+
+def _aggregated(
+    votes: list[Vote], posterior: tuple[int, float] | None, kind: str, selection: Selection
+) -> list[AggregatedPair]:
+    """A pair's labels under the selection's policy. ``reliability`` takes the fit's
+    posterior for pairwise votes; ranking- and rating-derived pairs, and pairs voted on
+    after the fit, have none and are counted like ``majority``."""
+    if selection.aggregation == "reliability":
+        if posterior is not None and kind == "pairwise":
+            label, confidence = posterior
+            return posterior_pair(
+                votes, label=label, confidence=confidence, min_agreement=selection.min_agreement
+            )
+        return aggregate_votes(votes, aggregation="majority", min_agreement=selection.min_agreement)
+    return aggregate_votes(
+        votes, aggregation=selection.aggregation, min_agreement=selection.min_agreement
+    )
 
 
 def iter_ranked_lists(

@@ -9,11 +9,13 @@ by the chunk, and the time grows linearly with the project (see
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 
 from django.db import connection
 from django.db.models import Q, QuerySet
 
+from annotation.errors import ValidationFailed
 from annotation.models import (
     Annotation,
     CorrectionAnswer,
@@ -26,7 +28,7 @@ from annotation.models import (
     Response,
     Source,
 )
-from curation.models import Adjudication, Decision
+from curation.models import Adjudication, Decision, ItemPosterior, Job, JobKind, JobStatus
 from curation.pairs.rows import (
     AnnotationRow,
     CorrectionRow,
@@ -82,6 +84,44 @@ def _annotations_queryset(selection: Selection) -> QuerySet[Annotation]:
     return qs
 
 
+def reliability_job_latest(*, project: Project) -> Job | None:
+    """The project's latest succeeded reliability job (its posteriors label pairs under
+    the ``reliability`` aggregation), or None."""
+    return (
+        Job.objects.filter(project=project, kind=JobKind.RELIABILITY, status=JobStatus.SUCCEEDED)
+        .order_by("-finished_at", "-id")
+        .first()
+    )
+
+
+def selection_with_reliability_job(*, project: Project, selection: Selection) -> Selection:
+    """``selection`` with its reliability job set: the project's latest succeeded one when the
+    aggregation is ``reliability`` and none is named (a 400 when there is none)."""
+    if selection.aggregation != "reliability" or selection.reliability_job is not None:
+        return selection
+    job = reliability_job_latest(project=project)
+    if job is None:
+        raise ValidationFailed(
+            "The reliability aggregation needs a succeeded reliability job in this project; "
+            "run one first.",
+            field="params.aggregation",
+        )
+    return dataclasses.replace(selection, reliability_job=job.id)
+
+
+def _load_posteriors(items: dict[int, ItemRow], job_id: int, low: int, high: int) -> None:
+    """Pairwise posteriors of the job for the chunk's items (rating fits label no pair)."""
+    posteriors = ItemPosterior.objects.filter(
+        job_id=job_id, item_id__gte=low, item_id__lte=high, aspect=""
+    )
+    for item_id, question, unit, label, confidence in posteriors.values_list(
+        "item_id", "question", "unit", "label", "confidence"
+    ):
+        item = items.get(item_id)
+        if item is not None:
+            item.posteriors[(question, unit)] = (label, confidence)
+
+
 def _load_chunk(
     item_rows: list[tuple], annotations: QuerySet[Annotation], selection: Selection
 ) -> list[ItemRow]:
@@ -125,6 +165,8 @@ def _load_chunk(
                 annotation = by_id.get(values[0])
                 if annotation is not None:
                     getattr(annotation, name).append(make(values))
+    if selection.reliability_job is not None:
+        _load_posteriors(items, selection.reliability_job, low, high)
     rows = [items[i] for i in ids]
     if selection.aggregation == "adjudicated":
         rows = _adjudicated(rows, low=low, high=high)
@@ -193,8 +235,12 @@ def iter_items(*, project: Project, selection: Selection) -> Iterator[ItemRow]:
 
     Gold and excluded items are left out; ``selection.tags`` keeps items with any of the tags,
     ``selection.item_ids`` only those items; each item carries the annotations the
-    selection admits (source, dates, annotator profile).
+    selection admits (source, dates, annotator profile). Under the ``reliability``
+    aggregation each item also carries the pairwise posteriors of the selection's
+    reliability job (the project's latest succeeded one when the selection names none;
+    a 400 naming ``params.aggregation`` when there is none).
     """
+    selection = selection_with_reliability_job(project=project, selection=selection)
     # Excluded items (explorer bulk action) never reach an export or a curation job.
     base = Item.objects.filter(project=project, is_gold=False, excluded=False).order_by("id")
     if selection.tags:

@@ -77,3 +77,5 @@ class ItemRow:
     tags: list[str]
     responses: list[ResponseRow] = field(default_factory=list)
     annotations: list[AnnotationRow] = field(default_factory=list)
+    # (question name, "<lower id>-<higher id>") -> (class, confidence) of a reliability fit
+    posteriors: dict[tuple[str, str], tuple[int, float]] = field(default_factory=dict)

@@ -43,6 +43,9 @@ class Selection:
     item_ids: frozenset[int] | None = None
     questions: tuple[str, ...] = ()
     include_ties: bool = True
+    # The reliability job whose posteriors label pairs (aggregation "reliability"); None:
+    # the project's latest succeeded one, looked up when the items are read.
+    reliability_job: int | None = None
 
     def describe(self) -> dict:
         return {
@@ -58,6 +61,7 @@ class Selection:
             "items": len(self.item_ids) if self.item_ids is not None else None,
             "questions": list(self.questions),
             "include_ties": self.include_ties,
+            **({"reliability_job": self.reliability_job} if self.reliability_job else {}),
         }
 
 

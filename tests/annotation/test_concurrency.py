@@ -70,7 +70,9 @@ def _annotator_loop(
 @pytest.mark.slow
 def test_eight_concurrent_annotators_give_every_item_exactly_overlap_annotations():
     assert connection.vendor == "postgresql"
-    project, _ = _project(items=500, overlap=3)
+    # 120 items: enough that all eight race for the same rows again and again (each
+    # claim and each submit contends), small enough to stay a few seconds.
+    project, _ = _project(items=120, overlap=3)
     tokens = []
     for index in range(8):
         user = UserFactory(username=f"worker{index}")
@@ -88,16 +90,16 @@ def test_eight_concurrent_annotators_give_every_item_exactly_overlap_annotations
     for thread in threads:
         thread.join(timeout=300)
     assert not errors, errors[:3]
-    assert sum(counts.values()) == 1500
+    assert sum(counts.values()) == 360
     per_item = Counter(Annotation.objects.filter(project=project).values_list("item_id", flat=True))
-    assert len(per_item) == 500 and set(per_item.values()) == {3}
+    assert len(per_item) == 120 and set(per_item.values()) == {3}
     distinct = (
         Annotation.objects.filter(project=project)
         .values("item_id", "annotator_id")
         .distinct()
         .count()
     )
-    assert distinct == 1500
+    assert distinct == 360
     assert set(Item.objects.filter(project=project).values_list("slots_taken", flat=True)) == {3}
     # Work was shared: every annotator did some.
     assert len(counts) == 8

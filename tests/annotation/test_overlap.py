@@ -90,3 +90,32 @@ def test_items_asking_for_more_votes_are_served_before_fresh_ones(project):
     request_more_votes([reopened.id])
     order = [_claim_and_submit(project, second).item_id for _ in range(3)]
     assert order == [reopened.id, fresh_high.id, fresh_low.id]
+
+
+def test_reopened_items_come_first_among_regular_items_and_gold_keeps_its_rate(project):
+    project.overlap = 1
+    project.gold_rate = 0.25
+    project.save()
+    regular = [ItemFactory(project=project) for _ in range(6)]
+    gold = [ItemFactory(project=project, is_gold=True) for _ in range(4)]
+    first, second = _annotators(project, 2)
+    # The first annotator labels the three last items (raised for the moment).
+    Item.objects.filter(pk__in=[item.id for item in regular[3:]]).update(priority=1.0)
+    for _ in range(3):
+        _claim_and_submit(project, first)
+    Item.objects.filter(project=project).update(priority=0.0)
+    reopened = [regular[4].id, regular[5].id]
+    request_more_votes(reopened)
+    order = [_claim_and_submit(project, second).item_id for _ in range(6)]
+    regular_order = [item_id for item_id in order if item_id not in {g.id for g in gold}]
+    # Served before the fresh ones, in their own id order.
+    assert regular_order[:2] == reopened
+    # Every fourth item served is gold, as before.
+    assert [item_id in {g.id for g in gold} for item_id in order] == [
+        False,
+        False,
+        False,
+        True,
+        False,
+        False,
+    ]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from annotation.models import Membership, Role
 from curation.models import DatasetVersion
@@ -44,7 +46,13 @@ def publish_from_form(page, project, name: str) -> DatasetVersion:
 def assert_no_horizontal_scroll(page, name: str, screenshot) -> None:
     for width in WIDTHS:
         page.set_viewport_size({"width": width, "height": 900})
-        page.wait_for_timeout(100)
+        # Plotly redraws responsive charts a moment after the resize, later on a busy
+        # machine: wait up to 5 s for the page to fit; an overflow that stays fails.
+        with contextlib.suppress(PlaywrightTimeoutError):
+            page.wait_for_function(
+                "document.documentElement.scrollWidth <= document.documentElement.clientWidth",
+                timeout=5_000,
+            )
         overflow = page.evaluate(
             "document.documentElement.scrollWidth - document.documentElement.clientWidth"
         )

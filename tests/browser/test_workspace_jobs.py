@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from annotation.models import Membership, Role
 from annotation.services import items_import
@@ -52,7 +54,13 @@ def open_form(page, kind: str):
 def assert_no_horizontal_scroll(page, name: str, screenshot) -> None:
     for width in WIDTHS:
         page.set_viewport_size({"width": width, "height": 900})
-        page.wait_for_timeout(150)
+        # Plotly redraws responsive charts a moment after the resize, later on a busy
+        # machine: wait up to 5 s for the page to fit; an overflow that stays fails.
+        with contextlib.suppress(PlaywrightTimeoutError):
+            page.wait_for_function(
+                "document.documentElement.scrollWidth <= document.documentElement.clientWidth",
+                timeout=5_000,
+            )
         overflow = page.evaluate(
             "document.documentElement.scrollWidth - document.documentElement.clientWidth"
         )

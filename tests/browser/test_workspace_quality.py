@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from annotation.models import Membership, Role
 from annotation.pseudonyms import pseudonym
@@ -47,7 +50,13 @@ def assert_every_chart_is_drawn(page) -> int:
 def assert_no_horizontal_scroll(page, name: str, screenshot) -> None:
     for width in WIDTHS:
         page.set_viewport_size({"width": width, "height": 900})
-        page.wait_for_timeout(300)  # Plotly redraws responsive charts on resize
+        # Plotly redraws responsive charts a moment after the resize, later on a busy
+        # machine: wait up to 5 s for the page to fit; an overflow that stays fails.
+        with contextlib.suppress(PlaywrightTimeoutError):
+            page.wait_for_function(
+                "document.documentElement.scrollWidth <= document.documentElement.clientWidth",
+                timeout=5_000,
+            )
         overflow = page.evaluate(
             "document.documentElement.scrollWidth - document.documentElement.clientWidth"
         )

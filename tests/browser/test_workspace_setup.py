@@ -264,3 +264,36 @@ def test_annotators_get_403_and_outsiders_404(page, login, project, bob, charlie
     page.context.clear_cookies()
     login(page, "charlie")
     assert page.goto(f"/projects/{project.id}/{section}/").status == 404
+
+
+def test_an_admin_switches_adaptive_overlap_on_and_a_bad_range_is_named(
+    page, login, screenshot, project, alice
+):
+    login(page, "alice")
+    page.goto(f"/projects/{project.id}/settings/")
+    group = page.locator("#adaptive-overlap")
+    assert group.locator("legend").inner_text() == "Adaptive overlap"
+    assert_fits_every_width(page, "setup-adaptive", screenshot)
+    page.check("#id_adaptive_overlap")
+    page.fill("#id_min_annotators", "4")
+    page.fill("#id_max_annotators", "3")
+    page.click("#save-setup")
+    error = page.locator('[data-error-for="max_annotators"]')
+    error.wait_for()
+    assert "must not exceed" in error.inner_text()
+    project.refresh_from_db()
+    assert not project.adaptive_overlap
+    page.fill("#id_max_annotators", "6")
+    page.fill("#id_agreement_threshold", "0.8")
+    page.click("#save-setup")
+    page.wait_for_selector(".flash")
+    project.refresh_from_db()
+    assert project.adaptive_overlap
+    assert (project.min_annotators, project.max_annotators, project.agreement_threshold) == (
+        4,
+        6,
+        0.8,
+    )
+    assert page.locator("#id_adaptive_overlap").is_checked()
+    assert page.errors == []
+    assert_fits_every_width(page, "setup-adaptive-saved", screenshot)

@@ -72,7 +72,7 @@ def _export_rows(project: Project, aggregation: str) -> list[dict]:
         project=project,
     )
     job = Job.objects.create(project=project, kind=JobKind.EXPORT, params=params)
-    records, _ = export._records(project, export.ExportParams.from_job(job), lambda f, m: None)
+    records = export._records(project, export.ExportParams.from_job(job), lambda f, m: None)[0]
     return sorted(
         ((r.item_id, r.chosen_text, r.rejected_text, r.tie, r.agreement, r.votes) for r in records),
     )
@@ -441,7 +441,7 @@ def _records(project: Project, fmt: str, aggregation: str) -> list[str]:
         project=project,
     )
     job = Job.objects.create(project=project, kind=JobKind.EXPORT, params=params)
-    records, _ = export._records(project, export.ExportParams.from_job(job), lambda f, m: None)
+    records = export._records(project, export.ExportParams.from_job(job), lambda f, m: None)[0]
     return sorted(repr(record) for record in records)
 
 

@@ -437,3 +437,63 @@ def test_an_unknown_members_action_or_membership_changes_nothing(project, alice,
         == 404
     )
     assert Membership.objects.get(project=project, user=bob).role == Role.ANNOTATOR
+
+
+# --- adaptive overlap ---------------------------------------------------------------------------
+
+SETTINGS_FORM = {
+    "name": "Adaptive",
+    "overlap": "1",
+    "gold_rate": "0",
+    "lease_seconds": "600",
+    "quality_threshold": "0.5",
+    "questions": "[]",
+}
+
+
+def test_the_settings_page_stores_adaptive_overlap_and_reopens_items_to_the_minimum(project, alice):
+    item = Item.objects.create(project=project, external_id="done", slots_taken=1, is_full=True)
+    project.questions.all().delete()
+    response = client_for(alice).post(
+        f"/projects/{project.id}/settings/",
+        {
+            **SETTINGS_FORM,
+            "adaptive_overlap": "on",
+            "min_annotators": "2",
+            "max_annotators": "4",
+            "agreement_threshold": "0.8",
+            "confidence_threshold": "0.9",
+        },
+    )
+    assert response.status_code == 302
+    project.refresh_from_db()
+    assert (project.adaptive_overlap, project.min_annotators, project.max_annotators) == (
+        True,
+        2,
+        4,
+    )
+    assert (project.agreement_threshold, project.confidence_threshold) == (0.8, 0.9)
+    item.refresh_from_db()
+    assert not item.is_full
+    page = client_for(alice).get(f"/projects/{project.id}/settings/").content.decode()
+    assert 'id="adaptive-overlap"' in page and 'name="max_annotators" value="4"' in page
+
+
+def test_a_minimum_above_the_maximum_is_shown_next_to_the_maximum(project, alice):
+    response = client_for(alice).post(
+        f"/projects/{project.id}/settings/",
+        {**SETTINGS_FORM, "adaptive_overlap": "on", "min_annotators": "5", "max_annotators": "3"},
+    )
+    assert response.status_code == 400
+    assert 'data-error-for="max_annotators"' in response.content.decode()
+    project.refresh_from_db()
+    assert not project.adaptive_overlap and project.max_annotators == 5
+
+
+def test_a_form_without_the_adaptive_numbers_keeps_the_stored_ones(project, alice):
+    project_update(project=project, min_annotators=2, max_annotators=7, confidence_threshold=0.6)
+    response = client_for(alice).post(f"/projects/{project.id}/settings/", SETTINGS_FORM)
+    assert response.status_code == 302
+    project.refresh_from_db()
+    assert (project.min_annotators, project.max_annotators) == (2, 7)
+    assert project.confidence_threshold == 0.6

@@ -26,7 +26,28 @@ from tests.curation.conftest import tiny_model_root  # noqa: F401
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CELERY_BIN = Path(sys.executable).with_name("celery")
-REDIS_URL = os.environ.get("BALLOT_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def _redis_url_for_this_worker() -> str:
+    """BALLOT_TEST_REDIS_URL, with one Redis database per pytest-xdist worker.
+
+    Worker gwN takes the database N below the configured one (15, 14, ... by default),
+    so that each worker's broker, results and flushes stay its own.
+    """
+    url = os.environ.get("BALLOT_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw"):
+        return url
+    base, _, number = url.rpartition("/")
+    database = int(number or 0) - int(worker[2:])
+    if database < 0:
+        raise RuntimeError(f"{url}: too few Redis databases below it for xdist worker {worker}")
+    return f"{base}/{database}"
+
+
+REDIS_URL = _redis_url_for_this_worker()
+# Celery node names stay distinct across xdist workers too ("w1-gw0@host").
+NODE_SUFFIX = f"-{os.environ['PYTEST_XDIST_WORKER']}" if "PYTEST_XDIST_WORKER" in os.environ else ""
 REQUIRE_SERVICES = os.environ.get("BALLOT_REQUIRE_SERVICES", "") == "1"
 # Short, so that a job whose worker died may be claimed again within a test.
 STALE_SECONDS = 3
@@ -122,7 +143,7 @@ class Worker:
 
     @property
     def nodename(self) -> str:
-        return f"{self.name}@{socket.gethostname()}"
+        return f"{self.name}{NODE_SUFFIX}@{socket.gethostname()}"
 
     def pool_children(self) -> list:
         import psutil
@@ -214,7 +235,7 @@ def celery_workers(request, broker: str, tmp_path: Path) -> Iterator[Callable[..
                     "-P",
                     "prefork",
                     "-n",
-                    f"{name}@%h",
+                    f"{name}{NODE_SUFFIX}@%h",
                     "--without-gossip",
                     "--without-mingle",
                     "--without-heartbeat",

@@ -1,7 +1,9 @@
 """Shared fixtures: HH-RLHF pairs and their MiniLM embeddings, computed once per session.
 
-Tests that use ``hh_pairs`` load MiniLM and embed 3,000 texts: mark them ``slow``. No
-test relies on a disk cache another test filled; caches live in each test's tmp_path.
+Tests that use ``hh_pairs`` load MiniLM and embed 3,000 texts: mark them ``slow`` and
+list their modules in ``ONE_WORKER`` (tests/conftest.py), so that one pytest-xdist worker
+runs them all and computes the embeddings once. No test relies on a disk cache another test
+filled; caches live in each test's tmp_path.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ HH_FILE = "harmless-base_test.jsonl"
 N_PAIRS = 1000
 SEPARATOR = "\n\nAssistant:"
 # Truncating at 128 tokens halves embedding time on CPU and keeps the tests well under
-# three minutes; the final human turn of most HH prompts fits.
+# three minutes; the final human turn of most HH prompts fits. (At 64 tokens the
+# suspects test at 40% planted noise no longer finds 1.3x its base rate.)
 TEST_EMBEDDING = EmbeddingConfig(max_length=128)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from models_gpu.overlap import needs_another_vote, vote_agreement, vote_confidence
+from models_gpu.overlap import needs_another_vote, vote_agreement
 
 RULE = {"min_votes": 3, "max_votes": 5, "agreement_threshold": 0.75}
 
@@ -52,12 +52,6 @@ def test_low_confidence_asks_for_another_vote_even_when_votes_agree():
     assert not needs_another_vote({"a": 3}, confidence=0.95, **rule)
     # Never past the maximum.
     assert not needs_another_vote({"a": 5}, confidence=0.1, **rule)
-
-
-def test_vote_confidence_grows_with_agreeing_votes():
-    assert vote_confidence({}) is None
-    assert vote_confidence({"a": 3}, n_labels=3) == pytest.approx(4 / 6)
-    assert vote_confidence({"a": 5}, n_labels=3) > vote_confidence({"a": 3}, n_labels=3)
 
 
 def test_an_empty_range_is_refused():

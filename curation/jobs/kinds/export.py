@@ -34,6 +34,7 @@ from curation.pairs import (
     iter_ranked_lists,
     pair_key,
     pseudonymous_annotator,
+    selection_with_reliability_job,
 )
 from curation.params import MAX_NAME_LENGTH, SEED_MAX
 from curation.storage import absolute
@@ -116,14 +117,18 @@ class ExportParams(SelectionParams):
         super().check(values, project=project)
 
 
-def _records(project: Project, params: ExportParams, progress: Report) -> tuple[Iterator, int]:
+def _records(
+    project: Project, params: ExportParams, progress: Report
+) -> tuple[Iterator, int, int | None]:
     item_ids = None
     kept_keys: set[str] | None = None
     if params.fifa_job:
         kept = PairScore.objects.filter(job_id=params.fifa_job, kept=True)
         kept_keys = set(kept.values_list("pair_key", flat=True))
         item_ids = set(kept.values_list("item_id", flat=True))
-    selection = params.selection(item_ids=item_ids)
+    selection = selection_with_reliability_job(
+        project=project, selection=params.selection(item_ids=item_ids)
+    )
     fmt = params.format
     total_items = (
         Item.objects.filter(project=project, is_gold=False).count()
@@ -157,7 +162,7 @@ def _records(project: Project, params: ExportParams, progress: Report) -> tuple[
                     continue
             yield record
 
-    return stream(), total_items
+    return stream(), total_items, selection.reliability_job
 
 
 def _profiles(project: Project, fields: list[str]) -> dict[str, dict]:
@@ -180,7 +185,7 @@ def run(job: Job, report: Report) -> dict[str, Any]:
     """Write the export and publish it as the project's next DatasetVersion."""
     params = ExportParams.from_job(job)
     project = job.project
-    records, total = _records(project, params, report)
+    records, total, reliability_job = _records(project, params, report)
     aspects: tuple[str, ...] = ()
     if params.format == "pointwise":
         names: list[str] = []
@@ -219,7 +224,11 @@ def run(job: Job, report: Report) -> dict[str, Any]:
             outputs=params.outputs,
             split=split,
             filters=filters,
-            aggregation={"policy": params.aggregation, "source": params.source},
+            aggregation={
+                "policy": params.aggregation,
+                "source": params.source,
+                **({"reliability_job": reliability_job} if reliability_job else {}),
+            },
             is_cancelled=lambda: (
                 not Job.objects.filter(pk=job.pk, status=JobStatus.RUNNING).exists()
             ),
