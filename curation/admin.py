@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin
 
+from annotation.errors import ValidationFailed
 from curation import models
 
 
@@ -111,3 +113,75 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
         "updated_at",
         "finished_at",
     ]
+
+
+class JudgeAdminForm(forms.ModelForm):
+    """The API key is write-only here too: typed into a password field, stored encrypted."""
+
+    api_key = forms.CharField(
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Leave empty to keep the stored key; it is never shown.",
+    )
+    clear_api_key = forms.BooleanField(required=False, help_text="Remove the stored key.")
+
+    class Meta:
+        model = models.Judge
+        fields = [
+            "project",
+            "name",
+            "backend",
+            "base_url",
+            "model",
+            "api_key_env",
+            "timeout_seconds",
+            "max_retries",
+            "concurrency",
+            "max_requests_per_job",
+            "batch_size",
+            "logprobs",
+            "reward_job",
+            "on_disagreement",
+            "prompts",
+        ]
+
+    def clean_prompts(self):
+        from curation.judges.services import prompts_clean
+
+        try:
+            return prompts_clean(self.cleaned_data.get("prompts") or {})
+        except ValidationFailed as error:
+            raise forms.ValidationError(error.detail)
+
+    def save(self, commit: bool = True):
+        from curation.judges.secrets import api_key_encrypt
+
+        judge = super().save(commit=False)
+        if self.cleaned_data.get("clear_api_key"):
+            judge.api_key_encrypted = ""
+        elif self.cleaned_data.get("api_key"):
+            judge.api_key_encrypted = api_key_encrypt(self.cleaned_data["api_key"])
+        if commit:
+            judge.save()
+        return judge
+
+
+@admin.register(models.Judge)
+class JudgeAdmin(admin.ModelAdmin):
+    form = JudgeAdminForm
+    list_display = ["id", "project", "name", "backend", "model", "updated_at"]
+    list_filter = ["backend"]
+    raw_id_fields = ["project", "reward_job", "created_by"]
+
+
+@admin.register(models.JudgeVersion)
+class JudgeVersionAdmin(admin.ModelAdmin):
+    list_display = ["id", "judge", "number", "label", "created_at"]
+    readonly_fields = ["judge", "number", "label", "fingerprint", "settings", "created_at"]
+
+
+@admin.register(models.JudgeVerdict)
+class JudgeVerdictAdmin(admin.ModelAdmin):
+    list_display = ["id", "version", "item", "question", "outcome", "confidence", "consistent"]
+    list_filter = ["outcome"]
+    raw_id_fields = ["version", "item", "question", "job", "annotation"]

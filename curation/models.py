@@ -452,3 +452,126 @@ class ItemPosterior(models.Model):
 
     def __str__(self) -> str:
         return f"{self.question}:{self.unit} of item {self.item_id} in job {self.job_id}"
+
+
+class JudgeBackend(models.TextChoices):
+    OPENAI = "openai", "OpenAI-compatible chat completions"
+    LOCAL = "local", "Local causal LM"
+    REWARD = "reward", "Reward model (Bradley–Terry on embeddings)"
+
+
+class Judge(models.Model):
+    """An LM judge of one project. What it says is versioned: see :class:`JudgeVersion`.
+
+    The API key is either read from the environment variable ``api_key_env`` where the
+    job runs, or stored Fernet-encrypted in ``api_key_encrypted``; neither form is ever
+    returned by the API. ``name`` is fixed once created (AI annotations carry it).
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="judges")
+    name = models.CharField(max_length=100)
+    backend = models.CharField(max_length=16, choices=JudgeBackend.choices)
+    base_url = models.CharField(max_length=2000, blank=True)
+    model = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text="The served model's name (openai) or a folder under BALLOT_MODEL_ROOTS (local).",
+    )
+    api_key_env = models.CharField(max_length=100, blank=True)
+    api_key_encrypted = models.TextField(blank=True)
+    timeout_seconds = models.FloatField(default=30.0)
+    max_retries = models.PositiveSmallIntegerField(default=3)
+    concurrency = models.PositiveSmallIntegerField(default=4)
+    max_requests_per_job = models.PositiveIntegerField(null=True, blank=True)
+    batch_size = models.PositiveSmallIntegerField(default=8)
+    logprobs = models.BooleanField(default=False)
+    reward_job = models.ForeignKey(
+        Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    on_disagreement = models.CharField(
+        max_length=8, choices=[("tie", "Tie"), ("abstain", "Abstain")], default="tie"
+    )
+    prompts = models.JSONField(
+        default=dict, blank=True, help_text="Question kind -> template; missing kinds use defaults."
+    )
+    created_by = models.ForeignKey(
+        django_settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "name"], name="judge_unique_name")
+        ]
+
+    def __str__(self) -> str:
+        return f"judge {self.name} ({self.backend})"
+
+
+class JudgeVersion(models.Model):
+    """What a judge said things with: backend, model, URL and prompts, frozen.
+
+    A change to any of them makes a new version; AI annotations name the version
+    (``Annotation.judge_name == label``), so earlier labels are never overwritten.
+    """
+
+    judge = models.ForeignKey(Judge, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    label = models.CharField(max_length=200)
+    fingerprint = models.CharField(max_length=64)
+    settings = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["judge_id", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["judge", "number"], name="judgeversion_unique_number"),
+            models.UniqueConstraint(
+                fields=["judge", "fingerprint"], name="judgeversion_unique_fingerprint"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.label
+
+
+class JudgeVerdict(models.Model):
+    """One judge version's verdict on one question of one item, kept even when it abstained.
+
+    ``outcome``: label, tie or abstain. ``raw`` holds both orders' outputs and
+    probabilities; ``annotation`` is the AI annotation the verdict went into (None for
+    an abstention). Unique per (version, item, question): a re-run writes nothing new.
+    """
+
+    version = models.ForeignKey(JudgeVersion, on_delete=models.CASCADE, related_name="verdicts")
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="+")
+    question = models.ForeignKey("annotation.Question", on_delete=models.CASCADE, related_name="+")
+    job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    annotation = models.ForeignKey(
+        "annotation.Annotation", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    outcome = models.CharField(max_length=8)
+    answer = models.JSONField(null=True, blank=True)
+    confidence = models.FloatField(null=True, blank=True)
+    consistent = models.BooleanField(null=True, blank=True)
+    reason = models.CharField(max_length=500, blank=True)
+    raw = models.JSONField(default=dict, blank=True)
+    input_hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["version", "item", "question"], name="judgeverdict_unique_item_question"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.version} on item {self.item_id}: {self.outcome}"

@@ -22,10 +22,15 @@ Settings (each also read from the environment of the same name):
 allowed; metadata addresses still refused), ``BALLOT_WEBHOOK_ALLOWED_NETWORKS``
 (comma-separated CIDRs allowed whatever they are), ``BALLOT_WEBHOOK_TIMEOUT_SECONDS``
 (per hop, default 10), ``BALLOT_WEBHOOK_MAX_REDIRECTS`` (default 3; 0 refuses them).
+``BALLOT_OUTBOUND_ALLOW_PRIVATE`` and ``BALLOT_OUTBOUND_ALLOWED_NETWORKS`` are the same
+switches under a name that is not about webhooks (LM judges call out through here too);
+either name opens the policy.
 """
 
 from __future__ import annotations
 
+import datetime
+import email.utils
 import http.client
 import ipaddress
 import os
@@ -66,12 +71,19 @@ class TransportError(Exception):
     """A request that did not succeed. ``permanent``: retrying the same request cannot help."""
 
     def __init__(
-        self, message: str, *, permanent: bool = False, status_code: int | None = None
+        self,
+        message: str,
+        *,
+        permanent: bool = False,
+        status_code: int | None = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.permanent = permanent
         self.status_code = status_code
+        # Seconds the receiver asked us to wait (its Retry-After header), when it said.
+        self.retry_after = retry_after
 
 
 class AddressRefused(TransportError):
@@ -102,9 +114,18 @@ def as_bool(value: Any) -> bool:
 
 
 def allowed_networks() -> list[IPNetwork]:
-    raw = setting("BALLOT_WEBHOOK_ALLOWED_NETWORKS", [])
-    parts: Iterable[str] = raw.split(",") if isinstance(raw, str) else raw
-    return [ipaddress.ip_network(part.strip(), strict=False) for part in parts if part.strip()]
+    networks: list[IPNetwork] = []
+    for name in ("BALLOT_WEBHOOK_ALLOWED_NETWORKS", "BALLOT_OUTBOUND_ALLOWED_NETWORKS"):
+        raw = setting(name, [])
+        parts: Iterable[str] = raw.split(",") if isinstance(raw, str) else raw
+        networks += [ipaddress.ip_network(p.strip(), strict=False) for p in parts if p.strip()]
+    return networks
+
+
+def private_allowed() -> bool:
+    return as_bool(setting("BALLOT_WEBHOOK_ALLOW_PRIVATE", False)) or as_bool(
+        setting("BALLOT_OUTBOUND_ALLOW_PRIVATE", False)
+    )
 
 
 def timeout_seconds() -> float:
@@ -135,7 +156,7 @@ def address_refusal(address: IPAddress) -> str | None:
         return "a reserved address"
     private = address.is_loopback or address.is_link_local or address.is_private
     if private or not address.is_global:
-        if as_bool(setting("BALLOT_WEBHOOK_ALLOW_PRIVATE", False)) and private:
+        if private and private_allowed():
             return None
         if address.is_loopback:
             return "a loopback address"
@@ -239,9 +260,27 @@ def _connection(
     return connection
 
 
+def retry_after_seconds(value: str | None) -> float | None:
+    """A Retry-After header (seconds or an HTTP date) as seconds from now; None if absent or bad."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
+    return max(0.0, (when - datetime.datetime.now(datetime.UTC)).total_seconds())
+
+
 def _send_once(
-    url: str, body: bytes, headers: Mapping[str, str], timeout: float
-) -> tuple[int, bytes, str | None]:
+    url: str, body: bytes, headers: Mapping[str, str], timeout: float, max_bytes: int
+) -> tuple[int, bytes, str | None, str | None]:
     scheme, host, port = url_check(url)
     address = checked_address(host, port)
     parts = urlsplit(url)
@@ -250,8 +289,13 @@ def _send_once(
     try:
         connection.request("POST", target, body=body, headers=dict(headers))
         response = connection.getresponse()
-        content = response.read(MAX_RESPONSE_BYTES)
-        return response.status, content, response.getheader("Location")
+        content = response.read(max_bytes)
+        return (
+            response.status,
+            content,
+            response.getheader("Location"),
+            response.getheader("Retry-After"),
+        )
     except TimeoutError as exc:
         raise TransportError(f"Timed out after {timeout:g} s.") from exc
     except ssl.SSLCertVerificationError as exc:
@@ -263,7 +307,12 @@ def _send_once(
 
 
 def post(
-    url: str, *, body: bytes, headers: Mapping[str, str], timeout: float | None = None
+    url: str,
+    *,
+    body: bytes,
+    headers: Mapping[str, str],
+    timeout: float | None = None,
+    max_bytes: int = MAX_RESPONSE_BYTES,
 ) -> OutboundResponse:
     """POST ``body`` to ``url`` through the address policy; answer a 2xx or raise ``TransportError``.
 
@@ -275,7 +324,9 @@ def post(
     redirects_left = max_redirects()
     current = url
     while True:
-        status, content, location = _send_once(current, body, headers, timeout)
+        status, content, location, retry_after = _send_once(
+            current, body, headers, timeout, max_bytes
+        )
         if status in REDIRECT_CODES and location:
             if redirects_left <= 0:
                 raise TransportError(
@@ -292,4 +343,5 @@ def post(
             f"The receiver answered {status}.",
             permanent=status not in TRANSIENT_CODES,
             status_code=status,
+            retry_after=retry_after_seconds(retry_after),
         )

@@ -138,6 +138,33 @@ def string_list(
     return out
 
 
+def integer_list(params: Mapping[str, Any], key: str, *, max_length: int = 100_000) -> list[int]:
+    """A list of positive integer ids; the CLI may give ``1,2,3``. Duplicates dropped, order kept."""
+    value = params.get(key)
+    if value is None:
+        return []
+    if isinstance(value, str):
+        parts = [part.strip() for part in value.split(",") if part.strip()]
+        if not all(part.isdigit() for part in parts):
+            raise _fail(key, "must be a list of positive integers.")
+        value = [int(part) for part in parts]
+    if not isinstance(value, list):
+        raise _fail(key, f"must be a list of positive integers, not {type(value).__name__}.")
+    if len(value) > max_length:
+        raise _fail(key, f"must have at most {max_length} entries.")
+    out: dict[int, None] = {}
+    for index, entry in enumerate(value):
+        # Form fields send ["4", "8"]: digit strings are ids too.
+        if isinstance(entry, str) and entry.strip().isdigit():
+            entry = int(entry.strip())
+        if not isinstance(entry, int) or isinstance(entry, bool) or not 1 <= entry < 2**63:
+            raise ValidationFailed(
+                f"{key}[{index}] must be a positive integer.", field=f"{PREFIX}{key}"
+            )
+        out[entry] = None
+    return list(out)
+
+
 def timestamp(params: Mapping[str, Any], key: str) -> datetime | None:
     """An ISO date or datetime (naive means the server's time zone); None when absent."""
     value = params.get(key)

@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.urls import path
 
 from curation import api, charts_api, explorer_api, job_charts_api
+from curation.judges import api as judges_api
 from curation.review import api as review_api
 from curation.webhooks import api as webhooks_api
 
@@ -76,6 +77,22 @@ urlpatterns = [
         "projects/<int:project_id>/webhooks/<int:webhook_id>/deliveries/",
         webhooks_api.WebhookDeliveryListApi.as_view(),
         name="webhook-deliveries",
+    ),
+    path("projects/<int:project_id>/judges/", judges_api.JudgeListApi.as_view(), name="judge-list"),
+    path(
+        "projects/<int:project_id>/judges/<int:judge_id>/",
+        judges_api.JudgeDetailApi.as_view(),
+        name="judge-detail",
+    ),
+    path(
+        "projects/<int:project_id>/judges/<int:judge_id>/test/",
+        judges_api.JudgeTestApi.as_view(),
+        name="judge-test",
+    ),
+    path(
+        "projects/<int:project_id>/judges/<int:judge_id>/stats/",
+        judges_api.JudgeStatsApi.as_view(),
+        name="judge-stats",
     ),
     path(
         "projects/<int:project_id>/review/", review_api.ReviewListApi.as_view(), name="review-list"

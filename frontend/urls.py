@@ -8,6 +8,7 @@ from frontend import (
     workspace_datasets,
     workspace_explorer,
     workspace_jobs,
+    workspace_judges,
     workspace_quality,
     workspace_review,
     workspace_setup,
@@ -91,6 +92,22 @@ urlpatterns = [
         name="job-detail",
     ),
     path("projects/<int:project_id>/quality/", workspace_quality.quality, name="quality"),
+    path("projects/<int:project_id>/judges/", workspace_judges.judge_list, name="judge-list"),
+    path(
+        "projects/<int:project_id>/judges/<int:judge_id>/edit/",
+        workspace_judges.judge_edit,
+        name="judge-edit",
+    ),
+    path(
+        "projects/<int:project_id>/judges/<int:judge_id>/test/",
+        workspace_judges.judge_test,
+        name="judge-test",
+    ),
+    path(
+        "projects/<int:project_id>/judges/<int:judge_id>/label/",
+        workspace_judges.judge_label,
+        name="judge-label",
+    ),
     path("projects/<int:project_id>/review/", workspace_review.review_list, name="review-list"),
     path(
         "projects/<int:project_id>/review/from-agreement/",

@@ -26,10 +26,15 @@ from annotation.services.projects import (
     token_create,
 )
 from annotation.services.quality import item_quality_record, quality_summaries_rebuild
-from annotation.services.submissions import annotation_submit, answers_validate
+from annotation.services.submissions import (
+    annotation_ai_store,
+    annotation_submit,
+    answers_validate,
+)
 
 __all__ = [
     "ImportResult",
+    "annotation_ai_store",
     "annotation_submit",
     "answers_validate",
     "assignment_claim_next",

@@ -594,3 +594,63 @@ def annotation_submit(
                 replay.item, replay.project = assignment.item, assignment.project
                 return replay, False
         raise Conflict("This item already has a submission from you.")
+
+
+def annotation_ai_store(
+    *,
+    project_id: int,
+    item_id: int,
+    judge_name: str,
+    answers: Any,
+    questions: Sequence[Question] | None = None,
+    responses: Mapping[int, str] | None = None,
+) -> tuple[Annotation, bool]:
+    """Store an LM judge's answers on one item as an AI annotation, through the human checks.
+
+    ``answers`` has the shape of a submission (response ids as keys) and goes through
+    :func:`answers_validate`; questions the judge did not answer may be missing (a judge
+    abstains where it cannot tell). One annotation per (item, ``judge_name``): when it
+    already exists nothing is written and ``(existing, False)`` comes back, so a re-run
+    is a no-op. ``questions`` and ``responses`` may be passed in to save two queries
+    per item. Call inside the caller's transaction with the judge's verdict rows.
+    """
+    if not judge_name:
+        raise ValidationFailed("An AI annotation needs the judge's name.", field="judge_name")
+    if questions is None:
+        questions = list(Question.objects.filter(project_id=project_id).order_by("position", "id"))
+    if responses is None:
+        responses = dict(Response.objects.filter(item_id=item_id).values_list("id", "text"))
+    specs = answers_validate(
+        questions=questions, responses=responses, answers=answers, require_all=False
+    )
+    if not specs:
+        raise ValidationFailed("An AI annotation needs at least one answer.", field="answers")
+    key = f"ai:{hashlib.sha256(f'{project_id}|{item_id}|{judge_name}'.encode()).hexdigest()[:40]}"
+    existing = Annotation.objects.filter(idempotency_key=key).first()
+    if existing is not None:
+        return existing, False
+    try:
+        with transaction.atomic():
+            annotation = Annotation.objects.create(
+                project_id=project_id,
+                item_id=item_id,
+                judge_name=judge_name,
+                source=Source.AI,
+                idempotency_key=key,
+                request_hash=request_hash(answers=answers, time_spent_ms=None),
+            )
+            identity = {rid: rid for rid in responses}
+            for model, rows in answer_rows_build(
+                annotation_id=annotation.id, specs=specs, response_ids=identity
+            ).items():
+                if rows:
+                    model.objects.bulk_create(rows)
+            # No item-agreement refresh: that figure counts human votes only.
+            annotation_created_publish(annotation=annotation)
+    except IntegrityError:
+        # A concurrent run of the same judge version stored it first.
+        existing = Annotation.objects.filter(item_id=item_id, judge_name=judge_name).first()
+        if existing is None:
+            raise
+        return existing, False
+    return annotation, True

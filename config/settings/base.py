@@ -159,6 +159,11 @@ BALLOT_EMBEDDING_MODEL = os.environ.get("BALLOT_EMBEDDING_MODEL", "")
 # Folders job parameters may load models from (embedding_model, reward_model_path name a
 # folder relative to one of them); API clients never give server paths. Comma-separated.
 BALLOT_MODEL_ROOTS = env_list("BALLOT_MODEL_ROOTS")
+# LM judges: their stored API keys are Fernet-encrypted with a key derived from this
+# (else from SECRET_KEY; changing it makes stored keys unreadable); the first pause
+# between retries of a failed judge request (doubling, or the server's Retry-After).
+BALLOT_JUDGE_SECRET_KEY = os.environ.get("BALLOT_JUDGE_SECRET_KEY", "")
+BALLOT_JUDGE_BACKOFF_SECONDS = float(os.environ.get("BALLOT_JUDGE_BACKOFF_SECONDS", "0.5"))
 BALLOT_LEASE_SECONDS = int(os.environ.get("BALLOT_LEASE_SECONDS", str(30 * 60)))
 # A running job whose heartbeat is older than this may be claimed again (its worker died).
 BALLOT_JOB_STALE_SECONDS = int(os.environ.get("BALLOT_JOB_STALE_SECONDS", "120"))

@@ -79,6 +79,8 @@ class ParamSpec:
                 max_length=self.max_length or check.MAX_STRING_LENGTH,
                 nullable=self.nullable,
             )
+        if self.type == "array" and self.format == "integer":
+            return check.integer_list(values, name)
         if self.type == "array":
             return check.string_list(values, name, options=self.choices or None)
         return values.get(name)
@@ -114,6 +116,8 @@ class ParamSpec:
             child = (
                 serializers.ChoiceField(choices=self.choices)
                 if self.choices
+                else serializers.IntegerField(min_value=1)
+                if self.format == "integer"
                 else serializers.CharField(max_length=check.MAX_STRING_LENGTH)
             )
             return serializers.ListField(child=child, max_length=check.MAX_LIST_LENGTH, **common)
@@ -213,6 +217,11 @@ def string_list(
 ) -> Any:
     """A list of strings (the command line may give ``a,b``); duplicates dropped, order kept."""
     return _field(default, ParamSpec("array", help, choices=tuple(options), grouped=grouped))
+
+
+def integer_list(default: list[int], *, help: str) -> Any:
+    """A list of positive integer ids (the command line may give ``1,2,3``)."""
+    return _field(default, ParamSpec("array", help, format="integer"))
 
 
 def mapping(default: dict, *, help: str, grouped: bool = False) -> Any:

@@ -12,7 +12,7 @@ from typing import Any
 
 from annotation.errors import ValidationFailed
 from curation.jobs.base import JobKindSpec
-from curation.jobs.kinds import embed, export, fifa, reliability, reward, suspects
+from curation.jobs.kinds import embed, export, fifa, label_ai, reliability, reward, suspects
 from curation.models import JobKind
 
 AVAILABLE: dict[str, JobKindSpec] = {
@@ -24,12 +24,12 @@ AVAILABLE: dict[str, JobKindSpec] = {
         suspects.SPEC,
         export.SPEC,
         reliability.SPEC,
+        label_ai.SPEC,
     )
 }
 # Values of ``JobKind`` that exist for what comes next; creating one is a 400 that says so.
 NOT_AVAILABLE: dict[str, str] = {
     JobKind.ROUTE: "Hybrid routing is not available yet.",
-    JobKind.LABEL_AI: "Labelling with an LM judge is not available yet.",
     JobKind.EXPLAIN: "SAE explanations are not available yet.",
 }
 

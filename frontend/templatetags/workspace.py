@@ -19,6 +19,7 @@ SECTIONS = [
     ("item-list", "Items"),
     ("job-list", "Jobs"),
     ("quality", "Quality"),
+    ("judge-list", "Judges"),
     ("review-list", "Review"),
     ("dataset-list", "Datasets"),
     ("webhook-list", "Webhooks"),

@@ -13,7 +13,7 @@ from django.contrib.auth.models import AbstractBaseUser
 
 from annotation.models import Membership, Role
 from annotation.services import assignment_claim_next, token_create
-from curation.models import Job, JobKind, JobStatus, ReviewEntry, ReviewSource, Webhook
+from curation.models import Job, JobKind, JobStatus, Judge, ReviewEntry, ReviewSource, Webhook
 from tests.factories import ItemFactory, ProjectFactory, UserFactory, make_questions
 
 
@@ -35,7 +35,8 @@ class World:
 
 def seed_world(tag: str) -> World:
     """One project with questions of every kind, three items, a lease, a finished job, two
-    members, a webhook and a review entry. A path parameter not named here keeps its generated value."""
+    members, a webhook, a judge and a review entry. A path parameter not named here keeps its
+    generated value."""
     admin = UserFactory(username=f"admin-{tag}", is_superuser=False)
     annotator = UserFactory(username=f"annotator-{tag}")
     project = ProjectFactory(name=f"Attacked {tag}", created_by=admin, overlap=2)
@@ -57,6 +58,16 @@ def seed_world(tag: str) -> World:
         secret="whsec_" + "A" * 43 + "=",
         created_by=admin,
     )
+    # A judge whose host never resolves and that does not retry: a test fails at once.
+    judge = Judge.objects.create(
+        project=project,
+        name=f"judge-{tag}",
+        backend="openai",
+        base_url="https://judge.example.invalid/v1",
+        model="m",
+        max_retries=0,
+        created_by=admin,
+    )
     entry = ReviewEntry.objects.create(
         item=items[1], source=ReviewSource.AGREEMENT, reason="split", scores={"agreement": 0.5}
     )
@@ -74,6 +85,7 @@ def seed_world(tag: str) -> World:
             "version_id": 1,
             "file_path": "manifest.json",
             "webhook_id": webhook.id,
+            "judge_id": judge.id,
             "entry_id": entry.id,
         },
     )
