@@ -52,6 +52,7 @@ from annotation.models import (
 from annotation.pseudonyms import pseudonym
 from annotation.quality_summary import COHEN_KINDS, bucket_median
 from annotation.services.projects import CATEGORICAL_PROFILE_FIELDS
+from curation.reliability import latest_reliability_by_annotator
 
 PERIODS = ("day", "week")
 # Profile fields with one value per annotator; lists (languages, expertise) and free
@@ -600,7 +601,8 @@ def annotator_table(*, project: Project, show_usernames: bool = False) -> dict:
     """One row per human annotator: pseudonym (and username for admins), judgements,
     agreement with the majority of the others (pairwise and ranking questions pooled),
     gold accuracy, median time per item, and the flags of the quality report (below
-    the project's threshold).
+    the project's threshold), and each annotator's reliability in the latest reliability
+    job when there is one.
 
     Read from the counters kept on write (``AnnotatorQuality``, ``AnnotatorTime``):
     two small queries whatever the project's size. The median time is of the times
@@ -658,7 +660,16 @@ def annotator_table(*, project: Project, show_usernames: bool = False) -> dict:
             row["username"] = usernames.get(who, "")
         rows.append(row)
     rows.sort(key=lambda r: (-r["judgements"], r["annotator"]))
-    return {"project": project.id, "quality_threshold": threshold, "annotators": rows}
+    job_id, by_annotator = latest_reliability_by_annotator(project=project)
+    by_pseudonym = {pseudonym(who, salt): value for who, value in by_annotator.items()}
+    for row in rows:
+        row["reliability"] = by_pseudonym.get(row["annotator"])
+    return {
+        "project": project.id,
+        "quality_threshold": threshold,
+        "reliability_job": job_id,
+        "annotators": rows,
+    }
 
 
 # --------------------------------------------------------------------------- profiles

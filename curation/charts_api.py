@@ -144,6 +144,11 @@ class AnnotatorRowOut(serializers.Serializer):
     gold_accuracy = serializers.FloatField(allow_null=True)
     gold_items = serializers.IntegerField()
     median_seconds = serializers.FloatField(allow_null=True)
+    reliability = serializers.FloatField(
+        allow_null=True,
+        help_text="Reliability in the latest reliability job (vote-weighted over its fits); "
+        "null when there is none or the annotator was not in it.",
+    )
     flagged = serializers.BooleanField()
     reasons = serializers.ListField(child=serializers.CharField())
 
@@ -151,6 +156,9 @@ class AnnotatorRowOut(serializers.Serializer):
 class AnnotatorsOut(serializers.Serializer):
     project = serializers.IntegerField()
     quality_threshold = serializers.FloatField()
+    reliability_job = serializers.IntegerField(
+        allow_null=True, help_text="The reliability job the reliabilities come from."
+    )
     annotators = AnnotatorRowOut(many=True)
 
 

@@ -454,40 +454,6 @@ class ItemPosterior(models.Model):
         return f"{self.question}:{self.unit} of item {self.item_id} in job {self.job_id}"
 
 
-class Route(models.TextChoices):
-    HUMAN = "human", "Human"
-    AI = "ai", "AI judge"
-
-
-class RoutingDecision(models.Model):
-    """Where one item goes in one routing job, and why.
-
-    ``score`` is what the strategy ranked by (``score_kind``: predicted gain of a human
-    label, predicted judge error, the prior's score, or a random draw); ``features`` the
-    item's instance features and judge signals; ``rank`` its place, 1 first.
-    """
-
-    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="routing_decisions")
-    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="+")
-    route = models.CharField(max_length=8, choices=Route.choices)
-    score = models.FloatField()
-    score_kind = models.CharField(max_length=16)
-    rank = models.PositiveIntegerField()
-    features = models.JSONField(default=dict)
-
-    class Meta:
-        ordering = ["job_id", "rank"]
-        constraints = [
-            models.UniqueConstraint(fields=["job", "item"], name="routingdecision_unique_item")
-        ]
-        indexes = [
-            models.Index(fields=["job", "route", "rank"], name="routingdecision_route_idx"),
-        ]
-
-    def __str__(self) -> str:
-        return f"item {self.item_id} → {self.route} in job {self.job_id}"
-
-
 class JudgeBackend(models.TextChoices):
     OPENAI = "openai", "OpenAI-compatible chat completions"
     LOCAL = "local", "Local causal LM"
@@ -609,3 +575,37 @@ class JudgeVerdict(models.Model):
 
     def __str__(self) -> str:
         return f"{self.version} on item {self.item_id}: {self.outcome}"
+
+
+class Route(models.TextChoices):
+    HUMAN = "human", "Human"
+    AI = "ai", "AI judge"
+
+
+class RoutingDecision(models.Model):
+    """Where one item goes in one routing job, and why.
+
+    ``score`` is what the strategy ranked by (``score_kind``: predicted gain of a human
+    label, predicted judge error, the prior's score, or a random draw); ``features`` the
+    item's instance features and judge signals; ``rank`` its place, 1 first.
+    """
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="routing_decisions")
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="+")
+    route = models.CharField(max_length=8, choices=Route.choices)
+    score = models.FloatField()
+    score_kind = models.CharField(max_length=16)
+    rank = models.PositiveIntegerField()
+    features = models.JSONField(default=dict)
+
+    class Meta:
+        ordering = ["job_id", "rank"]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "item"], name="routingdecision_unique_item")
+        ]
+        indexes = [
+            models.Index(fields=["job", "route", "rank"], name="routingdecision_route_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"item {self.item_id} → {self.route} in job {self.job_id}"

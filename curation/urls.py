@@ -35,6 +35,11 @@ urlpatterns = [
         job_charts_api.JobChartsApi.as_view(),
         name="job-charts",
     ),
+    path(
+        "projects/<int:project_id>/jobs/<int:job_id>/reliability/",
+        job_charts_api.JobReliabilityApi.as_view(),
+        name="job-reliability",
+    ),
     path("projects/<int:project_id>/datasets/", api.DatasetListApi.as_view(), name="dataset-list"),
     path(
         "projects/<int:project_id>/datasets/<int:version_id>/",

@@ -22,6 +22,7 @@ from annotation.pseudonyms import may_reveal_usernames
 from curation import job_charts
 from curation.jobs.registry import kinds_describe
 from curation.pairs import SELECTION_FIELDS
+from curation.reliability import job_reliability_rows
 from curation.selectors import job_get_for
 from frontend.workspace_quality import staff_project_or_404
 
@@ -143,6 +144,7 @@ def job_detail(request: HttpRequest, project_id: int, job_id: int) -> HttpRespon
     reveal = may_reveal_usernames(role)
     result = job.result or {}
     scored = job.kind in job_charts.SCORED_KINDS and job.status == "succeeded"
+    fitted = job.kind == "reliability" and job.status == "succeeded"
     context: dict[str, Any] = {
         "project": project,
         "section": "job-list",
@@ -153,6 +155,8 @@ def job_detail(request: HttpRequest, project_id: int, job_id: int) -> HttpRespon
         "percent": round(100 * (job.progress or 0.0)),
         "active": job.status in job_charts.ACTIVE,
         "scored": scored,
+        "fitted": fitted,
+        "reveal_usernames": reveal,
         "result_rows": _result_rows(job),
         "fold_accuracy": result.get("fold_accuracy") or [],
         "rows_by_split": sorted((result.get("rows") or {}).items())
@@ -160,7 +164,11 @@ def job_detail(request: HttpRequest, project_id: int, job_id: int) -> HttpRespon
         else [],
         "api_job": f"/api/v1/projects/{project.id}/jobs/{job.id}/",
         "api_charts": f"/api/v1/projects/{project.id}/jobs/{job.id}/charts/",
+        "api_reliability": f"/api/v1/projects/{project.id}/jobs/{job.id}/reliability/",
     }
+    if fitted:
+        context["fits"] = result.get("fits") or []
+        context["reliabilities"] = job_reliability_rows(job=job, reveal_usernames=reveal)
     if scored and job.kind == "suspects":
         context["suspects"] = job_charts.job_suspect_rows(job=job)
         context["noise_rate_percent"] = _percent(result.get("estimated_noise_rate"))

@@ -16,7 +16,8 @@ from itertools import combinations
 
 # ``adjudicated`` is majority, except on items a curator resolved: their label replaces
 # the votes of the questions it answers, and a dropped item is left out (see loading).
-AGGREGATIONS = ("majority", "unanimous", "all", "reliability", "adjudicated")
+# ``reliability`` takes the posterior label of the latest reliability job (see building).
+AGGREGATIONS = ("majority", "unanimous", "all", "adjudicated", "reliability")
 # Pairwise classes of a reliability fit, oriented by response id (``Vote.first`` is the lower).
 LOWER_BETTER, HIGHER_BETTER, TIE = 0, 1, 2
 

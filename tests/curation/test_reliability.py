@@ -24,8 +24,9 @@ from curation.models import (
 from curation.pairs import Selection, iter_preference_pairs
 from curation.services import job_create
 from curation.storage import absolute
+from tests.api_mixins import ScopedEndpointTests
 from tests.datasets import dataset
-from tests.factories import MembershipFactory, ProjectFactory
+from tests.factories import MembershipFactory, ProjectFactory, UserFactory
 
 
 @pytest.fixture(autouse=True)
@@ -327,6 +328,22 @@ def test_a_rerun_replaces_the_rows_instead_of_adding_to_them(simulated, alice):
     )
 
 
+def test_the_job_reports_rising_progress_per_fit(simulated, alice):
+    from curation.jobs.kinds.reliability import run
+
+    project, _, _ = simulated
+    job = run_reliability(project, alice)
+    reported: list[tuple[float, str]] = []
+    run(job, lambda fraction, message: reported.append((fraction, message)))
+    fractions = [fraction for fraction, _ in reported]
+    assert fractions == sorted(fractions) and 0 <= fractions[0] < fractions[-1] < 1
+    assert [message for _, message in reported] == [
+        "reading human labels",
+        "fitting preference (720 votes)",  # 240 items, three votes each
+        "storing reliabilities and posteriors",
+    ]
+
+
 def test_ratings_become_ordinal_classes_with_the_rating_they_stand_for(alice):
     project = ProjectFactory(created_by=alice)
     question_create(
@@ -513,3 +530,68 @@ def test_an_export_with_the_reliability_policy_follows_the_latest_fit(
     texts = dict(Response.objects.filter(item__project=project).values_list("id", "text"))
     for pair in expected:
         assert texts[pair.chosen_response_id] == pair.chosen_text
+
+
+# ------------------------------------------------------------------ API and quality table
+
+
+class TestJobReliabilityEndpoint(ScopedEndpointTests):
+    def url(self, world):
+        job = Job.objects.create(
+            project=world.project, kind=JobKind.RELIABILITY, status=JobStatus.SUCCEEDED
+        )
+        return f"/api/v1/projects/{world.project.id}/jobs/{job.id}/reliability/"
+
+
+def test_the_reliability_endpoint_serves_the_scatter_data_with_pseudonyms_to_curators(
+    simulated, alice, api
+):
+    project, _, planted = simulated
+    carol = UserFactory(username="carol")
+    MembershipFactory(user=carol, project=project, role=Role.CURATOR)
+    job = run_reliability(project, alice)
+    url = f"/api/v1/projects/{project.id}/jobs/{job.id}/reliability/"
+
+    as_curator = api(carol).get(url).json()
+    as_admin = api(alice).get(url).json()
+
+    assert as_curator["fitted"] and as_curator["model"] == "dawid-skene"
+    (fit,) = as_curator["fits"]
+    assert fit["question"] == "preference" and fit["aspect"] is None
+    assert len(fit["annotators"]) == 12
+    assert all("username" not in a for a in fit["annotators"])
+    assert not any("imported" in a["annotator"] for a in fit["annotators"])
+    assert fit["correlation"] == pytest.approx(
+        job.result["fits"][0]["reliability_agreement_correlation"], abs=1e-4
+    )
+    rows = {
+        r.annotator.username: r
+        for r in AnnotatorReliability.objects.filter(job=job).select_related("annotator")
+    }
+    for entry in as_admin["fits"][0]["annotators"]:
+        row = rows[entry["username"]]
+        assert entry["reliability"] == pytest.approx(row.reliability, abs=1e-4)
+        assert entry["votes"] == row.votes
+    # most reliable first: the planted spammers and adversaries come last
+    last = {handle_of(a["username"]) for a in as_admin["fits"][0]["annotators"][-len(planted) :]}
+    assert last == set(planted)
+
+
+def test_the_quality_table_shows_each_annotators_latest_reliability(simulated, alice, api):
+    project, _, _ = simulated
+    url = f"/api/v1/projects/{project.id}/quality/annotators/"
+    before = api(alice).get(url).json()
+    assert before["reliability_job"] is None
+    assert all(row["reliability"] is None for row in before["annotators"])
+
+    job = run_reliability(project, alice)
+
+    after = api(alice).get(url).json()
+    assert after["reliability_job"] == job.id
+    expected = {
+        r.annotator.username: r.reliability
+        for r in AnnotatorReliability.objects.filter(job=job).select_related("annotator")
+    }
+    assert {row["username"]: row["reliability"] for row in after["annotators"]} == pytest.approx(
+        expected, abs=1e-4
+    )

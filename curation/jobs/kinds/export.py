@@ -9,6 +9,7 @@ Writes: the version's folder under ``projects/<id>/datasets/`` and one ``Dataset
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import shutil
 from collections.abc import Iterator
@@ -118,16 +119,16 @@ class ExportParams(SelectionParams):
 
 
 def _records(
-    project: Project, params: ExportParams, progress: Report
-) -> tuple[Iterator, int, int | None]:
+    project: Project, params: ExportParams, progress: Report, reliability_job: int | None = None
+) -> tuple[Iterator, int]:
     item_ids = None
     kept_keys: set[str] | None = None
     if params.fifa_job:
         kept = PairScore.objects.filter(job_id=params.fifa_job, kept=True)
         kept_keys = set(kept.values_list("pair_key", flat=True))
         item_ids = set(kept.values_list("item_id", flat=True))
-    selection = selection_with_reliability_job(
-        project=project, selection=params.selection(item_ids=item_ids)
+    selection = dataclasses.replace(
+        params.selection(item_ids=item_ids), reliability_job=reliability_job
     )
     fmt = params.format
     total_items = (
@@ -162,7 +163,7 @@ def _records(
                     continue
             yield record
 
-    return stream(), total_items, selection.reliability_job
+    return stream(), total_items
 
 
 def _profiles(project: Project, fields: list[str]) -> dict[str, dict]:
@@ -185,7 +186,11 @@ def run(job: Job, report: Report) -> dict[str, Any]:
     """Write the export and publish it as the project's next DatasetVersion."""
     params = ExportParams.from_job(job)
     project = job.project
-    records, total, reliability_job = _records(project, params, report)
+    # The fit the reliability policy reads, fixed here so the manifest names the one used.
+    reliability_job = selection_with_reliability_job(
+        project=project, selection=params.selection()
+    ).reliability_job
+    records, total = _records(project, params, report, reliability_job)
     aspects: tuple[str, ...] = ()
     if params.format == "pointwise":
         names: list[str] = []

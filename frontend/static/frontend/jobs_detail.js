@@ -1,6 +1,7 @@
 // A job's results page: while the job is queued or running, poll it and reload once it ends;
-// for scoring jobs (FiFA, suspect labels) draw the charts from the job-charts API via charts.js.
-import { binned, boxes, fetchData } from "./charts.js";
+// for scoring jobs (FiFA, suspect labels) draw the charts from the job-charts API via charts.js;
+// for reliability jobs the reliability-against-agreement scatter from the job-reliability API.
+import { binned, boxes, fetchData, scatter } from "./charts.js";
 
 const POLL_MS = 1500;
 const root = document.getElementById("job-detail");
@@ -53,5 +54,30 @@ async function charts() {
   }
 }
 
+async function reliability() {
+  const chart = document.getElementById("chart-reliability");
+  try {
+    const data = await fetchData(root.dataset.apiReliability);
+    const series = data.fits.map((fit) => {
+      const points = fit.annotators.filter((a) => a.agreement_with_majority !== null);
+      return {
+        name: fit.aspect ? `${fit.question} / ${fit.aspect}` : fit.question,
+        x: points.map((a) => a.agreement_with_majority),
+        y: points.map((a) => a.reliability),
+        text: points.map((a) => `${a.annotator} (${a.votes} votes)`),
+      };
+    });
+    scatter(chart, series, {
+      xTitle: "agreement with the majority of the others",
+      yTitle: "reliability",
+      showLegend: series.length > 1,
+      empty: "No annotator had a vote others could confirm.",
+    });
+  } catch (error) {
+    failed(chart, error);
+  }
+}
+
 if (root.dataset.status === "queued" || root.dataset.status === "running") setTimeout(watch, POLL_MS);
 if (root.dataset.scored === "1") charts();
+if (root.dataset.fitted === "1") reliability();

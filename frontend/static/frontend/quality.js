@@ -139,7 +139,8 @@ async function annotators() {
   try {
     const data = await fetchData(`${api}annotators/`);
     document.getElementById("annotators-note").textContent =
-      `Flagged below the project's quality threshold (${data.quality_threshold}).`;
+      `Flagged below the project's quality threshold (${data.quality_threshold}).` +
+      (data.reliability_job ? ` Reliability from job #${data.reliability_job}.` : " No reliability job yet.");
     body.replaceChildren();
     for (const a of data.annotators) {
       const row = document.createElement("tr");
@@ -150,18 +151,19 @@ async function annotators() {
       cell(row, a.agreement_with_majority === null ? "–" : `${number(a.agreement_with_majority, 2)} (${a.agreement_units})`, "num");
       cell(row, a.gold_accuracy === null ? "–" : `${number(a.gold_accuracy, 2)} (${a.gold_items})`, "num");
       cell(row, number(a.median_seconds, 1), "num");
+      cell(row, number(a.reliability, 2), "num");
       cell(row, a.reasons.join("; "));
       body.append(row);
     }
     if (!data.annotators.length) {
       const row = document.createElement("tr");
-      cell(row, "No human annotations yet.").colSpan = 7;
+      cell(row, "No human annotations yet.").colSpan = 8;
       body.append(row);
     }
   } catch (error) {
     body.replaceChildren();
     const row = document.createElement("tr");
-    cell(row, `Could not load: ${error.message}`).colSpan = 7;
+    cell(row, `Could not load: ${error.message}`).colSpan = 8;
     body.append(row);
   }
 }
