@@ -14,7 +14,7 @@ from drf_spectacular.generators import SchemaGenerator
 
 from annotation.models import Annotation, Item, Membership, Project, Question, Response
 from annotation.services import assignment_claim_next
-from curation.models import Adjudication, Job, ReviewEntry, Webhook
+from curation.models import Adjudication, Job, Judge, ReviewEntry, Webhook
 from tests.factories import ItemFactory
 
 ERROR_KEYS = {"error", "detail", "field", "errors"}
@@ -45,6 +45,7 @@ def _row_counts() -> dict[str, int]:
             Job,
             ReviewEntry,
             Adjudication,
+            Judge,
         )
     }
 
@@ -62,7 +63,17 @@ def world_ids(project, alice, bob):
         created_by=alice,
     )
     entry = ReviewEntry.objects.create(item=item, source="explorer")
+    # A judge whose host never resolves and that does not retry: nothing reaches the network.
+    judge = Judge.objects.create(
+        project=project,
+        name="judge",
+        backend="openai",
+        base_url="https://judge.example.invalid/v1",
+        model="m",
+        max_retries=0,
+    )
     return {
+        "judge_id": judge.id,
         "entry_id": entry.id,
         "project_id": project.id,
         "item_id": item.id,
