@@ -79,11 +79,20 @@ class JudgeStub:
                     )
                     status = stub.script[index] if index < len(stub.script) else 200
                     stub.statuses.append(status)
+                self._counted = True
                 try:
                     if stub.delay:
                         time.sleep(stub.delay)
                     self._answer(status, body)
                 finally:
+                    self._release()
+
+            def _release(self) -> None:
+                # A request stops counting as active before its body is written: once the
+                # client has the body it may send the next request before this thread
+                # would otherwise reach its decrement, and the count would overstate.
+                if getattr(self, "_counted", False):
+                    self._counted = False
                     with stub._lock:
                         stub.active -= 1
 
@@ -128,6 +137,7 @@ class JudgeStub:
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
+                self._release()
                 self.wfile.write(payload)
 
         class Server(ThreadingHTTPServer):
