@@ -73,11 +73,45 @@ def correct(page, response_id: int, selection: tuple, corrected: str) -> dict:
     page.fill("#correction-text", corrected)
     page.keyboard.press("Control+Enter")
     page.wait_for_selector(".correction-dialog:not([open])", state="attached")
-    # The dialog's close event (which stores the entry, clears the selection and
-    # re-renders the responses) runs in a later task than the [open] attribute goes:
-    # selecting before it ran would have the selection cleared under the next step.
     page.wait_for_function(f"document.querySelectorAll('.correction-entry').length > {saved}")
     return shown
+
+
+def test_the_next_span_can_be_corrected_in_the_same_task_as_the_last_save(
+    page, login, correction_project
+):
+    """Saving hands the focus back at once: a C pressed before the browser's next
+    rendering update used to reach the closed form's text box and do nothing."""
+    ItemFactory(project=correction_project, responses=[TEXT, "Other answer."])
+    open_page(page, login, correction_project)
+    response = Response.objects.get(text=TEXT)
+    page.evaluate(SELECT, [response.id, "Use", 0, "Use", 3])
+    page.keyboard.press("c")
+    page.wait_for_selector(".correction-dialog[open]")
+    page.fill("#correction-text", "Try")
+    # Save, select the next span and press C, all in one task, as a fast annotator
+    # on a busy machine can.
+    after = page.evaluate(
+        """([select, rid]) => {
+            const key = (target, init) =>
+                target.dispatchEvent(new KeyboardEvent("keydown", { bubbles: true, cancelable: true, ...init }));
+            key(document.getElementById("correction-text"), { key: "Enter", ctrlKey: true });
+            const focusAfterSave = document.activeElement;
+            eval(select)([rid, "Read", 0, "Read ", 4]);
+            key(document.activeElement, { key: "c" });
+            return {
+                focusInDialog: Boolean(focusAfterSave.closest("dialog")),
+                open: document.querySelector(".correction-dialog").open,
+                original: document.querySelector(".correction-dialog .original").textContent,
+            };
+        }""",
+        [SELECT, response.id],
+    )
+    assert after == {"focusInDialog": False, "open": True, "original": "Read"}
+    page.fill("#correction-text", "Study")
+    page.keyboard.press("Control+Enter")
+    page.wait_for_function("document.querySelectorAll('.correction-entry').length === 2")
+    assert not page.errors
 
 
 def test_selections_across_code_links_and_emphasis_store_the_raw_span(

@@ -757,12 +757,29 @@ function buildCorrectionDialog() {
       "div",
       { class: "actions" },
       h("button", { type: "submit", class: "button primary", value: "save" }, "Save correction ", h("kbd", {}, "Ctrl+Enter")),
-      h("button", { type: "button", class: "button", value: "cancel", onclick: () => dialog.close("cancel") }, "Cancel ", h("kbd", {}, "Esc")),
+      h("button", { type: "button", class: "button", value: "cancel", onclick: () => close("cancel") }, "Cancel ", h("kbd", {}, "Esc")),
     ),
   );
   const dialog = h("dialog", { class: "correction-dialog", "aria-labelledby": "correction-title" }, form);
   document.body.append(dialog);
   let onSave = null;
+  let returnTo = null;
+  let fallbackFocus = null;
+  // Focus goes back at once, not at the browser's next rendering update: until then the
+  // closed dialog's text box would keep the focus and swallow the next shortcut key (C).
+  // The element focused before opening may be gone (saving re-renders the responses).
+  function handBackFocus() {
+    if (!dialog.contains(document.activeElement) && document.activeElement !== document.body) return;
+    const back = returnTo?.isConnected && returnTo !== document.body && !dialog.contains(returnTo);
+    const target = back ? returnTo : fallbackFocus?.();
+    if (target?.isConnected) target.focus({ preventScroll: true });
+    else document.activeElement?.blur();
+  }
+  function close(value) {
+    dialog.close(value);
+    handBackFocus();
+  }
+  dialog.addEventListener("close", handBackFocus);
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     const result = onSave({ corrected_text: corrected.value, category: category.value, comment: comment.value });
@@ -771,7 +788,7 @@ function buildCorrectionDialog() {
       error.textContent = result;
       return;
     }
-    dialog.close("save");
+    close("save");
   });
   dialog.addEventListener("keydown", (event) => {
     if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
@@ -781,7 +798,7 @@ function buildCorrectionDialog() {
     event.stopPropagation();
   });
   return {
-    open({ text, where, categories, requireCategory, values }, save) {
+    open({ text, where, categories, requireCategory, values, focusAfter }, save) {
       // Shown as the annotator saw it on the card; the exact stored characters
       // (with their Markdown syntax) are spelled out below when they differ.
       renderMarkdown(original, text);
@@ -797,6 +814,8 @@ function buildCorrectionDialog() {
       comment.value = values.comment ?? "";
       error.hidden = true;
       onSave = save;
+      returnTo = document.activeElement;
+      fallbackFocus = focusAfter;
       dialog.showModal();
       corrected.focus();
       corrected.select();
@@ -809,6 +828,7 @@ function buildCorrectionDialog() {
 
 function correctionComponent(question, index) {
   const { el, body, title } = questionShell(question, index);
+  el.tabIndex = -1; // takes the focus back from the correction form when its button is disabled
   const config = question.config || {};
   const categories = config.categories || [];
   const items = [];
@@ -869,6 +889,8 @@ function correctionComponent(question, index) {
         categories,
         requireCategory: Boolean(config.require_category),
         values: existing || {},
+        // After saving, the selection is gone and the button disabled: the question keeps the focus.
+        focusAfter: () => (correctButton.disabled ? el : correctButton),
       },
       (values) => {
         if (config.require_category && !values.category) return "Choose a category.";
@@ -1187,7 +1209,9 @@ document.addEventListener("keydown", (event) => {
     skip();
     return;
   }
-  if (ctrl || event.altKey || event.defaultPrevented || isEditable(event.target)) return;
+  // A text box of a closed dialog is not where the annotator types (the focus is on its way out).
+  const editing = isEditable(event.target) && !event.target.closest?.("dialog:not([open])");
+  if (ctrl || event.altKey || event.defaultPrevented || editing) return;
   if (event.key === "?") {
     event.preventDefault();
     shortcutsDialog.showModal();
