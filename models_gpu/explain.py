@@ -7,7 +7,9 @@ Following WIMHF (What's In My Human Feedback?, ICLR 2026):
    is on both sides of the train / held-out split.
 2. **Dictionary.** A signed BatchTopK sparse autoencoder (:mod:`models_gpu.sae`) learns
    ``n_features`` directions over ``±Δ``; a feature's activation on a pair says how much
-   more A than B has that direction, and flips sign when A and B are swapped.
+   more A than B has that direction, and flips sign when A and B are swapped. The model is
+   odd, so a ``−Δ`` row has exactly the loss and gradient of its ``Δ`` twin: the SAE is
+   trained on ``Δ`` once, which is training on ``±Δ`` at half the cost.
 3. **Link to the labels.** Per feature, a logistic regression of the label on the length
    difference and the standardised activation (no intercept: swapping A and B flips the
    label and every regressor), Wald intervals from the Hessian, Bonferroni over features.
@@ -122,11 +124,6 @@ class PreparedInputs:
     @property
     def n_pairs(self) -> int:
         return len(self.pair_ids)
-
-    def sae_rows(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(train, held_out)`` SAE rows: ``±Δ`` of the train and held-out pairs."""
-        train, held = self.delta[~self.held_out], self.delta[self.held_out]
-        return np.concatenate([train, -train]), np.concatenate([held, -held])
 
 
 @dataclass

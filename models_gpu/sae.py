@@ -205,6 +205,7 @@ def train_sae(
     config: SAEConfig | None = None,
     *,
     progress: Progress | None = None,
+    warm_start: SAEFit | None = None,
 ) -> SAEFit:
     """Train the SAE on ``train`` rows, early-stopping on ``held_out`` rows.
 
@@ -212,20 +213,26 @@ def train_sae(
     gradient of its twin ``x``: training on ``±Δ`` is training on ``Δ`` with every row
     counted twice, and :func:`models_gpu.explain.explain_preferences` passes ``Δ`` once.
     ``held_out`` may be empty, in which case the training loss picks the best epoch.
-    ``progress(fraction, message)`` is called once per epoch.
+    ``progress(fraction, message)`` is called once per epoch. ``warm_start`` continues from
+    a copy of that fit's weights and input scale (its dictionary size wins over the
+    config's) instead of a fresh initialisation.
     """
     config = config or SAEConfig()
     previous_threads = torch.get_num_threads()
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     try:
-        return _train(train, held_out, config, progress)
+        return _train(train, held_out, config, progress, warm_start)
     finally:
         torch.set_num_threads(previous_threads)
 
 
 def _train(
-    train: np.ndarray, held_out: np.ndarray, config: SAEConfig, progress: Progress | None
+    train: np.ndarray,
+    held_out: np.ndarray,
+    config: SAEConfig,
+    progress: Progress | None,
+    warm_start: SAEFit | None,
 ) -> SAEFit:
     rows = _as_rows(train, None, "train")
     if len(rows) == 0:
@@ -234,18 +241,26 @@ def _train(
     device = resolve_device(config.device)
     generator = torch.Generator().manual_seed(config.seed)
 
-    scale = float(np.sqrt((rows.astype(np.float64) ** 2).sum(axis=1).mean()))
-    scale = scale if scale > 0 else 1.0
-    model = SparseAutoencoder(
-        rows.shape[1], config.n_features, config.k_active, generator=generator
-    ).to(device)
+    if warm_start is not None:
+        scale = warm_start.input_scale
+        model = copy.deepcopy(warm_start.model).to(device)
+        if model.n_inputs != rows.shape[1]:
+            raise ValueError(
+                f"warm_start expects {model.n_inputs} columns, train has {rows.shape[1]}"
+            )
+    else:
+        scale = float(np.sqrt((rows.astype(np.float64) ** 2).sum(axis=1).mean()))
+        scale = scale if scale > 0 else 1.0
+        model = SparseAutoencoder(
+            rows.shape[1], config.n_features, config.k_active, generator=generator
+        ).to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
     x_train = (torch.from_numpy(rows) / scale).to(device)
     xx_train = (x_train**2).sum(dim=1)
     x_held = (torch.from_numpy(held) / scale).to(device) if held is not None else None
     train_norm = max(float(xx_train.double().sum()), 1e-12)
 
-    steps_idle = torch.zeros(config.n_features, dtype=torch.long, device=device)
+    steps_idle = torch.zeros(model.n_features, dtype=torch.long, device=device)
     threshold_sum, threshold_weight = 0.0, 0.0
     best_loss, best_state, best_epoch, stale = math.inf, None, 0, 0
     history: list[dict[str, float]] = []
@@ -272,7 +287,7 @@ def _train(
             if config.aux_coef > 0 and config.aux_k > 0 and bool(dead.any()):
                 aux_loss = _auxiliary_loss(model, pre, z, x_dec, error, dead, config.aux_k)
                 loss = loss + config.aux_coef * aux_loss
-                aux = float(aux_loss)
+                aux = float(aux_loss.detach())
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             model.remove_parallel_gradient()
