@@ -16,7 +16,9 @@ Following WIMHF (What's In My Human Feedback?, ICLR 2026):
    A sparse probe (L1 logistic regression tuned by bisection to keep exactly 5 and 10
    features, length always in) against the full linear probe on Δ gives the share of the
    signal the features explain: ``(AUC_sparse − 0.5) / (AUC_full − 0.5)`` on held-out pairs.
-4. **Descriptions.** Top-activating pairs in both directions (swapped where the activation is
+4. **Descriptions.** Each feature's sign is set so that its high side is the one with the
+   more distinctive n-grams (the side that has a phrase or a refusal, not the side that
+   lacks it; an odd SAE's signs are otherwise arbitrary). Top-activating pairs in both directions (swapped where the activation is
    negative, so every example reads high side first), contrastive n-grams (log-odds with an
    informative Dirichlet prior, Monroe et al. 2008), length and format rates, and, with a
    judge, a proposed name kept only when the judge's reading of it correlates with the
@@ -44,6 +46,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 from scipy import special, stats
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
@@ -796,6 +799,13 @@ def explain_preferences(
     fit = train_sae(train_rows, held_rows, config.sae, progress=sae_progress)
     activations = fit.encode(prepared.delta)
     n_features = activations.shape[1]
+    background: Counter[str] = Counter()
+    sample = np.random.default_rng(config.seed).permutation(prepared.n_pairs)[:2000]
+    for i in sample:
+        pair = pairs[prepared.pair_index[i]]
+        background.update(_ngrams(pair.text_a, config.ngram_max))
+        background.update(_ngrams(pair.text_b, config.ngram_max))
+    _orient_features(fit, activations, prepared, pairs, background, config)
 
     _stage(progress, 0.7, "linking features to the labels")
     pair_of = prepared.judgement_pair
@@ -840,12 +850,6 @@ def explain_preferences(
         group_probes.append(_group_probe(design, field_name, value, mask, annotators, config))
 
     _stage(progress, 0.85, "describing features")
-    background: Counter[str] = Counter()
-    sample = np.random.default_rng(config.seed).permutation(prepared.n_pairs)[:2000]
-    for i in sample:
-        pair = pairs[prepared.pair_index[i]]
-        background.update(_ngrams(pair.text_a, config.ngram_max))
-        background.update(_ngrams(pair.text_b, config.ngram_max))
     wins = np.bincount(pair_of, weights=design.label, minlength=prepared.n_pairs)
     votes = np.bincount(pair_of, minlength=prepared.n_pairs)
     for report in reports:
@@ -873,6 +877,47 @@ def explain_preferences(
         n_held_out=int(held.sum()),
         sae=fit,
     )
+
+
+def _orient_features(
+    fit: SAEFit,
+    activations: np.ndarray,
+    prepared: PreparedInputs,
+    pairs: Sequence[PreferencePair],
+    background: Counter[str],
+    config: ExplainConfig,
+) -> None:
+    """Give each feature the sign whose high side is the more distinctive one.
+
+    An odd SAE's signs are arbitrary: a feature and its negation explain Δ equally well.
+    A curator reads a feature from its high side, so the high side should be the one that
+    *has* something (a phrase, a refusal, a list) rather than lacks it: a feature flips
+    when its low side's strongest contrastive n-gram beats its high side's. The SAE's
+    weights flip with it, so the saved model encodes the reported signs. In place.
+    """
+    for feature in range(activations.shape[1]):
+        activation = activations[:, feature]
+        high_texts, low_texts = _sides(activation, prepared, pairs, config.ngram_pairs)
+        up, down = _contrastive_ngrams(high_texts, low_texts, background, config.ngram_max, 1)
+        strongest_up = up[0]["z"] if up else 0.0
+        strongest_down = -down[0]["z"] if down else 0.0
+        if strongest_down > strongest_up:
+            activations[:, feature] *= -1
+            with torch.no_grad():
+                fit.model.W_enc[feature] *= -1
+                fit.model.W_dec[:, feature] *= -1
+
+
+def _sides(
+    activation: np.ndarray, prepared: PreparedInputs, pairs: Sequence[PreferencePair], count: int
+) -> tuple[list[str], list[str]]:
+    """High-side and low-side texts of the ``count`` most active pairs per direction."""
+    high_texts, low_texts = [], []
+    for i in _top_pairs(activation, count):
+        high, low = _oriented(pairs, int(prepared.pair_index[i]), bool(activation[i] < 0))
+        high_texts.append(high)
+        low_texts.append(low)
+    return high_texts, low_texts
 
 
 def _group_probe(
@@ -927,11 +972,7 @@ def _describe(
                 "high_preferred": float(1 - a_share if swapped else a_share),
             }
         )
-    high_texts, low_texts = [], []
-    for i in _top_pairs(activation, config.ngram_pairs):
-        high, low = _oriented(pairs, int(prepared.pair_index[i]), bool(activation[i] < 0))
-        high_texts.append(high)
-        low_texts.append(low)
+    high_texts, low_texts = _sides(activation, prepared, pairs, config.ngram_pairs)
     report.ngrams_high, report.ngrams_low = _contrastive_ngrams(
         high_texts, low_texts, background, config.ngram_max, config.top_ngrams
     )
