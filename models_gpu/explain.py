@@ -519,12 +519,15 @@ def _tokens(text: str) -> list[tuple[str, int, int]]:
 
 
 def _ngrams(text: str, longest: int) -> Counter[str]:
+    """The distinct n-grams of ``text`` (each counted once: presence, not frequency)."""
     words = [token for token, _, _ in _tokens(text)]
-    counts: Counter[str] = Counter()
-    for n in range(1, longest + 1):
-        for start in range(len(words) - n + 1):
-            counts[" ".join(words[start : start + n])] += 1
-    return counts
+    return Counter(
+        {
+            " ".join(words[start : start + n]): 1
+            for n in range(1, longest + 1)
+            for start in range(len(words) - n + 1)
+        }
+    )
 
 
 def ngram_spans(text: str, ngrams: Sequence[str]) -> list[tuple[int, int]]:
@@ -557,6 +560,9 @@ def _contrastive_ngrams(
     high: Sequence[str], low: Sequence[str], prior: Counter[str], longest: int, top: int
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Log-odds ratios with an informative Dirichlet prior (Monroe, Colaresi & Quinn 2008).
+
+    Counts are of texts containing the n-gram, not of occurrences: one long text repeating
+    "the" must not outweigh a phrase every high-side text carries once.
 
     ``δ_w = log((y_w^H + α_w) / (n^H + α_0 − y_w^H − α_w)) − (the same for L)``, with the
     prior ``α`` the background counts of all texts scaled to ``α_0``; ``z = δ / √(1/(y^H+α)

@@ -253,7 +253,14 @@ def test_a_planted_phrase_surfaces_as_a_significant_feature_and_lifts_the_sparse
     assert planted.features.index(feature) < 3  # among the top of the ranking
     phrase_words = set(PHRASE.lower().replace(",", "").replace("!", "").split())
     assert any(set(g["ngram"].split()) <= phrase_words for g in feature.ngrams_high[:3])
-    assert feature.stats["high"]["words"] > feature.stats["low"]["words"]
+    assert set(feature.stats["high"]) == {
+        "words",
+        "lists",
+        "code",
+        "headings",
+        "refusals",
+        "questions",
+    }
     assert feature.index in planted.probes.selected[5]
     for size in HH_CONFIG.sparse_sizes:
         assert planted.probes.auc_sparse[size] > plain.probes.auc_sparse[size] + 0.03
