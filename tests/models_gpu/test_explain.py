@@ -33,7 +33,11 @@ WORDS += ["music", "paper", "bread", "window", "garden"]
 
 
 BASIS = dict(
-    zip([*WORDS, "sparkle"], np.linalg.qr(np.random.default_rng(0).normal(size=(32, 32)))[0])
+    zip(
+        [*WORDS, "sparkle"],
+        np.linalg.qr(np.random.default_rng(0).normal(size=(32, 32)))[0][:17],
+        strict=True,
+    )
 )
 
 
