@@ -331,7 +331,6 @@ def prepare_inputs(
     _validate(pairs)
     pair_of: dict[tuple[str, str, str], int] = {}
     first: list[int] = []
-    swapped_of: list[bool] = []
     judgements: dict[tuple[int, str], tuple[int, int]] = {}  # -> (label, position)
     for position, pair in enumerate(pairs):
         low, high = sorted((pair.text_a, pair.text_b))
@@ -342,7 +341,6 @@ def prepare_inputs(
             first.append(position)
         reference = pairs[first[index]]
         swapped = pair.text_a != reference.text_a
-        swapped_of.append(swapped)
         label = 1 - pair.label if swapped else pair.label
         judgements.pop((index, pair.annotator), None)  # the last judgement, in its own place
         judgements[(index, pair.annotator)] = (label, position)
@@ -692,8 +690,8 @@ def _probe_report(
     )
     auc_full = None
     if train.any() and held.any():
-        weights = _full_probe(rows[train], y_train, groups[train], config)
-        auc_full = _auc(rows[held] @ weights, y_held)
+        full_weights = _full_probe(rows[train], y_train, groups[train], config)
+        auc_full = _auc(rows[held] @ full_weights, y_held)
 
     auc_sparse: dict[int, float | None] = {}
     selected: dict[int, list[int]] = {}
