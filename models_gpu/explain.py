@@ -42,7 +42,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -268,6 +268,11 @@ class Explanation:
             "probes": self.probes.to_dict(),
             "groups": [group.to_dict() for group in self.groups],
             "history": self.history,
+            "sae": {
+                "config": asdict(self.sae.config),
+                "best_epoch": self.sae.best_epoch,
+                "input_scale": self.sae.input_scale,
+            },
             "n_pairs": self.n_pairs,
             "n_judgements": self.n_judgements,
             "n_train": self.n_train,

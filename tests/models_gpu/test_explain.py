@@ -310,3 +310,24 @@ def test_groups_that_reward_and_punish_the_phrase_get_opposite_effects(hh_pairs)
         weights = {f["index"]: f["weight"] for f in probes[("stance", stance)].top_features}
         assert sign * weights[feature.index] > 0
     json.dumps(explanation.to_dict(), allow_nan=False)
+
+
+def test_one_seed_gives_the_same_explanation_twice() -> None:
+    pairs = word_pairs(200)
+    first = explain_preferences(pairs, word_embed, SMALL)
+    second = explain_preferences(pairs, word_embed, SMALL)
+    assert np.array_equal(first.activations, second.activations)
+    assert first.to_dict() == second.to_dict()
+    other = explain_preferences(pairs, word_embed, replace(SMALL, sae=replace(SMALL.sae, seed=1)))
+    assert not np.array_equal(other.activations, first.activations)
+
+
+def test_progress_rises_from_zero_to_one_with_messages() -> None:
+    seen: list[tuple[float, str]] = []
+    explain_preferences(
+        word_pairs(60), word_embed, SMALL, progress=lambda f, m: seen.append((f, m))
+    )
+    fractions = [f for f, _ in seen]
+    assert fractions[0] == 0.0 and fractions[-1] == 1.0
+    assert fractions == sorted(fractions)
+    assert all(isinstance(m, str) and m for _, m in seen)
