@@ -72,7 +72,7 @@ class SparseAutoencoder(nn.Module):
         k_active: int,
         *,
         generator: torch.Generator | None = None,
-    ):
+    ) -> None:
         super().__init__()
         self.n_inputs = n_inputs
         self.n_features = n_features
