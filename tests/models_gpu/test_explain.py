@@ -266,9 +266,14 @@ def test_a_planted_phrase_surfaces_as_a_significant_feature_and_lifts_the_sparse
         "questions",
     }
     assert feature.index in planted.probes.selected[5]
+    # The phrase lengthens the chosen responses, which cancels HH-harmless's own length
+    # signal (its chosen responses are the shorter ones: length-only AUC 0.58 unplanted,
+    # 0.52 planted). So the sparse probes are compared by what they add over length.
     for size in HH_CONFIG.sparse_sizes:
-        assert planted.probes.auc_sparse[size] > plain.probes.auc_sparse[size] + 0.03
-    assert planted.probes.auc_full > plain.probes.auc_full
+        lift = planted.probes.auc_sparse[size] - planted.probes.auc_length_only
+        plain_lift = plain.probes.auc_sparse[size] - plain.probes.auc_length_only
+        assert lift > plain_lift + 0.03, (size, planted.probes, plain.probes)
+    assert planted.probes.auc_full > plain.probes.auc_full + 0.05
     # Unplanted, no feature's top examples carry the phrase (it is not in the data).
     assert phrase_feature(plain, plain_pairs)[1] == 0
     json.dumps(planted.to_dict(), allow_nan=False)
