@@ -653,3 +653,135 @@ def test_a_local_judge_answers_rankings_by_round_robin_and_rates_by_digit_tokens
         values <= {1.0, 2.0, 3.0, 4.0, 5.0}
         and RatingAnswer.objects.filter(annotation=annotation).count() == 9
     )
+
+
+def test_testing_a_judge_keeps_to_the_interactive_limits_whatever_its_own_settings(
+    pairwise_project,
+):
+    """A judge with a 600 s timeout and 10 retries, tested on one item: each request
+    waits at most the test's per-request timeout, is retried at most once, and the
+    answer comes back with the reason instead of waiting for the endpoint."""
+    from curation.judges.runner import Interactive, outbound_transport
+
+    item = _items(pairwise_project, 1)[0]
+    timeouts: list[float] = []
+
+    def recording(url, payload, headers, timeout):
+        timeouts.append(timeout)
+        return outbound_transport(url, payload, headers, timeout)
+
+    slow = JudgeStub(delay=3.0).start()
+    try:
+        judge = _judge(pairwise_project, slow, timeout_seconds=600, max_retries=10, concurrency=1)
+        tested = services.judge_test(
+            judge=judge,
+            item=item,
+            transport=recording,
+            limits=Interactive(deadline=60, request_timeout=0.3, max_retries=1, max_backoff=0),
+        )
+    finally:
+        slow.stop()
+    assert timeouts and max(timeouts) <= 0.3
+    # Two orders, each tried at most twice (one retry), not eleven times.
+    assert tested["requests"] <= 4 and len(slow.requests) <= 4
+    assert tested["questions"][0]["outcome"] == "abstain"
+    assert tested["error"].startswith("the judge did not answer (preference): ")
+    assert "request failed: Timed out after 0.3 s" in tested["error"]
+    assert tested["limits"] == {
+        "deadline_seconds": 60,
+        "request_timeout_seconds": 0.3,
+        "max_retries": 1,
+    }
+
+
+def test_a_dead_endpoint_cannot_hold_a_judge_test_past_its_deadline(pairwise_project):
+    """An endpoint that takes the connection and never answers: the test gives up at its
+    deadline even though each request's own timeout is longer."""
+    import socket
+
+    from curation.judges.runner import Interactive
+
+    item = _items(pairwise_project, 1)[0]
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)  # connections wait in the backlog; nothing ever reads them
+    try:
+        judge = services.judge_create(
+            project=pairwise_project,
+            user=None,
+            data={
+                "name": "dead",
+                "backend": "openai",
+                "base_url": f"http://127.0.0.1:{listener.getsockname()[1]}/v1",
+                "model": "m",
+                "timeout_seconds": 600,
+                "max_retries": 10,
+            },
+        )
+        tested = services.judge_test(
+            judge=judge, item=item, limits=Interactive(deadline=0.5, request_timeout=30)
+        )
+    finally:
+        listener.close()
+    assert "timed out" in tested["error"] and "0.5 s budget" in tested["error"]
+    assert tested["questions"][0]["outcome"] == "abstain"
+
+
+def test_an_http_error_and_an_unparseable_answer_are_named_in_a_tests_error(pairwise_project):
+    item = _items(pairwise_project, 1)[0]
+    failing = JudgeStub(script=[500, 500, 500, 500]).start()
+    try:
+        judge = _judge(pairwise_project, failing, max_retries=10, concurrency=1)
+        tested = services.judge_test(judge=judge, item=item)
+    finally:
+        failing.stop()
+    assert "The receiver answered 500" in tested["error"]
+    assert len(failing.requests) == 4  # two orders, one retry each
+    malformed = JudgeStub(mode="malformed").start()
+    try:
+        judge = _judge(pairwise_project, malformed, name="chatty")
+        tested = services.judge_test(judge=judge, item=item)
+    finally:
+        malformed.stop()
+    assert tested["error"].startswith("the judge's answer was not usable (preference):")
+    assert "no single A or B verdict" in tested["error"]
+
+
+def test_a_pairwise_question_on_three_responses_judges_every_pair_in_both_orders(
+    pairwise_project, stub
+):
+    """The GOOD response is third: the judge meets it in every pair it is in, both orders,
+    and the AI annotation chooses it over the worst, through the human checks."""
+    item = ItemFactory(
+        project=pairwise_project, responses=["weak answer.", "meh answer.", "GOOD answer."]
+    )
+    judge = _judge(pairwise_project, stub)
+    job = _run(pairwise_project, judge)
+    assert job.status == JobStatus.SUCCEEDED, job.error
+    assert job.result["requests"] == 6 and len(stub.requests) == 6
+    verdict = JudgeVerdict.objects.get(version__judge=judge, item=item)
+    responses = sorted(item.responses.all(), key=lambda r: r.position)
+    assert [pair["positions"] for pair in verdict.raw["pairs"]] == [[0, 1], [0, 2], [1, 2]]
+    assert all(len(pair["orders"]) == 2 for pair in verdict.raw["pairs"])
+    # weak vs meh has no GOOD: the stub answers B in both orders, a position-biased tie.
+    assert verdict.raw["pairs"][0]["outcome"] == "tie"
+    assert verdict.raw["scores"] == [0.5, 0.5, 2.0]
+    assert verdict.outcome == "label" and verdict.consistent is False
+    assert "responses 0 and 1 tied" in verdict.reason
+    answer = PairwiseAnswer.objects.get(annotation__source=Source.AI, annotation__item=item)
+    assert answer.chosen_id == responses[2].id and answer.rejected_id == responses[1].id
+    assert not answer.tie
+
+
+def test_an_order_biased_judge_on_three_responses_gives_a_tie(pairwise_project):
+    biased = JudgeStub(mode="first").start()
+    try:
+        item = ItemFactory(project=pairwise_project, responses=["one.", "two.", "GOOD three."])
+        judge = _judge(pairwise_project, biased)
+        _run(pairwise_project, judge)
+    finally:
+        biased.stop()
+    verdict = JudgeVerdict.objects.get(version__judge=judge, item=item)
+    assert verdict.outcome == "tie" and verdict.raw["scores"] == [1.0, 1.0, 1.0]
+    answer = PairwiseAnswer.objects.get(annotation__source=Source.AI, annotation__item=item)
+    assert answer.tie
