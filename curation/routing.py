@@ -7,7 +7,9 @@ answers into the coded labels and judge signals it takes, and stores its answer.
 An item is routed on its first two responses and the project's first pairwise
 question (or the one named). Its human label is the majority direction of the human
 answers (a split or a tie is no direction); the judge's label is the judge's answer
-(a tie when its two presentation orders disagreed). Judge signals come from
+(a tie when its two presentation orders disagreed; on an item with more than two
+responses, whose AI answer names the judge's best and worst, the wins of responses 0
+and 1 over the judged pairs in the verdict's ``raw.scores``). Judge signals come from
 ``Item.metadata``: ``judge_orders[judge] = {"original": 1|2|None, "swapped": 1|2|None}``
 (position inconsistency, abstention) and ``judge_confidence[judge]`` when a backend
 gave one, as the dataset importers store them; for labels written by a ``label-ai`` job

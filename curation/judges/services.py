@@ -80,6 +80,10 @@ def _clean_url(url: Any) -> str:
     url = url.strip()
     if len(url) > 2000:
         raise ValidationFailed("base_url must be at most 2000 characters.", field="base_url")
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
+        raise ValidationFailed(
+            "base_url cannot contain spaces or control characters.", field="base_url"
+        )
     try:
         refusal = outbound.literal_address_refusal(url)
     except outbound.TransportError as exc:

@@ -332,6 +332,8 @@ def test_bad_judge_settings_are_400s_naming_the_field(pairwise_project, alice, a
         ({**base, "prompts": {"essay": "{prompt}"}}, "prompts.essay"),
         ({**base, "api_key_env": "not a name"}, "api_key_env"),
         ({**base, "base_url": "ftp://example.org"}, "base_url"),
+        ({**base, "base_url": "https://example.org/v1 x"}, "base_url"),
+        ({**base, "prompts": {"tagging": "{prompt} only"}}, "prompts.tagging"),
         ({**base, "colour": "red"}, "colour"),
         ({"name": "l", "backend": "local", "model": "../../etc"}, "model"),
     ]
@@ -785,3 +787,18 @@ def test_an_order_biased_judge_on_three_responses_gives_a_tie(pairwise_project):
     assert verdict.outcome == "tie" and verdict.raw["scores"] == [1.0, 1.0, 1.0]
     answer = PairwiseAnswer.objects.get(annotation__source=Source.AI, annotation__item=item)
     assert answer.tie
+
+
+def test_a_judge_whose_url_cannot_be_sent_gives_a_tests_error_not_a_500(
+    pairwise_project, alice, api, stub
+):
+    item = _items(pairwise_project, 1)[0]
+    judge = _judge(pairwise_project, stub, base_url=stub.base_url + "/caf\u00e9")
+    response = api(alice).post(
+        f"/api/v1/projects/{pairwise_project.id}/judges/{judge.id}/test/",
+        {"item": item.id},
+        format="json",
+    )
+    assert response.status_code == 200
+    assert "cannot be sent: UnicodeEncodeError" in response.json()["error"]
+    assert stub.requests == []
