@@ -802,3 +802,35 @@ def test_a_judge_whose_url_cannot_be_sent_gives_a_tests_error_not_a_500(
     assert response.status_code == 200
     assert "cannot be sent: UnicodeEncodeError" in response.json()["error"]
     assert stub.requests == []
+
+
+def test_stats_on_three_responses_compare_the_pair_the_humans_compared(pairwise_project, stub):
+    """Humans compare responses A and B; the judge's answer names its best and worst of
+    three, so agreement reads the judge's own verdict on the humans' pair, and position
+    consistency counts every judged pair."""
+    item = ItemFactory(project=pairwise_project, responses=["weak.", "GOOD one.", "GOOD two."])
+    weak, _, good_two = sorted(item.responses.all(), key=lambda r: r.position)
+    annotation = Annotation.objects.create(
+        project=pairwise_project, item=item, annotator=UserFactory(), source=Source.HUMAN
+    )
+    PairwiseAnswer.objects.create(
+        annotation=annotation,
+        question=pairwise_project.questions.get(),
+        chosen=good_two,
+        rejected=weak,
+    )
+    judge = _judge(pairwise_project, stub)
+    _run(pairwise_project, judge)
+    verdict = JudgeVerdict.objects.get(version__judge=judge)
+    # Both GOOD responses tie (the stub answers A in both orders); the earlier one is named best.
+    assert verdict.answer["chosen"] != good_two.id
+    (version,) = services_stats(judge)["versions"]
+    assert version["compared_with_humans"] == 1 and version["human_agreement"] == 1.0
+    assert version["pairs_in_both_orders"] == 3
+    assert version["position_consistency"] == round(2 / 3, 4)
+
+
+def services_stats(judge):
+    from curation.judges.selectors import judge_stats
+
+    return judge_stats(judge=judge)
