@@ -1,5 +1,5 @@
 """Ballot's numerical core: embeddings, reward models, FiFA scores, kNN entropy, suspects,
-annotator reliability (Dawid–Skene).
+annotator reliability (Dawid–Skene), sparse-autoencoder explanations of preferences (WIMHF).
 
 Pure Python + numpy + torch, usable from a notebook::
 
@@ -21,11 +21,13 @@ from models_gpu.config import (
     ROUTING_STRATEGIES,
     WHEN_SHORT,
     EmbeddingConfig,
+    ExplainConfig,
     FiFAConfig,
     PipelineConfig,
     Progress,
     RewardConfig,
     RoutingConfig,
+    SAEConfig,
     SuspectConfig,
 )
 
@@ -40,6 +42,19 @@ if TYPE_CHECKING:
         text_digests,
     )
     from models_gpu.entropy import knn_distances, knn_entropy
+    from models_gpu.explain import (
+        Explanation,
+        FeatureReport,
+        GroupEffect,
+        GroupProbe,
+        PreferencePair,
+        PreparedInputs,
+        ProbeReport,
+        explain_preferences,
+        name_features,
+        ngram_spans,
+        prepare_inputs,
+    )
     from models_gpu.fifa import (
         FiFAResult,
         SelectionSummary,
@@ -58,6 +73,7 @@ if TYPE_CHECKING:
         out_of_fold_key,
         out_of_fold_margins,
     )
+    from models_gpu.sae import SAEFit, SparseAutoencoder, load_sae, save_sae, train_sae
     from models_gpu.suspects import (
         NoiseEstimate,
         SuspectResult,
@@ -78,6 +94,19 @@ _LAZY = {
         "text_digests",
     ),
     "models_gpu.entropy": ("knn_distances", "knn_entropy"),
+    "models_gpu.explain": (
+        "Explanation",
+        "FeatureReport",
+        "GroupEffect",
+        "GroupProbe",
+        "PreferencePair",
+        "PreparedInputs",
+        "ProbeReport",
+        "explain_preferences",
+        "name_features",
+        "ngram_spans",
+        "prepare_inputs",
+    ),
     "models_gpu.fifa": (
         "FiFAResult",
         "SelectionSummary",
@@ -96,6 +125,7 @@ _LAZY = {
         "out_of_fold_margins",
     ),
     "models_gpu.reliability": ("DawidSkeneConfig", "DawidSkeneFit", "fit_dawid_skene"),
+    "models_gpu.sae": ("SAEFit", "SparseAutoencoder", "load_sae", "save_sae", "train_sae"),
     "models_gpu.suspects": (
         "NoiseEstimate",
         "SuspectResult",
@@ -111,12 +141,14 @@ __all__ = [
     "DEFAULT_MODEL",
     "WHEN_SHORT",
     "EmbeddingConfig",
+    "ExplainConfig",
     "FiFAConfig",
     "PipelineConfig",
     "Progress",
     "RewardConfig",
     "ROUTING_STRATEGIES",
     "RoutingConfig",
+    "SAEConfig",
     "SuspectConfig",
     "fold_groups",
     "near_duplicate_groups",
@@ -151,6 +183,22 @@ __all__ = [
     "DawidSkeneConfig",
     "DawidSkeneFit",
     "fit_dawid_skene",
+    "SAEFit",
+    "SparseAutoencoder",
+    "load_sae",
+    "save_sae",
+    "train_sae",
+    "Explanation",
+    "FeatureReport",
+    "GroupEffect",
+    "GroupProbe",
+    "PreferencePair",
+    "PreparedInputs",
+    "ProbeReport",
+    "explain_preferences",
+    "name_features",
+    "ngram_spans",
+    "prepare_inputs",
 ]
 
 

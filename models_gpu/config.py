@@ -211,3 +211,104 @@ class RoutingConfig:
             raise ValueError(f"strategy must be one of {ROUTING_STRATEGIES}, got {self.strategy!r}")
         if not 0.0 <= self.budget <= 1.0:
             raise ValueError(f"budget must be within [0, 1], got {self.budget}")
+
+
+@dataclass(frozen=True)
+class SAEConfig:
+    """Settings for :func:`models_gpu.sae.train_sae` (signed BatchTopK sparse autoencoder).
+
+    Attributes:
+        n_features: Dictionary size M (32 as in WIMHF: few enough to read every one).
+        k_active: K: features active per row *on average over a batch* (BatchTopK keeps
+            the ``K × batch`` largest |pre-activations| of the batch); at inference a
+            threshold on |pre-activation| estimated during training replaces the batch.
+        aux_k: Dead features the auxiliary loss lets reconstruct the residual per row
+            (Gao et al. 2024 use a multiple of K).
+        aux_coef: Weight of that auxiliary loss; 0 switches dead-feature revival off.
+        dead_after: A feature that fired on no row for this many steps counts as dead.
+        lr: Adam learning rate.
+        batch_size: Rows per step.
+        max_epochs: Most passes over the training rows.
+        patience: Stop after this many epochs without a better held-out loss (the best
+            epoch's weights are kept).
+        seed: Seeds initialisation and shuffling; training uses its own generator, so
+            the caller's global torch RNG is left as it was.
+        device: ``"auto"`` for CUDA when present, else ``"cpu"``, ``"cuda"``, ...
+    """
+
+    n_features: int = 32
+    k_active: int = 4
+    aux_k: int = 8
+    aux_coef: float = 1 / 32
+    dead_after: int = 200
+    lr: float = 3e-3
+    batch_size: int = 2048
+    max_epochs: int = 40
+    patience: int = 4
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.n_features < 1:
+            raise ValueError(f"n_features must be at least 1, got {self.n_features}")
+        if not 1 <= self.k_active <= self.n_features:
+            raise ValueError(f"k_active must be in [1, n_features], got {self.k_active}")
+        if self.aux_k < 0 or self.aux_coef < 0:
+            raise ValueError("aux_k and aux_coef must not be negative")
+        if self.dead_after < 1 or self.batch_size < 1 or self.max_epochs < 1:
+            raise ValueError("dead_after, batch_size and max_epochs must be at least 1")
+        if self.patience < 0 or not self.lr > 0:
+            raise ValueError("patience must not be negative and lr must be positive")
+
+
+@dataclass(frozen=True)
+class ExplainConfig:
+    """Settings for :func:`models_gpu.explain.explain_preferences` (WIMHF).
+
+    Attributes:
+        sae: The sparse autoencoder's settings.
+        include_prompt: Embed ``"prompt\\n\\nresponse"`` instead of the response alone.
+        held_out_fraction: Share of *prompts* held out (never trained on) for the SAE's
+            early stopping, the probes' AUCs and the judge's fidelity check.
+        top_examples: Top-activating pairs kept per direction and per feature.
+        ngram_max: Longest contrastive n-gram (in words).
+        ngram_pairs: The contrastive n-grams and format statistics read this many
+            most-active pairs per direction.
+        top_ngrams: Contrastive n-grams kept per side.
+        min_group_annotators: A group needs at least this many distinct annotators ...
+        min_group_judgements: ... and this many judgements to be reported.
+        sparse_sizes: Feature counts of the sparse probes (length is always in, on top).
+        full_probe_c: Inverse L2 strength of the full linear probe on Δ.
+        alpha: Significance level (Bonferroni-corrected over features for the pooled
+            coefficients; also the level of the judge's fidelity test).
+        ridge: Tiny L2 penalty in the Wald regressions, so a separable or collinear
+            design still has a finite Hessian.
+        fidelity_pairs: Held-out pairs the judge rates per feature name.
+        seed: Seeds the split, the SAE (with ``sae.seed``) and the probes.
+    """
+
+    sae: SAEConfig = field(default_factory=SAEConfig)
+    include_prompt: bool = False
+    held_out_fraction: float = 0.2
+    top_examples: int = 8
+    ngram_max: int = 3
+    ngram_pairs: int = 50
+    top_ngrams: int = 10
+    min_group_annotators: int = 3
+    min_group_judgements: int = 30
+    sparse_sizes: tuple[int, ...] = (5, 10)
+    full_probe_c: float = 1.0
+    alpha: float = 0.05
+    ridge: float = 1e-4
+    fidelity_pairs: int = 40
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.held_out_fraction < 1.0:
+            raise ValueError(f"held_out_fraction must be in (0, 1), got {self.held_out_fraction}")
+        if self.ngram_max < 1 or self.top_examples < 0 or self.ngram_pairs < 1:
+            raise ValueError("ngram_max and ngram_pairs must be at least 1, top_examples >= 0")
+        if any(size < 1 for size in self.sparse_sizes):
+            raise ValueError(f"sparse_sizes must be positive, got {self.sparse_sizes}")
+        if not 0.0 < self.alpha < 1.0:
+            raise ValueError(f"alpha must be in (0, 1), got {self.alpha}")

@@ -1,0 +1,342 @@
+"""A signed BatchTopK sparse autoencoder over response-embedding differences (WIMHF).
+
+WIMHF (What's In My Human Feedback?) explains a preference dataset with a small dictionary
+learned over ``Δ = e(A) − e(B)``, the difference of the two responses' embeddings. Swapping
+A and B negates Δ, so a feature must flip sign with it: "A is more formal than B" is the
+same feature as "B is less formal than A". The model here is odd by construction:
+
+    z = BatchTopK(W_enc · x / scale)        (keeps the sign, selects on |·|)
+    x̂ = scale · W_dec · z                   (no biases anywhere)
+
+so ``encode(−x) == −encode(x)`` and ``decode(−z) == −decode(z)`` exactly.
+
+**BatchTopK** (Bussmann et al., 2024): during training the ``K × batch`` largest
+|pre-activations| of a batch stay, the rest are zeroed, so K features are active per row
+*on average* (a row may use more, another fewer). A running mean of the smallest kept
+|pre-activation| becomes a fixed threshold at inference, when rows arrive one at a time.
+
+**Unit-norm decoder columns**, renormalised after every step (and the gradient component
+along each column removed before it), so a feature's activation is its magnitude and the
+encoder cannot shrink it by inflating the decoder.
+
+**Loss**: normalised MSE ``‖x − x̂‖² / ‖x‖²`` plus the auxiliary loss of Gao et al. (2024):
+features that fired on no row for ``dead_after`` steps are offered the residual
+``x − x̂``; the ``aux_k`` largest of them per row try to reconstruct it, so their gradients
+pull them back to where the data is instead of leaving them dead.
+
+Adam, early stopping on the held-out normalised MSE (the best epoch's weights are kept),
+its own seeded generator (deterministic on CPU), CUDA when present. Weights are saved as
+safetensors with the config and the scale in JSON beside them.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from models_gpu.config import Progress, SAEConfig
+
+__all__ = ["SAEConfig", "SAEFit", "SparseAutoencoder", "load_sae", "save_sae", "train_sae"]
+
+WEIGHTS_FILE = "sae.safetensors"
+CONFIG_FILE = "sae.json"
+_THRESHOLD_MOMENTUM = 0.99
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class SparseAutoencoder(nn.Module):
+    """Odd (bias-free) sparse autoencoder with signed BatchTopK activations.
+
+    ``encode`` and ``decode`` work on scaled inputs: :class:`SAEFit` divides by its
+    ``input_scale`` first. ``threshold`` is the inference cut on |pre-activation|.
+    """
+
+    def __init__(
+        self,
+        n_inputs: int,
+        n_features: int,
+        k_active: int,
+        *,
+        generator: torch.Generator | None = None,
+    ):
+        super().__init__()
+        self.n_inputs = n_inputs
+        self.n_features = n_features
+        self.k_active = k_active
+        decoder = torch.randn(n_inputs, n_features, generator=generator)
+        decoder /= decoder.norm(dim=0, keepdim=True).clamp_min(1e-12)
+        self.W_dec = nn.Parameter(decoder)
+        # Tied initialisation (encoder = decoderᵀ) starts every feature near useful.
+        self.W_enc = nn.Parameter(decoder.T.clone())
+        self.register_buffer("threshold", torch.zeros(()))
+
+    def pre_activations(self, x: torch.Tensor) -> torch.Tensor:
+        return x @ self.W_enc.T
+
+    def batch_topk(self, pre: torch.Tensor) -> torch.Tensor:
+        """Keep the ``K × rows`` largest |pre-activations| of the batch, with their sign."""
+        flat = pre.abs().flatten()
+        keep = min(self.k_active * pre.shape[0], flat.numel())
+        if keep == 0:
+            return torch.zeros_like(pre)
+        cut = flat.topk(keep, sorted=False).indices
+        mask = torch.zeros_like(flat, dtype=torch.bool)
+        mask[cut] = True
+        return pre * mask.view_as(pre)
+
+    def encode(self, x: torch.Tensor, *, batch: bool = False) -> torch.Tensor:
+        """Signed sparse codes; ``batch=True`` uses BatchTopK, else the learned threshold."""
+        pre = self.pre_activations(x)
+        if batch:
+            return self.batch_topk(pre)
+        return pre * (pre.abs() > self.threshold)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return z @ self.W_dec.T
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x))
+
+    @torch.no_grad()
+    def normalise_decoder(self) -> None:
+        self.W_dec /= self.W_dec.norm(dim=0, keepdim=True).clamp_min(1e-12)
+
+    @torch.no_grad()
+    def remove_parallel_gradient(self) -> None:
+        """Drop the decoder gradient along each column: renormalisation would undo it anyway."""
+        if self.W_dec.grad is None:
+            return
+        along = (self.W_dec.grad * self.W_dec).sum(dim=0, keepdim=True)
+        self.W_dec.grad -= along * self.W_dec
+
+
+@dataclass
+class SAEFit:
+    """A trained SAE with what it needs to encode raw Δ rows.
+
+    Attributes:
+        model: The autoencoder (on CPU after training, in eval mode).
+        config: The settings it was trained with.
+        input_scale: Raw rows are divided by this (the RMS row norm of the training set)
+            before encoding. There is no mean: subtracting one would break antisymmetry.
+        history: One dict per epoch: ``epoch``, ``train_nmse``, ``held_out_nmse``,
+            ``aux_loss``, ``dead_features`` (dead at the epoch's end).
+        best_epoch: The epoch whose weights were kept (1-based; 0 when none ran).
+    """
+
+    model: SparseAutoencoder
+    config: SAEConfig
+    input_scale: float
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int = 0
+
+    def encode(self, x: np.ndarray, *, batch_size: int = 65536) -> np.ndarray:
+        """``(n, n_features)`` float32 signed activations of raw rows (inference threshold)."""
+        rows = _as_rows(x, self.model.n_inputs, "x")
+        out = np.zeros((len(rows), self.model.n_features), dtype=np.float32)
+        with torch.no_grad():
+            for start in range(0, len(rows), batch_size):
+                chunk = torch.from_numpy(rows[start : start + batch_size]) / self.input_scale
+                out[start : start + batch_size] = self.model.encode(chunk).numpy()
+        return out
+
+    def decode(self, z: np.ndarray) -> np.ndarray:
+        """Rows in the raw input space from activations."""
+        codes = torch.as_tensor(np.asarray(z, dtype=np.float32))
+        with torch.no_grad():
+            return (self.model.decode(codes) * self.input_scale).numpy()
+
+    def nmse(self, x: np.ndarray) -> float:
+        """Normalised reconstruction error ``Σ‖x − x̂‖² / Σ‖x‖²`` on raw rows."""
+        rows = _as_rows(x, self.model.n_inputs, "x")
+        error = rows - self.decode(self.encode(rows))
+        return float((error**2).sum() / max(float((rows**2).sum()), 1e-12))
+
+    @property
+    def decoder(self) -> np.ndarray:
+        """``(n_inputs, n_features)``: each feature's unit-norm direction in Δ space."""
+        return self.model.W_dec.detach().cpu().numpy().copy()
+
+
+def _as_rows(x: np.ndarray, n_inputs: int | None, name: str) -> np.ndarray:
+    rows = np.ascontiguousarray(np.asarray(x, dtype=np.float32))
+    if rows.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D array (rows, dims), got shape {rows.shape}")
+    if n_inputs is not None and rows.shape[1] != n_inputs:
+        raise ValueError(f"{name} has {rows.shape[1]} columns, the model expects {n_inputs}")
+    if not np.isfinite(rows).all():
+        raise ValueError(f"{name} holds NaN or infinite values")
+    return rows
+
+
+def _nmse(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+    return ((x - x_hat) ** 2).sum() / (x**2).sum().clamp_min(1e-12)
+
+
+def train_sae(
+    train: np.ndarray,
+    held_out: np.ndarray,
+    config: SAEConfig | None = None,
+    *,
+    progress: Progress | None = None,
+) -> SAEFit:
+    """Train the SAE on ``train`` rows, early-stopping on ``held_out`` rows.
+
+    Rows are used as given: to learn antisymmetric features from preference pairs, pass
+    both ``Δ`` and ``−Δ`` (:func:`models_gpu.explain.prepare_inputs` does). ``held_out``
+    may be empty, in which case the training loss decides the best epoch.
+    ``progress(fraction, message)`` is called once per epoch.
+    """
+    config = config or SAEConfig()
+    rows = _as_rows(train, None, "train")
+    if len(rows) == 0:
+        raise ValueError("train is empty: the SAE needs at least one row")
+    held = _as_rows(held_out, rows.shape[1], "held_out") if len(held_out) else None
+    device = resolve_device(config.device)
+    generator = torch.Generator().manual_seed(config.seed)
+
+    scale = float(np.sqrt((rows.astype(np.float64) ** 2).sum(axis=1).mean()))
+    scale = scale if scale > 0 else 1.0
+    model = SparseAutoencoder(
+        rows.shape[1], config.n_features, config.k_active, generator=generator
+    )
+    model.to(device)
+    optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
+    x_train = (torch.from_numpy(rows) / scale).to(device)
+    x_held = (torch.from_numpy(held) / scale).to(device) if held is not None else None
+
+    steps_idle = torch.zeros(config.n_features, dtype=torch.long, device=device)
+    threshold_sum, threshold_weight = 0.0, 0.0
+    best_loss, best_state, best_epoch, stale = math.inf, None, 0, 0
+    history: list[dict[str, float]] = []
+    batch_size = min(config.batch_size, len(rows))
+    for epoch in range(1, config.max_epochs + 1):
+        model.train()
+        order = torch.randperm(len(rows), generator=generator).to(device)
+        error_sum = norm_sum = aux_sum = 0.0
+        for start in range(0, len(rows), batch_size):
+            x = x_train[order[start : start + batch_size]]
+            pre = model.pre_activations(x)
+            z = model.batch_topk(pre)
+            x_hat = model.decode(z)
+            loss = _nmse(x, x_hat)
+            fired = (z != 0).any(dim=0)
+            steps_idle = torch.where(fired, torch.zeros_like(steps_idle), steps_idle + 1)
+            dead = steps_idle >= config.dead_after
+            aux = torch.zeros((), device=device)
+            if config.aux_coef > 0 and config.aux_k > 0 and bool(dead.any()):
+                aux = _auxiliary_loss(model, x - x_hat.detach(), pre, dead, config.aux_k)
+                loss = loss + config.aux_coef * aux
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            model.remove_parallel_gradient()
+            optimiser.step()
+            model.normalise_decoder()
+            with torch.no_grad():
+                kept = z.abs()[z != 0]
+                if kept.numel():
+                    # An exponential mean of the batch's smallest kept |pre|, bias-corrected.
+                    threshold_sum = _THRESHOLD_MOMENTUM * threshold_sum + float(kept.min())
+                    threshold_weight = _THRESHOLD_MOMENTUM * threshold_weight + 1.0
+                error_sum += float(((x - x_hat.detach()) ** 2).sum())
+                norm_sum += float((x**2).sum())
+                aux_sum += float(aux) * len(x)
+        if threshold_weight:
+            model.threshold.fill_(threshold_sum / threshold_weight)
+        model.eval()
+        train_nmse = error_sum / max(norm_sum, 1e-12)
+        with torch.no_grad():
+            held_nmse = float(_nmse(x_held, model(x_held))) if x_held is not None else math.nan
+        history.append(
+            {
+                "epoch": epoch,
+                "train_nmse": train_nmse,
+                "held_out_nmse": held_nmse,
+                "aux_loss": aux_sum / len(rows),
+                "dead_features": int((steps_idle >= config.dead_after).sum()),
+            }
+        )
+        watched = held_nmse if x_held is not None else train_nmse
+        if watched < best_loss - 1e-6:
+            best_loss, best_epoch, stale = watched, epoch, 0
+            best_state = copy.deepcopy(model.state_dict())
+        else:
+            stale += 1
+        if progress is not None:
+            progress(epoch / config.max_epochs, f"SAE epoch {epoch}: held-out NMSE {held_nmse:.4f}")
+        if stale > config.patience:
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.to("cpu").eval()
+    if progress is not None:
+        progress(1.0, f"SAE trained: best epoch {best_epoch} of {len(history)}")
+    return SAEFit(
+        model=model, config=config, input_scale=scale, history=history, best_epoch=best_epoch
+    )
+
+
+def _auxiliary_loss(
+    model: SparseAutoencoder,
+    residual: torch.Tensor,
+    pre: torch.Tensor,
+    dead: torch.Tensor,
+    aux_k: int,
+) -> torch.Tensor:
+    """Normalised MSE of the residual rebuilt by each row's ``aux_k`` largest dead features."""
+    dead_pre = pre[:, dead]
+    keep = min(aux_k, dead_pre.shape[1])
+    top = dead_pre.abs().topk(keep, dim=1).indices
+    z_aux = torch.zeros_like(dead_pre).scatter(1, top, dead_pre.gather(1, top))
+    rebuilt = z_aux @ model.W_dec[:, dead].T
+    return _nmse(residual, rebuilt)
+
+
+def save_sae(fit: SAEFit, directory: str | Path) -> Path:
+    """Write ``sae.safetensors`` (weights and threshold) and ``sae.json`` (config, scale, history)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {
+        name: tensor.detach().cpu().contiguous() for name, tensor in fit.model.state_dict().items()
+    }
+    save_file(tensors, str(directory / WEIGHTS_FILE))
+    meta: dict[str, Any] = {
+        "config": asdict(fit.config),
+        "n_inputs": fit.model.n_inputs,
+        "input_scale": fit.input_scale,
+        "history": fit.history,
+        "best_epoch": fit.best_epoch,
+    }
+    (directory / CONFIG_FILE).write_text(json.dumps(meta, indent=2, allow_nan=True))
+    return directory
+
+
+def load_sae(directory: str | Path) -> SAEFit:
+    """Read what :func:`save_sae` wrote; the model comes back on CPU in eval mode."""
+    directory = Path(directory)
+    meta = json.loads((directory / CONFIG_FILE).read_text())
+    config = SAEConfig(**meta["config"])
+    model = SparseAutoencoder(meta["n_inputs"], config.n_features, config.k_active)
+    model.load_state_dict(load_file(str(directory / WEIGHTS_FILE)))
+    model.eval()
+    return SAEFit(
+        model=model,
+        config=config,
+        input_scale=float(meta["input_scale"]),
+        history=meta["history"],
+        best_epoch=int(meta["best_epoch"]),
+    )
