@@ -652,6 +652,9 @@ class ExplanationFeature(models.Model):
     index = models.PositiveSmallIntegerField()
     rank = models.PositiveSmallIntegerField()
     name = models.CharField(max_length=200, blank=True)
+    proposed_name = models.CharField(
+        max_length=200, blank=True, help_text="What the judge proposed, kept or not."
+    )
     coef = models.FloatField(null=True, blank=True)
     ci_low = models.FloatField(null=True, blank=True)
     ci_high = models.FloatField(null=True, blank=True)

@@ -111,6 +111,10 @@ def _positions(response_ids: Iterable[int]) -> dict[int, tuple[int, int]]:
 def explain_inputs(*, project: Project, selection: Selection) -> ExplainInputs:
     """The selected pairs, oriented A/B by response position, one per (pair, annotator).
 
+    ``pair_id`` is the pair's orientation-free ref, the same for every annotator's
+    judgement of it: :func:`models_gpu.explain.explain_preferences` keeps one row per
+    pair and one judgement per annotator.
+
     A pair voted on by several annotators under an aggregation other than ``all`` has
     no single annotator: it counts in the pooled results but in no group.
     """
@@ -122,20 +126,21 @@ def explain_inputs(*, project: Project, selection: Selection) -> ExplainInputs:
     order = _positions(
         rid for p in usable for rid in (p.chosen_response_id, p.rejected_response_id)
     )
-    seen: set[str] = set()
+    seen: set[tuple[str, str]] = set()
     pairs: list[ExplainInput] = []
     for p in usable:
         chosen, rejected = p.chosen_response_id, p.rejected_response_id
         a_first = order.get(chosen, (0, chosen)) <= order.get(rejected, (0, rejected))
         annotator = p.annotators[0] if len(p.annotators) == 1 else ""
         ref = pair_ref(item_id=p.item_id, question=p.question, first=chosen, second=rejected)
-        pair_id = f"{ref}|{annotator}"
-        if pair_id in seen:
+        # One judgement per annotator and pair; the core merges an annotator's repeats
+        # too, but this count goes in the result.
+        if (ref, annotator) in seen:
             continue
-        seen.add(pair_id)
+        seen.add((ref, annotator))
         pairs.append(
             ExplainInput(
-                pair_id=pair_id,
+                pair_id=ref,
                 pair_ref=ref,
                 item_id=p.item_id,
                 question=p.question,

@@ -136,6 +136,7 @@ def explanation_store(
                 index=int(features[position].get("index", position)),
                 rank=rank,
                 name=str(features[position].get("name") or "")[:200],
+                proposed_name=str(features[position].get("proposed_name") or "")[:200],
                 coef=_finite(features[position].get("coef")),
                 ci_low=_finite(features[position].get("ci_low")),
                 ci_high=_finite(features[position].get("ci_high")),
