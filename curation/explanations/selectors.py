@@ -202,3 +202,28 @@ def feature_examples(*, feature: ExplanationFeature) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def feature_description(feature: ExplanationFeature, *, words: int = 3) -> str:
+    """The judge's name when it held up; else what the high side says more and less of."""
+    if feature.name:
+        return feature.name
+    high = [g for g in (_gram(e) for e in feature.ngrams_high[:words]) if g]
+    low = [g for g in (_gram(e) for e in feature.ngrams_low[:words]) if g]
+    parts = []
+    if high:
+        parts.append("more " + ", ".join(f"“{g}”" for g in high))
+    if low:
+        parts.append("less " + ", ".join(f"“{g}”" for g in low))
+    return "; ".join(parts) or f"feature {feature.index}"
+
+
+def _gram(entry: object) -> str | None:
+    if isinstance(entry, dict) and isinstance(entry.get("ngram"), str):
+        return entry["ngram"]
+    return entry if isinstance(entry, str) else None
+
+
+def explanation_alpha(explanation: Explanation) -> float:
+    alpha = (explanation.config or {}).get("alpha")
+    return float(alpha) if isinstance(alpha, (int, float)) and 0 < alpha < 1 else 0.05
