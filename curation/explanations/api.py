@@ -26,7 +26,7 @@ from curation.explanations.selectors import (
     feature_get,
     feature_list,
 )
-from curation.review.services import review_entries_from_feature
+from curation.explanations.services import review_entries_from_feature
 
 TAG = ["explanations"]
 

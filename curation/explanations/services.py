@@ -1,22 +1,34 @@
-"""Writes of explanations: the rows an explain job stores, in one transaction."""
+"""Writes of explanations: the rows an explain job stores, and a feature's pairs sent to review."""
 
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
+from annotation.errors import BallotError, ValidationFailed
+from annotation.models import Item, Project
 from curation.explanations.inputs import ExplainInput
+from curation.explanations.selectors import (
+    explanation_job_check,
+    feature_get,
+    feature_selection_check,
+    feature_top_pairs,
+)
 from curation.models import (
     Explanation,
     ExplanationActivation,
     ExplanationFeature,
     ExplanationPair,
     Job,
+    ReviewSource,
 )
+from curation.review.services import PAIRS_KEPT, review_entries_add
 
 BATCH = 5000
 
@@ -155,3 +167,69 @@ def explanation_store(
         ]
     )
     return explanation
+
+
+@transaction.atomic
+def review_entries_from_feature(
+    *,
+    project: Project,
+    job: Any,
+    feature: Any,
+    top: Any = None,
+    threshold: Any = None,
+    user: AbstractBaseUser | None = None,
+) -> dict[str, int]:
+    """Queue the items of the pairs where ``feature`` of explain job ``job`` is most active.
+
+    ``top`` takes the N most active pairs, ``threshold`` every pair whose activation is
+    at least that large (both: the first N of those). The entry's reason names the
+    feature; its scores keep the feature, the job and the pairs with their activations.
+    Gold and excluded items are left out. Returns the pairs and items selected and how
+    many entries were new (an item already open for this source keeps its entry, so a
+    second call adds nothing). Bad input is a 400 naming the field.
+    """
+    if isinstance(job, bool) or not isinstance(job, int):
+        raise ValidationFailed("job must be an explain job's id.", field="job")
+    explanation = explanation_job_check(project=project, job_id=job, field="job")
+    if isinstance(feature, bool) or not isinstance(feature, int):
+        raise ValidationFailed("feature must be a feature index.", field="feature")
+    try:
+        found = feature_get(explanation=explanation, index=feature)
+    except BallotError:
+        raise ValidationFailed(
+            f"feature {feature} is not a feature of this explanation.", field="feature"
+        ) from None
+    top, threshold = feature_selection_check(top, threshold)
+    pairs = feature_top_pairs(
+        explanation=explanation, feature=feature, top=top, threshold=threshold
+    )
+    eligible = set(
+        Item.objects.filter(
+            id__in={p["item_id"] for p in pairs}, is_gold=False, excluded=False
+        ).values_list("id", flat=True)
+    )
+    per_item: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for pair in pairs:
+        if pair["item_id"] in eligible:
+            per_item[pair["item_id"]].append(
+                {k: pair[k] for k in ("pair_ref", "question", "activation")}
+            )
+    label = f"feature {found.index}" + (f" ({found.name})" if found.name else "")
+    coef = f", coefficient {found.coef:+.2f}" if found.coef is not None else ""
+    rows = {
+        item_id: (
+            f"{label} of explanation job {explanation.job_id}{coef}: "
+            f"activation {max(abs(p['activation']) for p in item_pairs):.3f}",
+            {
+                "explanation_job": explanation.job_id,
+                "feature": found.index,
+                "feature_name": found.name,
+                "pairs": item_pairs[:PAIRS_KEPT],
+            },
+        )
+        for item_id, item_pairs in per_item.items()
+    }
+    added = review_entries_add(
+        source=ReviewSource.EXPLANATION, rows=rows, job=explanation.job, user=user
+    )
+    return {"pairs": len(pairs), "items": len(rows), "added": added}

@@ -7,8 +7,8 @@ Feeds (each records why: ``reason``, ``source``, ``job`` and the ``scores`` that
 - :func:`event_receive`: an answer to a gold item that missed the expected answer
   (annotation publishes ``gold.failed``; curation listens, annotation never imports it);
 - the explorer's bulk action (``curation.explorer``);
-- :func:`review_entries_from_feature`: the items of the pairs where a feature of an
-  explanation job is most active (the feature is the reason).
+- ``curation.explanations.services.review_entries_from_feature``: the items of the
+  pairs where a feature of an explanation job is most active (the feature is the reason).
 
 At most one open entry per item and source: a partial unique constraint, and every feed
 inserts with ``ignore_conflicts``, so a feed run twice (or two racing) adds nothing twice.
@@ -31,17 +31,11 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 
-from annotation.errors import BallotError, Conflict, ValidationFailed
+from annotation.errors import Conflict, ValidationFailed
 from annotation.models import AnnotatorMessage, Item, Project, Question, Response
 from annotation.services import answers_validate
 from annotation.services.feedback import annotator_message_send
 from annotation.services.overlap import request_more_votes
-from curation.explanations.selectors import (
-    explanation_job_check,
-    feature_get,
-    feature_selection_check,
-    feature_top_pairs,
-)
 from curation.models import (
     Adjudication,
     Decision,
@@ -62,7 +56,7 @@ PAIRS_KEPT = 10  # flagged pairs recorded per entry (the highest confidence firs
 FAILURES_KEPT = 20  # gold failures recorded on one open entry
 
 
-def _entries_add(
+def review_entries_add(
     *,
     source: str,
     rows: Mapping[int, tuple[str, dict[str, Any]]],
@@ -141,71 +135,7 @@ def review_entries_from_flagged(*, job: Job, user: AbstractBaseUser | None = Non
             + (f", confidence up to {top:.2f}" if top is not None else ""),
             {"flagged_pairs": len(pairs), "pairs": pairs[:PAIRS_KEPT]},
         )
-    return _entries_add(source=ReviewSource.SUSPECTS, rows=rows, job=job, user=user)
-
-
-@transaction.atomic
-def review_entries_from_feature(
-    *,
-    project: Project,
-    job: Any,
-    feature: Any,
-    top: Any = None,
-    threshold: Any = None,
-    user: AbstractBaseUser | None = None,
-) -> dict[str, int]:
-    """Queue the items of the pairs where ``feature`` of explain job ``job`` is most active.
-
-    ``top`` takes the N most active pairs, ``threshold`` every pair whose activation is
-    at least that large (both: the first N of those). The entry's reason names the
-    feature; its scores keep the feature, the job and the pairs with their activations.
-    Gold and excluded items are left out. Returns the pairs and items selected and how
-    many entries were new (an item already open for this source keeps its entry, so a
-    second call adds nothing). Bad input is a 400 naming the field.
-    """
-    if isinstance(job, bool) or not isinstance(job, int):
-        raise ValidationFailed("job must be an explain job's id.", field="job")
-    explanation = explanation_job_check(project=project, job_id=job, field="job")
-    if isinstance(feature, bool) or not isinstance(feature, int):
-        raise ValidationFailed("feature must be a feature index.", field="feature")
-    try:
-        found = feature_get(explanation=explanation, index=feature)
-    except BallotError:
-        raise ValidationFailed(
-            f"feature {feature} is not a feature of this explanation.", field="feature"
-        ) from None
-    top, threshold = feature_selection_check(top, threshold)
-    pairs = feature_top_pairs(
-        explanation=explanation, feature=feature, top=top, threshold=threshold
-    )
-    eligible = set(
-        Item.objects.filter(
-            id__in={p["item_id"] for p in pairs}, is_gold=False, excluded=False
-        ).values_list("id", flat=True)
-    )
-    per_item: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    for pair in pairs:
-        if pair["item_id"] in eligible:
-            per_item[pair["item_id"]].append(
-                {k: pair[k] for k in ("pair_ref", "question", "activation")}
-            )
-    label = f"feature {found.index}" + (f" ({found.name})" if found.name else "")
-    coef = f", coefficient {found.coef:+.2f}" if found.coef is not None else ""
-    rows = {
-        item_id: (
-            f"{label} of explanation job {explanation.job_id}{coef}: "
-            f"activation {max(abs(p['activation']) for p in item_pairs):.3f}",
-            {
-                "explanation_job": explanation.job_id,
-                "feature": found.index,
-                "feature_name": found.name,
-                "pairs": item_pairs[:PAIRS_KEPT],
-            },
-        )
-        for item_id, item_pairs in per_item.items()
-    }
-    added = _entries_add(source=ReviewSource.EXPLANATION, rows=rows, job=explanation.job, user=user)
-    return {"pairs": len(pairs), "items": len(rows), "added": added}
+    return review_entries_add(source=ReviewSource.SUSPECTS, rows=rows, job=job, user=user)
 
 
 @transaction.atomic
@@ -229,7 +159,7 @@ def review_entries_from_agreement(
             project=project, agreement__lt=threshold, is_gold=False, excluded=False
         ).values_list("id", "agreement")
     }
-    return _entries_add(source=ReviewSource.AGREEMENT, rows=rows, user=user)
+    return review_entries_add(source=ReviewSource.AGREEMENT, rows=rows, user=user)
 
 
 def review_entry_from_gold(*, project_id: int, payload: Mapping[str, Any]) -> ReviewEntry | None:
