@@ -21,6 +21,7 @@ SECTIONS = [
     ("quality", "Quality"),
     ("judge-list", "Judges"),
     ("routing", "Routing"),
+    ("explanations", "Explanations"),
     ("review-list", "Review"),
     ("dataset-list", "Datasets"),
     ("webhook-list", "Webhooks"),
