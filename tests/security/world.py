@@ -14,6 +14,8 @@ from django.contrib.auth.models import AbstractBaseUser
 from annotation.models import Membership, Role
 from annotation.services import assignment_claim_next, token_create
 from curation.models import (
+    Explanation,
+    ExplanationFeature,
     Job,
     JobKind,
     JobStatus,
@@ -43,7 +45,7 @@ class World:
 
 def seed_world(tag: str) -> World:
     """One project with questions of every kind, three items, a lease, a finished job, two
-    members, a webhook, a judge and a review entry. A path parameter not named here keeps its
+    members, a webhook, a judge, an explanation and a review entry. A path parameter not named here keeps its
     generated value."""
     admin = UserFactory(username=f"admin-{tag}", is_superuser=False)
     annotator = UserFactory(username=f"annotator-{tag}")
@@ -76,6 +78,12 @@ def seed_world(tag: str) -> World:
         max_retries=0,
         created_by=admin,
     )
+    # The finished job also carries an explanation, so the explanation routes reach their
+    # real branches (feature 0 exists) instead of the 404 for a job without one.
+    explanation = Explanation.objects.create(job=job, project=project)
+    ExplanationFeature.objects.create(
+        explanation=explanation, index=0, rank=1, coef=0.5, ngrams_high=[{"ngram": "a", "z": 1}]
+    )
     entry = ReviewEntry.objects.create(
         item=items[1], source=ReviewSource.AGREEMENT, reason="split", scores={"agreement": 0.5}
     )
@@ -95,5 +103,6 @@ def seed_world(tag: str) -> World:
             "webhook_id": webhook.id,
             "judge_id": judge.id,
             "entry_id": entry.id,
+            "index": 0,
         },
     )
