@@ -66,6 +66,10 @@ def _number(raw: str | None, kind: type) -> Any:
         return raw
 
 
+def _size(key: str) -> int:
+    return int(key) if str(key).isdigit() else 0
+
+
 def _explanation_or_404(project, job_id: int):
     try:
         return explanation_of_job(project=project, job_id=job_id)
@@ -115,9 +119,11 @@ def explanation_page(request: HttpRequest, project_id: int) -> HttpResponse:
             "probes": probes,
             "share": [
                 {"size": size, "auc": (probes.get("auc_sparse") or {}).get(size), "share": value}
-                for size, value in sorted((probes.get("share_explained") or {}).items())
+                for size, value in sorted(
+                    (probes.get("share_explained") or {}).items(), key=lambda kv: _size(kv[0])
+                )
             ],
-            "alpha": alpha,
+            "confidence": round(100 * (1 - alpha)),
             "api_base": f"/api/v1/projects/{project.id}/explanations/",
         },
     )

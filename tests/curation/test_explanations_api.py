@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 
 from annotation.models import Role
-from curation.explanations.inputs import explain_inputs
-from curation.explanations.services import explanation_store
 from curation.models import (
     DatasetVersion,
     ExplanationActivation,
@@ -23,115 +20,17 @@ from curation.models import (
     JobStatus,
     ReviewEntry,
 )
-from curation.pairs import Selection
 from curation.services import job_create
 from curation.storage import absolute
 from tests.api_mixins import ScopedEndpointTests
-from tests.explanation_world import PHRASE, import_planted
+from tests.explanation_world import N_ITEMS, PHRASE, store_explanation
 from tests.factories import MembershipFactory, UserFactory
-
-N_ITEMS = 24
 
 
 @pytest.fixture(autouse=True)
 def storage_root(settings, tmp_path):
     settings.BALLOT_STORAGE_ROOT = tmp_path / "storage"
     settings.BALLOT_JOBS_IN_THREAD = False
-
-
-def store_explanation(project) -> Job:
-    """An explain job with three features: 0 fires on the planted pairs, 1 weakly on all."""
-    import_planted(project, N_ITEMS)
-    job = Job.objects.create(project=project, kind=JobKind.EXPLAIN, status=JobStatus.SUCCEEDED)
-    inputs = explain_inputs(project=project, selection=Selection(aggregation="all"))
-    pair_ids = list(dict.fromkeys(p.pair_id for p in inputs.pairs))
-    first = {}
-    for p in inputs.pairs:
-        first.setdefault(p.pair_id, p)
-    activations = np.zeros((len(pair_ids), 3), dtype=np.float32)
-    examples = []
-    for row, pair_id in enumerate(pair_ids):
-        pair = first[pair_id]
-        if PHRASE in pair.text_a or PHRASE in pair.text_b:
-            sign = 1.0 if PHRASE in pair.text_a else -1.0
-            activations[row, 0] = sign * (2.0 + row / 100)
-            examples.append(
-                {"pair_id": pair_id, "activation": float(activations[row, 0]), "swapped": sign < 0}
-            )
-        activations[row, 1] = 0.1
-    features = [
-        {
-            "index": 0,
-            "coef": 0.9,
-            "ci_low": 0.5,
-            "ci_high": 1.3,
-            "p_value": 1e-5,
-            "p_bonferroni": 3e-5,
-            "prevalence": 0.33,
-            "examples": examples,
-            "ngrams_high": [{"ngram": "sincerely hope", "z": 4.0}],
-            "ngrams_low": [{"ngram": "sorry", "z": 2.0}],
-            "stats": {"high": {"words": 60.0}, "low": {"words": 50.0}},
-            "group_effects": [
-                {
-                    "field": "country",
-                    "value": "US",
-                    "coef": 1.2,
-                    "ci_low": 0.8,
-                    "ci_high": 1.6,
-                    "n_annotators": 3,
-                    "n_judgements": N_ITEMS,
-                    "interaction_p": 0.001,
-                },
-            ],
-            "name": None,
-            "proposed_name": None,
-            "fidelity_r": None,
-            "fidelity_p": None,
-        },
-        {
-            "index": 1,
-            "coef": -0.2,
-            "ci_low": -0.6,
-            "ci_high": 0.2,
-            "p_value": 0.3,
-            "p_bonferroni": 0.9,
-            "prevalence": 1.0,
-            "name": "hedging",
-            "fidelity_r": 0.6,
-            "fidelity_p": 0.01,
-        },
-        {
-            "index": 2,
-            "coef": float("nan"),
-            "ci_low": None,
-            "ci_high": None,
-            "p_value": None,
-            "p_bonferroni": None,
-            "prevalence": 0.0,
-        },
-    ]
-    explanation_store(
-        job=job,
-        pairs=inputs.pairs,
-        pair_ids=pair_ids,
-        activations=activations,
-        report={
-            "features": features,
-            "probes": {
-                "auc_full": 0.7,
-                "auc_length_only": 0.55,
-                "auc_sparse": {"5": 0.64, "10": 0.66},
-                "share_explained": {"5": 0.7, "10": 0.8},
-            },
-            "groups": [],
-            "history": [{"epoch": 1, "train_nmse": 0.9, "held_out_nmse": 0.95}],
-            "counts": {"pairs": len(pair_ids), "judgements": len(inputs.pairs)},
-        },
-        config={"alpha": 0.05},
-        weights_path=f"projects/{project.id}/jobs/{job.id}/sae",
-    )
-    return job
 
 
 @pytest.fixture
