@@ -124,6 +124,14 @@ class ExplainParams(SelectionParams):
         "only if the judge's reading of it tracks the feature on held-out pairs. Null: "
         "no names.",
     )
+    name_top: int = integer(
+        10,
+        low=1,
+        high=1024,
+        help="With a judge: name only the first this many features (ranked: significant "
+        "ones by effect size first). Each costs one proposal and a fidelity test of "
+        "held-out pairs in requests.",
+    )
     batch_size: int = integer(
         default_of(models_gpu.EmbeddingConfig, "batch_size"),
         low=1,
@@ -220,7 +228,14 @@ def run(job: Job, report: Report) -> dict[str, Any]:
         report(0.84, "naming features with the judge")
         judge = judge_for_naming(project_id=job.project_id, judge_id=params.judge)
         propose, rate, budget = naming_callables(judge)
-        core.name_features(explanation, core_pairs, propose, rate, config)
+        core.name_features(
+            explanation,
+            core_pairs,
+            propose,
+            rate,
+            config,
+            features=[f.index for f in explanation.features[: params.name_top]],
+        )
         naming.update(
             requests=budget.used,
             named=sum(1 for f in explanation.features if f.name),
