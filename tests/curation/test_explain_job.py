@@ -115,19 +115,43 @@ def test_one_seed_gives_the_same_features_in_two_jobs(planted, alice, api):
     assert first["features"] == second["features"]
 
 
-def test_the_planted_phrase_leads_the_examples_of_some_feature(planted, alice, api):
-    job = launch(api, alice, planted, {})
-
+def _phrase_feature(job: Job) -> tuple[ExplanationFeature, float]:
+    """The feature whose high-side examples most often carry the phrase, and that share."""
     from curation.explanations.selectors import feature_examples
 
-    carriers = []
+    best, share = None, -1.0
     for feature in ExplanationFeature.objects.filter(explanation__job=job):
         examples = feature_examples(feature=feature)
-        high = [e for e in examples if e["activation"] and e["activation"] != 0]
-        with_phrase = sum(PHRASE in e["left"]["text"] for e in high)
-        carriers.append(with_phrase / max(len(high), 1))
-    # Every third pair carries the phrase; one feature's high sides are mostly those.
-    assert max(carriers) >= 0.6
+        carried = sum(PHRASE in e["left"]["text"] for e in examples) / max(len(examples), 1)
+        if carried > share:
+            best, share = feature, carried
+    return best, share
+
+
+@pytest.mark.slow
+def test_a_planted_phrase_everyone_rewards_surfaces_as_a_significant_feature(
+    project, alice, api, tiny_embeddings
+):
+    import_planted(project, PAIRS)
+    # The real encoder: the tiny one reads characters and barely sees a phrase.
+    job = launch(api, alice, project, {"embedding_model": "all-MiniLM-L6-v2"})
+
+    feature, share = _phrase_feature(job)
+    assert share >= 0.6  # every third pair carries it: a third by chance
+    assert feature.p_bonferroni < 0.05
+    # The side with more of the feature (the phrase) is the side that wins.
+    assert feature.coef > 0 and feature.ci_low > 0
+
+
+@pytest.mark.slow
+def test_groups_that_disagree_about_the_phrase_get_opposite_effects(planted, alice, api):
+    job = launch(api, alice, planted, {"embedding_model": "all-MiniLM-L6-v2"})
+
+    feature, share = _phrase_feature(job)
+    assert share >= 0.6  # every third pair carries it: a third by chance
+    by_country = {e["value"]: e for e in feature.group_effects if e["field"] == "country"}
+    assert by_country["US"]["coef"] > 0 > by_country["GB"]["coef"]
+    assert by_country["US"]["interaction_p"] < 0.05
 
 
 @pytest.mark.parametrize(
