@@ -187,21 +187,53 @@ def _nmse(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
     return ((x - x_hat) ** 2).sum() / (x**2).sum().clamp_min(1e-12)
 
 
+def _squared_error(
+    x_dec: torch.Tensor, z: torch.Tensor, gram: torch.Tensor, xx: torch.Tensor
+) -> torch.Tensor:
+    """``Σ‖x − W_dec z‖²`` without forming the reconstruction.
+
+    ``‖x − Dz‖² = ‖x‖² − 2 zᵀ(Dᵀx) + zᵀ(DᵀD)z``: every term lives in feature space
+    (``n_features`` wide instead of ``n_inputs``), which makes a CPU step several times
+    cheaper; ``x_dec = x @ D`` and ``gram = DᵀD`` carry the gradient to the decoder.
+    """
+    return xx.sum() - 2 * (z * x_dec).sum() + ((z @ gram) * z).sum()
+
+
 def train_sae(
     train: np.ndarray,
     held_out: np.ndarray,
     config: SAEConfig | None = None,
     *,
     progress: Progress | None = None,
+    warm_start: SAEFit | None = None,
 ) -> SAEFit:
     """Train the SAE on ``train`` rows, early-stopping on ``held_out`` rows.
 
-    Rows are used as given: to learn antisymmetric features from preference pairs, pass
-    both ``Δ`` and ``−Δ`` (:func:`models_gpu.explain.prepare_inputs` does). ``held_out``
-    may be empty, in which case the training loss decides the best epoch.
-    ``progress(fraction, message)`` is called once per epoch.
+    Rows are used as given. The model is odd, so a row ``−x`` has exactly the loss and the
+    gradient of its twin ``x``: training on ``±Δ`` is training on ``Δ`` with every row
+    counted twice, and :func:`models_gpu.explain.explain_preferences` passes ``Δ`` once.
+    ``held_out`` may be empty, in which case the training loss picks the best epoch.
+    ``progress(fraction, message)`` is called once per epoch. ``warm_start`` continues from
+    a copy of that fit's weights and input scale (its dictionary size wins over the
+    config's) instead of a fresh initialisation.
     """
     config = config or SAEConfig()
+    previous_threads = torch.get_num_threads()
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    try:
+        return _train(train, held_out, config, progress, warm_start)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _train(
+    train: np.ndarray,
+    held_out: np.ndarray,
+    config: SAEConfig,
+    progress: Progress | None,
+    warm_start: SAEFit | None,
+) -> SAEFit:
     rows = _as_rows(train, None, "train")
     if len(rows) == 0:
         raise ValueError("train is empty: the SAE needs at least one row")
@@ -209,56 +241,72 @@ def train_sae(
     device = resolve_device(config.device)
     generator = torch.Generator().manual_seed(config.seed)
 
-    scale = float(np.sqrt((rows.astype(np.float64) ** 2).sum(axis=1).mean()))
-    scale = scale if scale > 0 else 1.0
-    model = SparseAutoencoder(
-        rows.shape[1], config.n_features, config.k_active, generator=generator
-    )
-    model.to(device)
+    if warm_start is not None:
+        scale = warm_start.input_scale
+        model = copy.deepcopy(warm_start.model).to(device)
+        if model.n_inputs != rows.shape[1]:
+            raise ValueError(
+                f"warm_start expects {model.n_inputs} columns, train has {rows.shape[1]}"
+            )
+    else:
+        scale = float(np.sqrt((rows.astype(np.float64) ** 2).sum(axis=1).mean()))
+        scale = scale if scale > 0 else 1.0
+        model = SparseAutoencoder(
+            rows.shape[1], config.n_features, config.k_active, generator=generator
+        ).to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
     x_train = (torch.from_numpy(rows) / scale).to(device)
+    xx_train = (x_train**2).sum(dim=1)
     x_held = (torch.from_numpy(held) / scale).to(device) if held is not None else None
+    train_norm = max(float(xx_train.double().sum()), 1e-12)
 
-    steps_idle = torch.zeros(config.n_features, dtype=torch.long, device=device)
+    steps_idle = torch.zeros(model.n_features, dtype=torch.long, device=device)
     threshold_sum, threshold_weight = 0.0, 0.0
     best_loss, best_state, best_epoch, stale = math.inf, None, 0, 0
     history: list[dict[str, float]] = []
-    batch_size = min(config.batch_size, len(rows))
+    # Small sets shrink the batch so that an epoch still takes several steps.
+    batch_size = max(1, min(config.batch_size, math.ceil(len(rows) / config.min_batches)))
     for epoch in range(1, config.max_epochs + 1):
         model.train()
         order = torch.randperm(len(rows), generator=generator).to(device)
-        error_sum = norm_sum = aux_sum = 0.0
+        shuffled, shuffled_xx = x_train[order], xx_train[order]
+        error_sum = aux_sum = 0.0
         for start in range(0, len(rows), batch_size):
-            x = x_train[order[start : start + batch_size]]
+            x = shuffled[start : start + batch_size]
+            xx = shuffled_xx[start : start + batch_size]
             pre = model.pre_activations(x)
             z = model.batch_topk(pre)
-            x_hat = model.decode(z)
-            loss = _nmse(x, x_hat)
+            x_dec = x @ model.W_dec
+            gram = model.W_dec.T @ model.W_dec
+            error = _squared_error(x_dec, z, gram, xx)
+            loss = error / xx.sum().clamp_min(1e-12)
             fired = (z != 0).any(dim=0)
             steps_idle = torch.where(fired, torch.zeros_like(steps_idle), steps_idle + 1)
             dead = steps_idle >= config.dead_after
-            aux = torch.zeros((), device=device)
+            aux = 0.0
             if config.aux_coef > 0 and config.aux_k > 0 and bool(dead.any()):
-                aux = _auxiliary_loss(model, x - x_hat.detach(), pre, dead, config.aux_k)
-                loss = loss + config.aux_coef * aux
+                aux_loss = _auxiliary_loss(model, pre, z, x_dec, error, dead, config.aux_k)
+                loss = loss + config.aux_coef * aux_loss
+                aux = float(aux_loss.detach())
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             model.remove_parallel_gradient()
             optimiser.step()
             model.normalise_decoder()
             with torch.no_grad():
-                kept = z.abs()[z != 0]
-                if kept.numel():
-                    # An exponential mean of the batch's smallest kept |pre|, bias-corrected.
-                    threshold_sum = _THRESHOLD_MOMENTUM * threshold_sum + float(kept.min())
+                if bool(fired.any()):
+                    # An exponential mean of each batch's smallest kept |pre|, bias-corrected.
+                    kept = z.abs()
+                    threshold_sum = _THRESHOLD_MOMENTUM * threshold_sum + float(
+                        kept[kept > 0].min()
+                    )
                     threshold_weight = _THRESHOLD_MOMENTUM * threshold_weight + 1.0
-                error_sum += float(((x - x_hat.detach()) ** 2).sum())
-                norm_sum += float((x**2).sum())
-                aux_sum += float(aux) * len(x)
+            error_sum += float(error.detach())
+            aux_sum += aux * len(x)
         if threshold_weight:
             model.threshold.fill_(threshold_sum / threshold_weight)
         model.eval()
-        train_nmse = error_sum / max(norm_sum, 1e-12)
+        train_nmse = error_sum / train_norm
         with torch.no_grad():
             held_nmse = float(_nmse(x_held, model(x_held))) if x_held is not None else math.nan
         history.append(
@@ -292,18 +340,29 @@ def train_sae(
 
 def _auxiliary_loss(
     model: SparseAutoencoder,
-    residual: torch.Tensor,
     pre: torch.Tensor,
+    z: torch.Tensor,
+    x_dec: torch.Tensor,
+    error: torch.Tensor,
     dead: torch.Tensor,
     aux_k: int,
 ) -> torch.Tensor:
-    """Normalised MSE of the residual rebuilt by each row's ``aux_k`` largest dead features."""
+    """Normalised MSE of the residual ``e = x − Dz`` rebuilt by each row's ``aux_k`` largest
+    dead features (Gao et al., 2024), in feature space like :func:`_squared_error`.
+
+    ``‖e − D_d a‖² = ‖e‖² − 2 aᵀ(D_dᵀx − D_dᵀD z) + aᵀ(D_dᵀD_d)a`` with ``e`` held fixed
+    (``D`` and ``z`` detached in it), so only the dead features learn from this loss.
+    """
     dead_pre = pre[:, dead]
     keep = min(aux_k, dead_pre.shape[1])
     top = dead_pre.abs().topk(keep, dim=1).indices
     z_aux = torch.zeros_like(dead_pre).scatter(1, top, dead_pre.gather(1, top))
-    rebuilt = z_aux @ model.W_dec[:, dead].T
-    return _nmse(residual, rebuilt)
+    dead_dec = model.W_dec[:, dead]
+    residual_dec = x_dec[:, dead] - z.detach() @ (model.W_dec.detach().T @ dead_dec)
+    residual_norm = error.detach()
+    squared = residual_norm - 2 * (z_aux * residual_dec).sum()
+    squared = squared + ((z_aux @ (dead_dec.T @ dead_dec)) * z_aux).sum()
+    return squared / residual_norm.clamp_min(1e-12)
 
 
 def save_sae(fit: SAEFit, directory: str | Path) -> Path:
