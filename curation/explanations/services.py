@@ -127,19 +127,23 @@ def explanation_store(
     else:
         row_ids = [row.pk for row in stored]
     rows, columns = np.nonzero(activations)
-    ExplanationActivation.objects.bulk_create(
-        (
-            ExplanationActivation(
-                explanation=explanation,
-                pair_id=row_ids[int(r)],
-                feature=int(c),
-                activation=float(activations[r, c]),
-                magnitude=abs(float(activations[r, c])),
-            )
-            for r, c in zip(rows, columns, strict=True)
-        ),
-        batch_size=BATCH,
-    )
+    # In slices: bulk_create lists what it is given, and 100,000 pairs with K = 4 make
+    # 400,000 model instances at once otherwise.
+    for start in range(0, len(rows), BATCH):
+        ExplanationActivation.objects.bulk_create(
+            [
+                ExplanationActivation(
+                    explanation=explanation,
+                    pair_id=row_ids[int(r)],
+                    feature=int(c),
+                    activation=float(activations[r, c]),
+                    magnitude=abs(float(activations[r, c])),
+                )
+                for r, c in zip(
+                    rows[start : start + BATCH], columns[start : start + BATCH], strict=True
+                )
+            ]
+        )
     features = [json_safe(f) for f in report.get("features") or []]
     ExplanationFeature.objects.bulk_create(
         [
