@@ -74,3 +74,9 @@ def test_bad_action_input_is_shown_on_the_page_naming_the_field(
     response = client_for(alice).post(export, form)
     assert response.status_code == 400
     assert f'data-error-for="params.explanation_{field}"' in response.content.decode()
+
+
+def test_the_jobs_page_offers_an_explain_launch_form_built_from_the_registry(project, alice):
+    page = client_for(alice).get(f"/projects/{project.id}/jobs/").content.decode()
+    assert 'id="launch-explain"' in page
+    assert 'name="n_features"' in page and 'name="k_active"' in page
