@@ -277,3 +277,16 @@ def test_a_curator_of_another_project_cannot_reach_this_one(project, api, explai
     MembershipFactory(user=stranger, project=ProjectFactory(), role=Role.CURATOR)
     url = f"/api/v1/projects/{project.id}/explanations/{explained.id}/"
     assert api(stranger).get(url).status_code == 404
+
+
+def test_the_detail_and_a_feature_take_a_fixed_number_of_queries(
+    project, alice, api, explained, django_assert_max_num_queries
+):
+    client = api(alice)
+    base_url = f"/api/v1/projects/{project.id}/explanations/{explained.id}/"
+    # Token, project and role, explanation, features; a feature's examples add its pairs,
+    # their responses and items: the same count whatever the number of features or examples.
+    with django_assert_max_num_queries(5):
+        assert client.get(base_url).status_code == 200
+    with django_assert_max_num_queries(7):
+        assert client.get(f"{base_url}features/0/").status_code == 200
