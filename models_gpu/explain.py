@@ -16,7 +16,9 @@ Following WIMHF (What's In My Human Feedback?, ICLR 2026):
    A sparse probe (L1 logistic regression tuned by bisection to keep exactly 5 and 10
    features, length always in) against the full linear probe on Δ gives the share of the
    signal the features explain: ``(AUC_sparse − 0.5) / (AUC_full − 0.5)`` on held-out pairs.
-4. **Descriptions.** Top-activating pairs in both directions (swapped where the activation is
+4. **Descriptions.** Each feature's sign is set so that its high side is the one with the
+   more distinctive n-grams (the side that has a phrase or a refusal, not the side that
+   lacks it; an odd SAE's signs are otherwise arbitrary). Top-activating pairs in both directions (swapped where the activation is
    negative, so every example reads high side first), contrastive n-grams (log-odds with an
    informative Dirichlet prior, Monroe et al. 2008), length and format rates, and, with a
    judge, a proposed name kept only when the judge's reading of it correlates with the
@@ -40,10 +42,11 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 from scipy import special, stats
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
@@ -265,6 +268,11 @@ class Explanation:
             "probes": self.probes.to_dict(),
             "groups": [group.to_dict() for group in self.groups],
             "history": self.history,
+            "sae": {
+                "config": asdict(self.sae.config),
+                "best_epoch": self.sae.best_epoch,
+                "input_scale": self.sae.input_scale,
+            },
             "n_pairs": self.n_pairs,
             "n_judgements": self.n_judgements,
             "n_train": self.n_train,
@@ -328,7 +336,6 @@ def prepare_inputs(
     _validate(pairs)
     pair_of: dict[tuple[str, str, str], int] = {}
     first: list[int] = []
-    swapped_of: list[bool] = []
     judgements: dict[tuple[int, str], tuple[int, int]] = {}  # -> (label, position)
     for position, pair in enumerate(pairs):
         low, high = sorted((pair.text_a, pair.text_b))
@@ -339,7 +346,6 @@ def prepare_inputs(
             first.append(position)
         reference = pairs[first[index]]
         swapped = pair.text_a != reference.text_a
-        swapped_of.append(swapped)
         label = 1 - pair.label if swapped else pair.label
         judgements.pop((index, pair.annotator), None)  # the last judgement, in its own place
         judgements[(index, pair.annotator)] = (label, position)
@@ -516,12 +522,15 @@ def _tokens(text: str) -> list[tuple[str, int, int]]:
 
 
 def _ngrams(text: str, longest: int) -> Counter[str]:
+    """The distinct n-grams of ``text`` (each counted once: presence, not frequency)."""
     words = [token for token, _, _ in _tokens(text)]
-    counts: Counter[str] = Counter()
-    for n in range(1, longest + 1):
-        for start in range(len(words) - n + 1):
-            counts[" ".join(words[start : start + n])] += 1
-    return counts
+    return Counter(
+        {
+            " ".join(words[start : start + n]): 1
+            for n in range(1, longest + 1)
+            for start in range(len(words) - n + 1)
+        }
+    )
 
 
 def ngram_spans(text: str, ngrams: Sequence[str]) -> list[tuple[int, int]]:
@@ -554,6 +563,9 @@ def _contrastive_ngrams(
     high: Sequence[str], low: Sequence[str], prior: Counter[str], longest: int, top: int
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Log-odds ratios with an informative Dirichlet prior (Monroe, Colaresi & Quinn 2008).
+
+    Counts are of texts containing the n-gram, not of occurrences: one long text repeating
+    "the" must not outweigh a phrase every high-side text carries once.
 
     ``δ_w = log((y_w^H + α_w) / (n^H + α_0 − y_w^H − α_w)) − (the same for L)``, with the
     prior ``α`` the background counts of all texts scaled to ``α_0``; ``z = δ / √(1/(y^H+α)
@@ -683,8 +695,8 @@ def _probe_report(
     )
     auc_full = None
     if train.any() and held.any():
-        weights = _full_probe(rows[train], y_train, groups[train], config)
-        auc_full = _auc(rows[held] @ weights, y_held)
+        full_weights = _full_probe(rows[train], y_train, groups[train], config)
+        auc_full = _auc(rows[held] @ full_weights, y_held)
 
     auc_sparse: dict[int, float | None] = {}
     selected: dict[int, list[int]] = {}
@@ -796,6 +808,13 @@ def explain_preferences(
     fit = train_sae(train_rows, held_rows, config.sae, progress=sae_progress)
     activations = fit.encode(prepared.delta)
     n_features = activations.shape[1]
+    background: Counter[str] = Counter()
+    sample = np.random.default_rng(config.seed).permutation(prepared.n_pairs)[:2000]
+    for i in sample:
+        pair = pairs[prepared.pair_index[i]]
+        background.update(_ngrams(pair.text_a, config.ngram_max))
+        background.update(_ngrams(pair.text_b, config.ngram_max))
+    _orient_features(fit, activations, prepared, pairs, background, config)
 
     _stage(progress, 0.7, "linking features to the labels")
     pair_of = prepared.judgement_pair
@@ -840,12 +859,6 @@ def explain_preferences(
         group_probes.append(_group_probe(design, field_name, value, mask, annotators, config))
 
     _stage(progress, 0.85, "describing features")
-    background: Counter[str] = Counter()
-    sample = np.random.default_rng(config.seed).permutation(prepared.n_pairs)[:2000]
-    for i in sample:
-        pair = pairs[prepared.pair_index[i]]
-        background.update(_ngrams(pair.text_a, config.ngram_max))
-        background.update(_ngrams(pair.text_b, config.ngram_max))
     wins = np.bincount(pair_of, weights=design.label, minlength=prepared.n_pairs)
     votes = np.bincount(pair_of, minlength=prepared.n_pairs)
     for report in reports:
@@ -873,6 +886,47 @@ def explain_preferences(
         n_held_out=int(held.sum()),
         sae=fit,
     )
+
+
+def _orient_features(
+    fit: SAEFit,
+    activations: np.ndarray,
+    prepared: PreparedInputs,
+    pairs: Sequence[PreferencePair],
+    background: Counter[str],
+    config: ExplainConfig,
+) -> None:
+    """Give each feature the sign whose high side is the more distinctive one.
+
+    An odd SAE's signs are arbitrary: a feature and its negation explain Δ equally well.
+    A curator reads a feature from its high side, so the high side should be the one that
+    *has* something (a phrase, a refusal, a list) rather than lacks it: a feature flips
+    when its low side's strongest contrastive n-gram beats its high side's. The SAE's
+    weights flip with it, so the saved model encodes the reported signs. In place.
+    """
+    for feature in range(activations.shape[1]):
+        activation = activations[:, feature]
+        high_texts, low_texts = _sides(activation, prepared, pairs, config.ngram_pairs)
+        up, down = _contrastive_ngrams(high_texts, low_texts, background, config.ngram_max, 1)
+        strongest_up = up[0]["z"] if up else 0.0
+        strongest_down = -down[0]["z"] if down else 0.0
+        if strongest_down > strongest_up:
+            activations[:, feature] *= -1
+            with torch.no_grad():
+                fit.model.W_enc[feature] *= -1
+                fit.model.W_dec[:, feature] *= -1
+
+
+def _sides(
+    activation: np.ndarray, prepared: PreparedInputs, pairs: Sequence[PreferencePair], count: int
+) -> tuple[list[str], list[str]]:
+    """High-side and low-side texts of the ``count`` most active pairs per direction."""
+    high_texts, low_texts = [], []
+    for i in _top_pairs(activation, count):
+        high, low = _oriented(pairs, int(prepared.pair_index[i]), bool(activation[i] < 0))
+        high_texts.append(high)
+        low_texts.append(low)
+    return high_texts, low_texts
 
 
 def _group_probe(
@@ -927,11 +981,7 @@ def _describe(
                 "high_preferred": float(1 - a_share if swapped else a_share),
             }
         )
-    high_texts, low_texts = [], []
-    for i in _top_pairs(activation, config.ngram_pairs):
-        high, low = _oriented(pairs, int(prepared.pair_index[i]), bool(activation[i] < 0))
-        high_texts.append(high)
-        low_texts.append(low)
+    high_texts, low_texts = _sides(activation, prepared, pairs, config.ngram_pairs)
     report.ngrams_high, report.ngrams_low = _contrastive_ngrams(
         high_texts, low_texts, background, config.ngram_max, config.top_ngrams
     )

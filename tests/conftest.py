@@ -49,6 +49,7 @@ ONE_WORKER: dict[str, tuple[str, ...]] = {
     # 3,000 HH-RLHF texts embedded with MiniLM (tests/models_gpu/conftest.py)
     "hh_pairs": (
         "tests/models_gpu/test_duplicates.py",
+        "tests/models_gpu/test_explain.py",
         "tests/models_gpu/test_fifa.py",
         "tests/models_gpu/test_reward.py",
         "tests/models_gpu/test_suspects.py",
