@@ -577,6 +577,39 @@ class JudgeVerdict(models.Model):
         return f"{self.version} on item {self.item_id}: {self.outcome}"
 
 
+class JudgeTagging(models.Model):
+    """A judge version's instance tags for one item, the routing job's cache.
+
+    ``input_hash`` covers everything the answer depends on (the version's fingerprint,
+    the tagging template, the tag vocabulary and the item's conversation), so a re-run
+    with the same inputs sends no request and an edited template or a changed
+    conversation asks again. ``outcome`` is ``label`` (``tags`` holds one value per tag)
+    or ``abstain`` (an unparseable answer; ``reason`` says why, and the built-in tagger
+    tags the item). Failed requests are not stored: a later run asks again.
+    """
+
+    version = models.ForeignKey(JudgeVersion, on_delete=models.CASCADE, related_name="taggings")
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="+")
+    job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    input_hash = models.CharField(max_length=64)
+    outcome = models.CharField(max_length=8)
+    tags = models.JSONField(default=dict, blank=True)
+    reason = models.CharField(max_length=500, blank=True)
+    raw = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["version", "item", "input_hash"], name="judgetagging_unique_input"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.version} tags item {self.item_id}: {self.outcome}"
+
+
 class Route(models.TextChoices):
     HUMAN = "human", "Human"
     AI = "ai", "AI judge"

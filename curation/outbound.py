@@ -302,6 +302,13 @@ def _send_once(
         raise TransportError(f"TLS certificate check failed: {exc.verify_message}") from exc
     except (OSError, http.client.HTTPException) as exc:
         raise TransportError(f"Connection failed: {type(exc).__name__}: {exc}") from exc
+    except (UnicodeError, ValueError) as exc:
+        # http.client encodes the request line and headers as ASCII/Latin-1: a URL path or
+        # header it cannot send is the caller's URL, and no retry changes it (it used to
+        # escape as a 500 from whichever view or job made the call).
+        raise TransportError(
+            f"The request cannot be sent: {type(exc).__name__}: {exc}", permanent=True
+        ) from exc
     finally:
         connection.close()
 

@@ -7,7 +7,9 @@ answers into the coded labels and judge signals it takes, and stores its answer.
 An item is routed on its first two responses and the project's first pairwise
 question (or the one named). Its human label is the majority direction of the human
 answers (a split or a tie is no direction); the judge's label is the judge's answer
-(a tie when its two presentation orders disagreed). Judge signals come from
+(a tie when its two presentation orders disagreed; on an item with more than two
+responses, whose AI answer names the judge's best and worst, the wins of responses 0
+and 1 over the judged pairs in the verdict's ``raw.scores``). Judge signals come from
 ``Item.metadata``: ``judge_orders[judge] = {"original": 1|2|None, "swapped": 1|2|None}``
 (position inconsistency, abstention) and ``judge_confidence[judge]`` when a backend
 gave one, as the dataset importers store them; for labels written by a ``label-ai`` job
@@ -137,7 +139,7 @@ def routing_inputs(
         row["item_id"]: row
         for row in JudgeVerdict.objects.filter(
             version__label=judge, version__judge__project=project, question=the_question
-        ).values("item_id", "outcome", "consistent", "confidence")
+        ).values("item_id", "outcome", "consistent", "confidence", "raw")
     }
     out = RoutingInputs(judge=judge, question=the_question.name)
     for item in items.iterator(chunk_size=1000):
@@ -148,6 +150,8 @@ def routing_inputs(
         given_confidence = ((item.metadata or {}).get("judge_confidence") or {}).get(judge)
         label = ai_label.get(item.id, math.nan)
         verdict = judge_verdicts.get(item.id)
+        if verdict is not None and math.isnan(label):
+            label = _first_two_direction(verdict)
         if verdict is not None:
             inconsistent = verdict["consistent"] is False
             abstained = verdict["outcome"] == "abstain"
@@ -175,6 +179,18 @@ def routing_inputs(
         out.abstained.append(bool(abstained))
         out.confidence.append(confidence)
     return out
+
+
+def _first_two_direction(verdict: dict) -> float:
+    """The judge's direction between responses 0 and 1 from a verdict over more than two
+    responses (whose answer names its best and worst, not necessarily those two): their
+    wins over the judged pairs. NaN when the verdict has no scores (an abstention)."""
+    scores = (verdict.get("raw") or {}).get("scores")
+    if verdict["outcome"] == "abstain" or not isinstance(scores, list) or len(scores) < 2:
+        return math.nan
+    if scores[0] == scores[1]:
+        return 0.0
+    return 1.0 if scores[0] > scores[1] else -1.0
 
 
 def _reason(route: str, score_kind: str, score: float, features: dict) -> str:

@@ -161,15 +161,26 @@ def judge_test(request: HttpRequest, project_id: int, judge_id: int) -> HttpResp
 @login_required
 @require_POST
 def judge_label(request: HttpRequest, project_id: int, judge_id: int) -> HttpResponse:
+    """Enqueue a label-ai job and go to its page, which shows its progress.
+
+    The request never judges anything itself: with a broker the job goes to a worker;
+    without one it runs in a background thread of this process (``in_thread``), even
+    where ``BALLOT_JOBS_IN_THREAD`` is off, since judging a project takes minutes and
+    a web worker must answer at once.
+    """
     judge = _judge_or_404(request, project_id, judge_id, STAFF_ROLES)
     project, role = _project_or_404(request, project_id, STAFF_ROLES)
     try:
         job = job_create(
-            project=project, kind="label-ai", params={"judge": judge.id}, user=request.user
+            project=project,
+            kind="label-ai",
+            params={"judge": judge.id},
+            user=request.user,
+            in_thread=True,
         )
     except BallotError as error:
         return _render(request, project, role, error=error, error_judge=judge.id, status=400)
-    messages.success(request, f"Labelling with {judge.name} started (job {job.id}).")
+    messages.success(request, f"Labelling with {judge.name} queued (job {job.id}).")
     return redirect(
         reverse("frontend:job-detail", kwargs={"project_id": project_id, "job_id": job.id})
     )

@@ -191,6 +191,10 @@ class RoutingConfig:
         min_labelled: Fewest doubly labelled items (with both classes of judge error) the
             learned strategies need; below it they fall back to the prior.
         seed: Seeds the clusters, folds, mixes, reward models and tie-breaks.
+        tag_source: Where the instance tags come from: ``"auto"`` (the LM judge whose
+            labels are routed on, when it is a configured chat or local judge, else the
+            built-in tagger), ``"builtin"`` (the prototype tagger on embeddings), or a
+            judge (its id or name). Items the judge cannot tag keep the built-in tags.
     """
 
     budget: float = 0.25
@@ -205,6 +209,7 @@ class RoutingConfig:
     reward_hidden: int = 64
     min_labelled: int = 20
     seed: int = 0
+    tag_source: str = "auto"
 
     def __post_init__(self) -> None:
         if self.strategy not in ROUTING_STRATEGIES:

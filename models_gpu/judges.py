@@ -49,15 +49,27 @@ DEFAULT_PROMPTS: dict[str, str] = {
         "for {aspect} on a scale from {min} to {max}. Answer with the number only. Answer: "
     ),
 }
+# Instance tags for routing: one prompt per item, one line per tag in the answer
+# (``domain: B``), each option named by its letter. See :func:`parse_tags`.
+DEFAULT_TAG_PROMPT = (
+    "[Conversation]\n{prompt}\n\nDescribe the user's request above: for each tag below, "
+    "choose the one option that fits best.\n\n{tags}\n\nAnswer with one line per tag, in "
+    "the order given: the tag's name, a colon and the option's letter (for example "
+    "'domain: B'), and nothing else.\n"
+)
+# Every editable template: the question kinds' and the tagging prompt.
+DEFAULT_TEMPLATES: dict[str, str] = {**DEFAULT_PROMPTS, "tagging": DEFAULT_TAG_PROMPT}
 PLACEHOLDERS: dict[str, tuple[str, ...]] = {
     "pairwise": ("prompt", "response_a", "response_b", "instructions"),
     "ranking": ("prompt", "responses", "instructions"),
     "rating": ("prompt", "response", "aspect", "min", "max", "instructions"),
+    "tagging": ("prompt", "tags"),
 }
 REQUIRED_PLACEHOLDERS: dict[str, tuple[str, ...]] = {
     "pairwise": ("response_a", "response_b"),
     "ranking": ("responses",),
     "rating": ("response",),
+    "tagging": ("prompt", "tags"),
 }
 _PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 
@@ -199,6 +211,85 @@ def parse_rating(text: str, low: float, high: float) -> Verdict:
     return Verdict(value, raw=text)
 
 
+TagVocabulary = Mapping[str, Sequence[str]]
+
+
+def tag_options_text(vocabulary: TagVocabulary) -> str:
+    """The ``{tags}`` block: one line per tag, its options lettered (``domain: A) coding, …``)."""
+    return "\n".join(
+        f"{tag}: " + ", ".join(f"{LETTERS[i]}) {value}" for i, value in enumerate(values))
+        for tag, values in vocabulary.items()
+    )
+
+
+def tagging_text(template: str, prompt: str, vocabulary: TagVocabulary) -> str:
+    return render(template, {"prompt": prompt, "tags": tag_options_text(vocabulary)})
+
+
+_TAG_LINE = re.compile(r"^\s*(?:[-*]\s*)?([A-Za-z][A-Za-z _]*?)\s*[:=]\s*(.*?)\s*$")
+_TAG_VALUE = re.compile(r"^\(?([A-Z])\)?[.)]?(?:\s+(.+))?$")
+
+
+def parse_tags(text: str, vocabulary: TagVocabulary) -> Verdict:
+    """Read one option per tag from ``tag: letter`` lines; anything else abstains with the reason.
+
+    Strict: every tag of ``vocabulary`` exactly once, each with a letter among its
+    options (a letter may carry its option's name, ``B) math``, which must then
+    match) or the option's exact name. Blank lines, code fences and a leading
+    ``Answer:`` are ignored; any other line, an unknown tag or a letter out of range
+    makes the whole answer unparseable (no partial tags).
+    """
+    cleaned = (text or "").strip()
+    if not cleaned:
+        return Verdict(None, raw=text or "", reason="empty answer")
+    tags: dict[str, str] = {}
+    for number, line in enumerate(cleaned.splitlines()):
+        line = line.strip().strip("`").strip()
+        if number == 0:
+            line = re.sub(r"^(answer|tags)\s*:\s*", "", line, flags=re.I)
+        if not line:
+            continue
+        match = _TAG_LINE.match(line)
+        if not match:
+            return Verdict(None, raw=text, reason=f"not a 'tag: letter' line: {_clip(line)!r}")
+        tag = re.sub(r"[\s]+", "_", match.group(1).strip().lower())
+        if tag not in vocabulary:
+            return Verdict(None, raw=text, reason=f"unknown tag {_clip(tag)!r}")
+        if tag in tags:
+            return Verdict(None, raw=text, reason=f"tag {tag!r} answered twice")
+        options = list(vocabulary[tag])
+        value = match.group(2).strip().rstrip(".")
+        letter = _TAG_VALUE.match(value)
+        if letter:
+            index = LETTERS.index(letter.group(1))
+            if index >= len(options):
+                return Verdict(
+                    None,
+                    raw=text,
+                    reason=f"{tag}: letter {letter.group(1)} is not one of "
+                    f"{LETTERS[0]}..{LETTERS[len(options) - 1]}",
+                )
+            named = (letter.group(2) or "").strip().lower()
+            if named and named != options[index].lower():
+                return Verdict(
+                    None,
+                    raw=text,
+                    reason=f"{tag}: letter {letter.group(1)} is {options[index]!r}, "
+                    f"not {_clip(named)!r}",
+                )
+            tags[tag] = options[index]
+        elif value.lower() in [option.lower() for option in options]:
+            tags[tag] = options[[option.lower() for option in options].index(value.lower())]
+        else:
+            return Verdict(
+                None, raw=text, reason=f"{tag}: {_clip(value)!r} is not one of its options"
+            )
+    missing = [tag for tag in vocabulary if tag not in tags]
+    if missing:
+        return Verdict(None, raw=text, reason=f"no answer for {', '.join(missing)}")
+    return Verdict(tags, raw=text)
+
+
 def _clip(text: str, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -291,6 +382,13 @@ class RatingTask:
     low: float
     high: float
     instructions: str = ""
+
+
+@dataclass(frozen=True)
+class TagTask:
+    """Tag the conversation ``prompt`` (one option per tag of a vocabulary)."""
+
+    prompt: str
 
 
 def pairwise_text(template: str, task: PairTask, *, swapped: bool) -> str:
@@ -442,7 +540,9 @@ class ChatJudge:
     def url(self) -> str:
         return self.config.base_url.rstrip("/") + "/chat/completions"
 
-    def complete(self, text: str) -> tuple[str, dict[str, float] | None]:
+    def complete(
+        self, text: str, *, max_tokens: int | None = None, logprobs: bool = True
+    ) -> tuple[str, dict[str, float] | None]:
         """One answer to ``text``: (content, label probabilities or None)."""
         payload: dict[str, Any] = {
             "model": self.config.model,
@@ -451,9 +551,9 @@ class ChatJudge:
                 {"role": "user", "content": text},
             ],
             "temperature": 0,
-            "max_tokens": self.config.max_tokens,
+            "max_tokens": max_tokens or self.config.max_tokens,
         }
-        if self.config.logprobs:
+        if self.config.logprobs and logprobs:
             payload.update(logprobs=True, top_logprobs=5)
         headers = {"Content-Type": "application/json"}
         if self.config.api_key:
@@ -571,6 +671,34 @@ class ChatJudge:
             return self._verdict(
                 rating_text(template, task), lambda text: parse_rating(text, task.low, task.high)
             )
+
+        return self._map(one, tasks)
+
+    def judge_tags(
+        self,
+        tasks: Sequence[TagTask],
+        vocabulary: TagVocabulary,
+        *,
+        template: str = DEFAULT_TAG_PROMPT,
+    ) -> list[Verdict | None]:
+        """One request per prompt; the answer is read by :func:`parse_tags` (strict).
+
+        A failed request abstains with ``request failed: …``; None where the request
+        cap left the prompt untagged.
+        """
+        # About eight tokens per answer line, and room for a stray word.
+        max_tokens = max(self.config.max_tokens, 8 * len(vocabulary) + 16)
+
+        def one(task: TagTask) -> Verdict:
+            try:
+                content, _ = self.complete(
+                    tagging_text(template, task.prompt, vocabulary),
+                    max_tokens=max_tokens,
+                    logprobs=False,
+                )
+            except TransportFailure as failure:
+                return Verdict(None, reason=f"request failed: {failure}")
+            return parse_tags(content, vocabulary)
 
         return self._map(one, tasks)
 
@@ -753,6 +881,38 @@ class LocalLMJudge:
             )
         return out
 
+    def judge_tags(
+        self,
+        tasks: Sequence[TagTask],
+        vocabulary: TagVocabulary,
+        *,
+        template: str = DEFAULT_TAG_PROMPT,
+    ) -> list[Verdict]:
+        """Tags by next-token probabilities of the option letters, one tag after another.
+
+        The answer is written for the model as the chat backend would be asked to write
+        it: after the rendered prompt come the lines chosen so far (``domain: B``) and
+        the next tag's name, and the most probable option letter is taken (no
+        sampling). Batched over the prompts, one pass per tag.
+        """
+        bases = [tagging_text(template, task.prompt, vocabulary) for task in tasks]
+        answers = [""] * len(tasks)
+        chosen: list[dict[str, str]] = [{} for _ in tasks]
+        probabilities: list[dict[str, float]] = [{} for _ in tasks]
+        for tag, values in vocabulary.items():
+            letters = list(LETTERS[: len(values)])
+            texts = [f"{base}{answer}{tag}: " for base, answer in zip(bases, answers, strict=True)]
+            rows = self.label_probabilities(texts, letters) if texts else []
+            for index, p in enumerate(rows):
+                best = max(range(len(letters)), key=p.__getitem__)
+                answers[index] += f"{tag}: {letters[best]}\n"
+                chosen[index][tag] = values[best]
+                probabilities[index][tag] = round(float(p[best]), 6)
+        return [
+            Verdict(tags, raw=answer.strip(), probabilities=p)
+            for tags, answer, p in zip(chosen, answers, probabilities, strict=True)
+        ]
+
 
 # --- The reward-model backend ------------------------------------------------------------------
 
@@ -791,10 +951,54 @@ def reward_pair_verdicts(
     return out
 
 
+# A full round robin up to this many responses (28 pairs, 56 requests in both orders);
+# above it, a balanced incomplete one (see :func:`comparison_pairs`).
+ALL_PAIRS_MAX = 8
+NEIGHBOURS = 3
+
+
+def comparison_pairs(
+    count: int, *, all_pairs_max: int = ALL_PAIRS_MAX, neighbours: int = NEIGHBOURS
+) -> list[tuple[int, int]]:
+    """The pairs of ``count`` responses a pairwise judge compares (positions, lower first).
+
+    Up to ``all_pairs_max`` responses: every pair, ``count·(count−1)/2`` of them. Above it
+    the requests are bounded by a balanced incomplete round robin: around a circle of
+    the responses, each meets the ``neighbours`` after it, so every response plays
+    ``2·neighbours`` games and there are ``count·neighbours`` pairs. Because every
+    response plays as often as every other, win counts stay comparable.
+    """
+    if count < 2:
+        return []
+    if count <= max(all_pairs_max, 2 * neighbours + 1):
+        return [(i, j) for i in range(count) for j in range(i + 1, count)]
+    pairs = {
+        (min(i, (i + step) % count), max(i, (i + step) % count))
+        for i in range(count)
+        for step in range(1, neighbours + 1)
+    }
+    return sorted(pairs)
+
+
+def pair_scores(
+    count: int, couples: Sequence[tuple[int, int]], verdicts: Sequence[PairVerdict]
+) -> list[float]:
+    """Wins per response over judged pairs (a tie counts half to each; abstentions nothing)."""
+    scores = [0.0] * count
+    for (i, j), verdict in zip(couples, verdicts, strict=True):
+        if verdict.outcome == "tie":
+            scores[i] += 0.5
+            scores[j] += 0.5
+        elif verdict.outcome == "label":
+            scores[(i, j)[verdict.winner]] += 1.0  # type: ignore[index]
+    return scores
+
+
 def ranking_from_pairs(
     count: int, couples: Sequence[tuple[int, int]], verdicts: Sequence[PairVerdict | None]
 ) -> tuple[str, list[list[int]] | None, str, list[Verdict]] | None:
-    """A ranking from round-robin pair verdicts: responses ordered by wins (a tie counts half).
+    """A ranking from pair verdicts (see :func:`comparison_pairs`): responses ordered by wins
+    (a tie counts half).
 
     Equal scores share a group. Any pair left unjudged (request cap) gives None; any
     abstaining pair makes the ranking abstain. The outcome is ``label`` when every
@@ -806,13 +1010,7 @@ def ranking_from_pairs(
     abstained = [v.reason for v in verdicts if v.outcome == "abstain"]  # type: ignore[union-attr]
     if abstained:
         return "abstain", None, "; ".join(abstained), orders
-    scores = [0.0] * count
-    for (i, j), verdict in zip(couples, verdicts, strict=True):
-        if verdict.outcome == "tie":  # type: ignore[union-attr]
-            scores[i] += 0.5
-            scores[j] += 0.5
-        else:
-            scores[(i, j)[verdict.winner]] += 1.0  # type: ignore[union-attr, index]
+    scores = pair_scores(count, couples, verdicts)  # type: ignore[arg-type]
     groups: list[list[int]] = []
     for score in sorted(set(scores), reverse=True):
         groups.append([index for index in range(count) if scores[index] == score])

@@ -257,6 +257,11 @@ def semantic_clusters(embeddings: np.ndarray, k: int, seed: int) -> np.ndarray:
     return model.fit_predict(_unit(embeddings)).astype(np.int64)
 
 
+def tag_vocabulary() -> dict[str, tuple[str, ...]]:
+    """Each tag and its values, in order: what a judge is asked to choose among."""
+    return {tag: tuple(values) for tag, values in TAG_PROTOTYPES.items()}
+
+
 class PrototypeTagger:
     """Tags prompts by the nearest prototype: per tag, the value whose mean prototype
     embedding has the highest cosine similarity with the prompt's embedding.
@@ -331,11 +336,13 @@ def instance_features(
     tagger: PrototypeTagger | None = None,
     signals: JudgeSignals | None = None,
     config: RoutingConfig | None = None,
+    tag_sources: Sequence[str] | None = None,
 ) -> RoutingFeatures:
     """All routing features of N items (see the module docstring).
 
     ``tags`` (tag → one value per item, e.g. from a judge) take precedence; otherwise a
     fitted ``tagger`` tags the prompts; with neither, no tag columns are made.
+    ``tag_sources`` names, per item, where its tags came from (kept in its values).
     """
     config = config or RoutingConfig()
     n = len(prompts)
@@ -363,7 +370,7 @@ def instance_features(
             columns[f"{tag}={value}"] = np.array([v == value for v in per_item], dtype=bool)
         for i in range(n):
             values[i][tag] = per_item[i]
-            values[i]["tag_source"] = tag_source
+            values[i]["tag_source"] = tag_sources[i] if tag_sources is not None else tag_source
     if signals is not None:
         columns["position_inconsistent"] = np.asarray(signals.position_inconsistent, bool)
         columns["abstained"] = np.asarray(signals.abstained, bool)

@@ -7,6 +7,10 @@ It reads the judge's prompt, finds the responses shown as ``[Response A]`` and
 - ``first``: always ``A`` (order-biased: it prefers the first position);
 - ``malformed``: text with no verdict in it; ``not_json``: a body that is not JSON.
 
+A tagging prompt (its ``{tags}`` block: lines ``tag: A) value, B) value…``) is answered
+``tag: letter`` per line, choosing the value the conversation names as ``tag=value``
+(else option A); with ``tag_mode="malformed"`` the answer is prose with no tags in it.
+
 ``script`` gives statuses for the first requests in order (``429`` carries
 ``Retry-After: retry_after``, a 3xx ``Location: redirect_to``; then 200s); ``delay`` seconds per request. It records
 every request (headers included) and the most requests it served at once.
@@ -25,6 +29,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 @dataclass
 class JudgeStub:
     mode: str = "fair"
+    tag_mode: str = "hinted"
     delay: float = 0.0
     script: list[int] = field(default_factory=list)
     retry_after: str = "0"
@@ -43,6 +48,9 @@ class JudgeStub:
         return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
 
     def answer_text(self, prompt: str) -> str:
+        tag_lines = re.findall(r"^([a-z_]+): (A\) .*)$", prompt, re.M)
+        if tag_lines:
+            return self.tag_answer(prompt, tag_lines)
         if self.mode == "first":
             return "A"
         if self.mode == "malformed":
@@ -57,6 +65,19 @@ class JudgeStub:
             )
             return " > ".join(letters)
         return "A" if "GOOD" in blocks.get("A", "") else "B"
+
+    def tag_answer(self, prompt: str, tag_lines: list[tuple[str, str]]) -> str:
+        if self.tag_mode == "malformed":
+            return "This looks like a question about cooking, fairly simple."
+        lines = []
+        for tag, options in tag_lines:
+            letters = dict(
+                (value.strip(), letter)
+                for letter, value in re.findall(r"([A-Z])\) ([^,]+)", options)
+            )
+            hinted = [value for value in letters if f"{tag}={value}" in prompt]
+            lines.append(f"{tag}: {letters[hinted[0]] if hinted else 'A'}")
+        return "\n".join(lines)
 
     def start(self) -> JudgeStub:
         stub = self

@@ -10,24 +10,16 @@ taken away.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Sequence
 
 from django.db import transaction
 from django.db.models import Case, Count, F, Q, Value, When
 from django.db.models.functions import Greatest, Least
 
-from annotation.agreement_item import pairwise_choice
 from annotation.errors import ValidationFailed
-from annotation.models import (
-    Annotation,
-    Item,
-    PairwiseAnswer,
-    Project,
-    Question,
-    QuestionKind,
-    RatingAnswer,
-    Source,
-)
+from annotation.models import Annotation, Item, Project, Question, Source
+from annotation.quality_summary import PAIRWISE, RATING, Vote
+from annotation.services.quality import ItemVotes, pairwise_vote_choice
 from models_gpu.overlap import needs_another_vote
 
 # The most annotators one item may want, as for ``Project.overlap``.
@@ -81,38 +73,27 @@ def request_more_votes(
     return changed
 
 
-def _vote_units(*, item_id: int, questions: list[Question]) -> list[dict]:
+def _vote_units(*, votes: Iterable[Vote], questions: Sequence[Question]) -> list[dict]:
     """The item's human votes per unit the rule judges: a pairwise question, a rating cell."""
     by_id = {q.id: q for q in questions}
     units: dict[Hashable, dict] = {}
-    pairwise = [q.id for q in questions if q.kind == QuestionKind.PAIRWISE]
-    if pairwise:
-        for question_id, chosen_id, tie in PairwiseAnswer.objects.filter(
-            annotation__item_id=item_id,
-            annotation__source=Source.HUMAN,
-            question_id__in=pairwise,
-        ).values_list("question_id", "chosen_id", "tie"):
+    for vote in votes:
+        if vote.kind == PAIRWISE:
             unit = units.setdefault(
-                ("pairwise", question_id),
+                ("pairwise", vote.question_id),
                 {"counts": Counter(), "ordinal": False, "scale": None},
             )
-            unit["counts"][pairwise_choice(chosen_id=chosen_id, tie=tie)] += 1
-    rating = [q.id for q in questions if q.kind == QuestionKind.RATING]
-    if rating:
-        for question_id, response_id, aspect, value in RatingAnswer.objects.filter(
-            annotation__item_id=item_id,
-            annotation__source=Source.HUMAN,
-            question_id__in=rating,
-        ).values_list("question_id", "response_id", "aspect", "value"):
-            unit = units.get(("rating", question_id, response_id, aspect))
+            unit["counts"][pairwise_vote_choice(vote)] += 1
+        elif vote.kind == RATING and vote.question_id in by_id:
+            key = ("rating", vote.question_id, vote.unit_a, vote.aspect)
+            unit = units.get(key)
             if unit is None:
-                unit = {
+                unit = units[key] = {
                     "counts": Counter(),
                     "ordinal": True,
-                    "scale": _rating_scale(by_id[question_id], aspect),
+                    "scale": _rating_scale(by_id[vote.question_id], vote.aspect),
                 }
-                units[("rating", question_id, response_id, aspect)] = unit
-            unit["counts"][value] += 1
+            unit["counts"][vote.number] += 1
     return list(units.values())
 
 
@@ -125,14 +106,20 @@ def _rating_scale(question: Question, aspect: str) -> tuple[float, float]:
     return float(scale["min"]), float(scale["max"])
 
 
-def item_overlap_adapt(*, item_id: int, project: Project, questions: list[Question]) -> bool:
-    """Apply the adaptive-overlap rule to ``item_id`` after a submission; True when it reopened.
+def item_overlap_wanted(
+    *,
+    project: Project,
+    questions: Sequence[Question],
+    overlap_extra: int,
+    item_votes: ItemVotes,
+) -> int | None:
+    """The adaptive-overlap rule after a submission: the item's new wanted count, or None.
 
-    Precondition: inside the submitting transaction, after the new answers are stored. The
-    item's row is locked (FOR NO KEY UPDATE) before its votes are read, so of two people
-    submitting on one item at once the second waits and then reads both votes: the last
-    submit always judges every vote, and no raise is lost. Fixed-overlap projects and gold
-    items return at once without a query.
+    No query: ``item_votes`` is the item's read under its row lock, shared with the
+    quality summaries (``annotation.services.item_submission``, which stores the figure
+    and states the lock's preconditions); its ``human_annotations`` must be counted.
+    ``overlap_extra`` is the item's stored figure, read under the same lock. Fixed-overlap
+    projects return None; the caller leaves gold items out.
 
     The rule (``models_gpu.overlap.needs_another_vote``) runs per pairwise question (a tie
     is its own label) and per rating cell (response and aspect, by spread on its scale);
@@ -144,22 +131,13 @@ def item_overlap_adapt(*, item_id: int, project: Project, questions: list[Questi
     of its own.
     """
     if not project.adaptive_overlap:
-        return False
-    row = (
-        Item.objects.select_for_update(no_key=True)
-        .filter(pk=item_id, is_gold=False)
-        .values_list("overlap_extra", "slots_taken")
-        .first()
-    )
-    if row is None:
-        return False
-    extra, slots_taken = row
+        return None
     base = project.base_overlap
-    n_votes = Annotation.objects.filter(item_id=item_id, source=Source.HUMAN).count()
-    if not base <= n_votes < project.max_annotators or base + extra > n_votes:
+    n_votes = item_votes.human_annotations
+    if not base <= n_votes < project.max_annotators or base + overlap_extra > n_votes:
         # Under the minimum the base figure already asks; at the maximum nothing more is
         # asked; with votes still promised above what is in, wait for them.
-        return False
+        return None
     wanted_more = any(
         needs_another_vote(
             unit["counts"],
@@ -169,16 +147,12 @@ def item_overlap_adapt(*, item_id: int, project: Project, questions: list[Questi
             ordinal=unit["ordinal"],
             scale=unit["scale"],
         )
-        for unit in _vote_units(item_id=item_id, questions=questions)
+        for unit in _vote_units(votes=item_votes.votes, questions=questions)
         if sum(unit["counts"].values()) >= base
     )
     if not wanted_more:
-        return False
-    wanted = min(project.max_annotators, n_votes + 1)
-    Item.objects.filter(pk=item_id).update(
-        overlap_extra=wanted - base, is_full=slots_taken >= wanted
-    )
-    return slots_taken < wanted
+        return None
+    return min(project.max_annotators, n_votes + 1)
 
 
 @transaction.atomic

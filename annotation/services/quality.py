@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -66,7 +66,7 @@ def _as_datetime(value: Any) -> datetime:
     return value
 
 
-def _votes_sql(tables: _Tables, kinds: Iterable[str], where: str) -> str:
+def _votes_sql(tables: _Tables, kinds: Iterable[str], where: str, annotations: bool) -> str:
     annotation = tables.Annotation._meta.db_table
     common = "a.id, a.annotator_id, a.created_at, x.question_id, a.item_id"
     branches = {
@@ -78,22 +78,40 @@ def _votes_sql(tables: _Tables, kinds: Iterable[str], where: str) -> str:
         qs.RANKING: f"SELECT 'ranking', {common}, 0, 0, '', NULL, CAST(x.ranking AS TEXT) "
         f"FROM {tables.RankingAnswer._meta.db_table} x",
     }
-    return " UNION ALL ".join(
+    selects = [
         f"{branches[kind]} JOIN {annotation} a ON a.id = x.annotation_id "
         f"WHERE a.source = 'human' AND {where}"
         for kind in (qs.PAIRWISE, qs.RATING, qs.RANKING)
         if kind in kinds
-    )
+    ]
+    if annotations:
+        # One row per human annotation, answers or not (a correction-only one counts too).
+        selects.append(
+            f"SELECT '{_ANNOTATION}', a.id, a.annotator_id, a.created_at, 0, a.item_id, 0, 0, '', "
+            f"NULL, NULL FROM {annotation} a WHERE a.source = 'human' AND {where}"
+        )
+    return " UNION ALL ".join(selects)
 
 
-def _votes(tables: _Tables, kinds: Iterable[str], where: str, params: list) -> list[qs.Vote]:
-    """The human votes of the answers ``where`` selects (on ``a``, the annotation)."""
+# The row kind of the annotation branch (not a vote).
+_ANNOTATION = "annotation"
+
+
+def _read(
+    tables: _Tables, kinds: Iterable[str], where: str, params: list, *, annotations: bool = False
+) -> tuple[list[qs.Vote], Counter]:
+    """The human votes of the answers ``where`` selects (on ``a``, the annotation), and
+    with ``annotations`` the number of human annotations per item (else empty). One
+    statement."""
     kinds = [k for k in kinds if k in (qs.PAIRWISE, qs.RATING, qs.RANKING)]
-    if not kinds:
-        return []
     votes: list[qs.Vote] = []
+    per_item: Counter = Counter()
+    if not kinds and not annotations:
+        return votes, per_item
     with connection.cursor() as cursor:
-        cursor.execute(_votes_sql(tables, kinds, where), params * len(kinds))
+        cursor.execute(
+            _votes_sql(tables, kinds, where, annotations), params * (len(kinds) + annotations)
+        )
         for (
             kind,
             aid,
@@ -107,6 +125,9 @@ def _votes(tables: _Tables, kinds: Iterable[str], where: str, params: list) -> l
             number,
             ranking,
         ) in cursor.fetchall():
+            if kind == _ANNOTATION:
+                per_item[item] += 1
+                continue
             common = {
                 "annotation_id": aid,
                 "annotator_id": who,
@@ -128,7 +149,36 @@ def _votes(tables: _Tables, kinds: Iterable[str], where: str, params: list) -> l
                 vote = qs.ranking_vote(ranking=json.loads(ranking), **common)
                 if vote is not None:
                     votes.append(vote)
-    return votes
+    return votes, per_item
+
+
+def _votes(tables: _Tables, kinds: Iterable[str], where: str, params: list) -> list[qs.Vote]:
+    """The human votes of the answers ``where`` selects (on ``a``, the annotation)."""
+    return _read(tables, kinds, where, params)[0]
+
+
+@dataclass(frozen=True)
+class ItemVotes:
+    """One item's human votes and annotations, read once for everything a submit updates."""
+
+    item_id: int
+    votes: list[qs.Vote]
+    # Human annotations on the item, answered or not (only when asked for, else 0).
+    human_annotations: int
+
+
+def item_votes_read(*, item_id: int, kinds: Iterable[str], count_annotations: bool) -> ItemVotes:
+    """Read ``item_id``'s human votes (and, with ``count_annotations``, its number of human
+    annotations) in one statement.
+
+    Precondition: the caller holds the item's row lock, taken in an earlier statement of
+    its transaction: under READ COMMITTED this read then sees every vote committed by a
+    writer that held the lock before.
+    """
+    votes, per_item = _read(
+        _Tables(), kinds, "a.item_id = %s", [item_id], annotations=count_annotations
+    )
+    return ItemVotes(item_id=item_id, votes=votes, human_annotations=per_item[item_id])
 
 
 # --------------------------------------------------------------------------- writing
@@ -239,18 +289,17 @@ def item_quality_record(
 ) -> None:
     """Add human ``annotations`` (already written, on ``item_ids``) to the quality summaries.
 
-    Also stores the items' ``agreement`` when a pairwise answer came. ``kinds`` are the
-    question kinds the project asks (branches for others are left out of the read).
+    For writers of many items at once (imports); a submit goes through
+    ``annotation.services.item_submission`` instead, which shares its one read with the
+    adaptive-overlap rule. Also stores the items' ``agreement`` when a pairwise answer
+    came. ``kinds`` are the question kinds the project asks (branches for others are
+    left out of the read).
 
     Locks the items first (in id order), then reads all their human votes: a second
     writer on the same item waits for the first to commit and then reads both votes, so
     the difference it computes (the items' figures with its annotations minus without
-    them) starts from what the first one stored. Every summary gets that difference
-    added in the database (``x = x + EXCLUDED.x``), so writers on different items moving
-    the same rows (today's agreement sums, one annotator's counters) are all counted.
-    Statements: the lock, one read of every answer table, the agreement update, then one
-    upsert per summary table that has rows (on a gold item, two reads of its questions
-    and responses for the gold answer).
+    them) starts from what the first one stored. Statements: the lock, one read of every
+    answer table, the agreement update, then the upserts of ``item_summaries_add``.
     """
     tables = _Tables()
     ids = sorted(set(item_ids))
@@ -265,10 +314,36 @@ def item_quality_record(
     )
     placeholders = ", ".join(["%s"] * len(ids))
     votes = _votes(tables, set(kinds), f"a.item_id IN ({placeholders})", ids)
-    gold_items = {pk: answer for pk, is_gold, answer in items if is_gold}
+    if any(v.kind == qs.PAIRWISE and v.annotation_id in new_ids for v in votes):
+        _agreement_store(tables, votes_agreement(ids, votes))
+    item_summaries_add(
+        project_id=project_id,
+        gold_items={pk: answer for pk, is_gold, answer in items if is_gold},
+        votes=votes,
+        annotations=annotations,
+    )
+
+
+def item_summaries_add(
+    *,
+    project_id: int,
+    gold_items: Mapping[int, Any],
+    votes: Sequence[qs.Vote],
+    annotations: Sequence[NewAnnotation],
+) -> None:
+    """Add the difference ``annotations`` make to the quality summaries of their items.
+
+    ``votes`` are all the human votes of those items, new ones included, read under the
+    items' row locks (see ``item_quality_record``); ``gold_items`` maps the gold ones
+    among them to their gold answer. Every summary gets the difference added in the
+    database (``x = x + EXCLUDED.x``), so writers on different items moving the same rows
+    (today's agreement sums, one annotator's counters) are all counted. One upsert per
+    summary table that has rows (on a gold item, two reads of its questions and
+    responses for the gold answer).
+    """
+    tables = _Tables()
+    new_ids = {a.id for a in annotations}
     fresh = [v for v in votes if v.annotation_id in new_ids]
-    if any(v.kind == qs.PAIRWISE for v in fresh):
-        _agreement_store(tables, ids, votes)
     touched = {v.unit for v in fresh if v.item_id not in gold_items}
     after = [v for v in votes if v.unit in touched]
     before = [v for v in after if v.annotation_id not in new_ids]
@@ -332,16 +407,25 @@ def item_quality_record(
     )
 
 
-def _agreement_store(tables: _Tables, ids: list[int], votes: list[qs.Vote]) -> None:
-    """``Item.agreement`` of the items from their pairwise votes (``annotation.agreement_item``)."""
-    per_item: dict[int, list] = {pk: [] for pk in ids}
+def votes_agreement(item_ids: Iterable[int], votes: Iterable[qs.Vote]) -> dict[int, float | None]:
+    """``Item.agreement`` of each of ``item_ids`` from its human pairwise votes
+    (``annotation.agreement_item``); ``None`` for items without two of them."""
+    per_item: dict[int, list] = {pk: [] for pk in item_ids}
     for vote in votes:
         if vote.kind == qs.PAIRWISE:
-            choice = (
-                TIE if vote.value == "tie" else (vote.unit_a if vote.value == "lo" else vote.unit_b)
-            )
-            per_item[vote.item_id].append((vote.question_id, choice))
-    figures = {pk: item_agreement(item_votes) for pk, item_votes in per_item.items()}
+            per_item[vote.item_id].append((vote.question_id, pairwise_vote_choice(vote)))
+    return {pk: item_agreement(item_votes) for pk, item_votes in per_item.items()}
+
+
+def pairwise_vote_choice(vote: qs.Vote) -> int | None:
+    """The answer of a pairwise vote as ``annotation.agreement_item.pairwise_choice`` gives
+    it: the chosen response, or ``TIE``."""
+    if vote.value == "tie":
+        return TIE
+    return vote.unit_a if vote.value == "lo" else vote.unit_b
+
+
+def _agreement_store(tables: _Tables, figures: dict[int, float | None]) -> None:
     if len(figures) == 1:
         ((pk, figure),) = figures.items()
         tables.Item.objects.filter(pk=pk).update(agreement=figure)

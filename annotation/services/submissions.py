@@ -39,8 +39,8 @@ from annotation.parsers import json_check
 from annotation.pseudonyms import pseudonym
 from annotation.services.assignments import assignment_reacquire
 from annotation.services.gold import GoldCheck, given_from_specs, gold_compare
-from annotation.services.overlap import item_overlap_adapt
-from annotation.services.quality import NewAnnotation, item_quality_record
+from annotation.services.item_submission import item_submission_record
+from annotation.services.quality import NewAnnotation
 
 MAX_TIME_SPENT_MS = 24 * 3600 * 1000
 
@@ -532,8 +532,11 @@ def annotation_submit(
     digest = request_hash(answers=answers, time_spent_ms=time_spent) if key else ""
     try:
         with transaction.atomic():
+            # The assignment's row and its item's, in that order (as the lease sweep and
+            # skips take them): the item's lock is the one everything after the inserts
+            # relies on (item_submission_record), taken here to save a statement.
             locked = (
-                Assignment.objects.select_for_update(of=("self",), no_key=True)
+                Assignment.objects.select_for_update(of=("self", "item"), no_key=True)
                 .select_related("item", "project")
                 .get(pk=assignment.pk)
             )
@@ -568,16 +571,15 @@ def annotation_submit(
             ).items():
                 if rows:
                     model.objects.bulk_create(rows)
-            # Under the assignment's lock, in the same transaction as the answers: the
-            # item's agreement and the quality summaries.
-            item_quality_record(
-                project_id=locked.project_id,
-                item_ids=[locked.item_id],
-                annotations=[NewAnnotation(annotation.id, user.pk, time_spent)],
-                kinds={question.kind for question in questions},
+            # Under the item's lock, in the same transaction as the answers: the quality
+            # summaries, the item's agreement and, with adaptive overlap, one more vote
+            # when the votes disagree; one read of the item's votes serves all three.
+            item_submission_record(
+                project=locked.project,
+                item=locked.item,
+                questions=questions,
+                annotation=NewAnnotation(annotation.id, user.pk, time_spent),
             )
-            # Adaptive overlap: disagreeing votes ask for one more (no query when fixed).
-            item_overlap_adapt(item_id=locked.item_id, project=locked.project, questions=questions)
             locked.status = AssignmentStatus.SUBMITTED
             locked.finished_at = now
             locked.save(update_fields=["status", "finished_at", "leased_until"])

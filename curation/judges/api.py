@@ -80,7 +80,10 @@ class JudgeTestApi(APIView):
         request=serializers.JudgeTestIn,
         responses=serializers.JudgeTestOut,
         summary="Judge one item now and show both orders' verdicts and raw outputs (nothing stored)",
-        description=BOTH_ORDERS,
+        description=BOTH_ORDERS
+        + " A test keeps to interactive limits whatever the judge's settings: 20 s in all, at "
+        "most 10 s per request and one retry; `error` says why no usable verdict came back "
+        "(timed out, the HTTP status, an unparseable answer).",
     )
     def post(self, request: Request, project_id: int, judge_id: int) -> Response:
         judge = selectors.judge_get_for(user=request.user, project_id=project_id, judge_id=judge_id)

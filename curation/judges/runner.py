@@ -1,7 +1,8 @@
 """Asking a judge about items: the backends built from a ``Judge`` row, questions turned into tasks.
 
 The three backends (chat completions over HTTP, a local causal LM, the reward
-model) answer the same three calls: ``pairs``, ``rankings`` and ``ratings``. Their
+model) answer the same four calls: ``pairs``, ``rankings``, ``ratings`` and ``tags``
+(instance tags for routing; the reward model abstains). Their
 numerical and parsing work is in :mod:`models_gpu.judges`; what lives here is how a
 backend is built from the database row (the API key, the outbound client, the
 model folder, the reward job's artifact) and how an item's questions become tasks
@@ -17,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -65,26 +67,108 @@ def outbound_transport(
         raise core.TransportFailure("the answer is not JSON", retryable=False) from None
 
 
+@dataclass(frozen=True)
+class Interactive:
+    """Limits of a judge asked while someone waits (the "test on one item" action).
+
+    Whatever the judge's own settings, a request waits at most ``request_timeout``
+    seconds, is retried at most ``max_retries`` times with at most ``max_backoff``
+    seconds between attempts, and no request is sent or awaited after ``deadline``
+    seconds from the start: a slow or dead endpoint costs the web worker that long
+    and no more.
+    """
+
+    deadline: float = 20.0
+    request_timeout: float = 10.0
+    max_retries: int = 1
+    max_backoff: float = 1.0
+
+
+class DeadlineTransport:
+    """A transport that gives up when a wall-clock deadline passes.
+
+    Each request runs in a daemon thread and is awaited only for the time left, so
+    neither a slow answer nor a slow name lookup keeps the caller past the deadline
+    (the abandoned thread ends when its socket timeout, at most the per-request
+    timeout, fires). The thread touches no database: only the HTTP request.
+    """
+
+    def __init__(
+        self,
+        transport: core.Transport,
+        seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.transport = transport
+        self.seconds = seconds
+        self.clock = clock
+        self.ends_at = clock() + seconds
+
+    def left(self) -> float:
+        return self.ends_at - self.clock()
+
+    def __call__(
+        self, url: str, payload: dict[str, Any], headers: dict[str, str], timeout: float
+    ) -> dict[str, Any]:
+        left = self.left()
+        if left <= 0:
+            raise core.TransportFailure(
+                f"timed out: the test's {self.seconds:g} s budget is spent", retryable=False
+            )
+        outcome: dict[str, Any] = {}
+
+        def call() -> None:
+            try:
+                outcome["answer"] = self.transport(url, payload, headers, min(timeout, left))
+            except BaseException as exc:  # handed to the caller's thread below
+                outcome["error"] = exc
+
+        thread = threading.Thread(target=call, daemon=True, name="ballot-judge-test")
+        thread.start()
+        thread.join(left)
+        if thread.is_alive():
+            raise core.TransportFailure(
+                f"timed out: no answer within the test's {self.seconds:g} s budget",
+                retryable=False,
+            )
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["answer"]
+
+
 class ChatBackend:
     def __init__(
-        self, judge: Judge, budget: core.RequestBudget, transport: core.Transport | None = None
+        self,
+        judge: Judge,
+        budget: core.RequestBudget,
+        transport: core.Transport | None = None,
+        interactive: Interactive | None = None,
     ) -> None:
-        self.client = core.ChatJudge(
-            core.ChatJudgeConfig(
-                base_url=judge.base_url,
-                model=judge.model,
-                api_key=api_key_for(
-                    api_key_env=judge.api_key_env, api_key_encrypted=judge.api_key_encrypted
-                ),
-                timeout=judge.timeout_seconds,
-                max_retries=judge.max_retries,
-                concurrency=judge.concurrency,
-                logprobs=judge.logprobs,
-                backoff=float(getattr(settings, "BALLOT_JUDGE_BACKOFF_SECONDS", 0.5)),
+        config = core.ChatJudgeConfig(
+            base_url=judge.base_url,
+            model=judge.model,
+            api_key=api_key_for(
+                api_key_env=judge.api_key_env, api_key_encrypted=judge.api_key_encrypted
             ),
-            transport or outbound_transport,
-            budget=budget,
+            timeout=judge.timeout_seconds,
+            max_retries=judge.max_retries,
+            concurrency=judge.concurrency,
+            logprobs=judge.logprobs,
+            backoff=float(getattr(settings, "BALLOT_JUDGE_BACKOFF_SECONDS", 0.5)),
         )
+        transport = transport or outbound_transport
+        sleep: Callable[[float], None] = time.sleep
+        if interactive is not None:
+            config.timeout = min(config.timeout, interactive.request_timeout)
+            config.max_retries = min(config.max_retries, interactive.max_retries)
+            config.max_backoff = interactive.max_backoff
+            deadline = DeadlineTransport(transport, interactive.deadline)
+            transport = deadline
+
+            def sleep(seconds: float) -> None:
+                time.sleep(max(0.0, min(seconds, deadline.left())))
+
+        self.client = core.ChatJudge(config, transport, budget=budget, sleep=sleep)
 
     @property
     def requests(self) -> int:
@@ -101,6 +185,9 @@ class ChatBackend:
     def ratings(self, tasks, template):
         return self.client.judge_ratings(tasks, template=template)
 
+    def tags(self, tasks, vocabulary, template):
+        return self.client.judge_tags(tasks, vocabulary, template=template)
+
 
 class _PairwiseRanking:
     """Rankings from round-robin pairwise verdicts, for backends that compare two at a time."""
@@ -109,11 +196,13 @@ class _PairwiseRanking:
         raise NotImplementedError
 
     def rankings(self, tasks, prompts, on_disagreement):
-        """Each ranking from its round-robin pairs, asked with the pairwise template."""
+        """Each ranking from its pairs (:func:`models_gpu.judges.comparison_pairs`: every
+        pair up to eight responses, a balanced incomplete round robin above), asked with
+        the pairwise template in both orders."""
         out = []
         for task in tasks:
             count = len(task.responses)
-            couples = [(i, j) for i in range(count) for j in range(i + 1, count)]
+            couples = core.comparison_pairs(count)
             verdicts = self.pairs(
                 [
                     core.PairTask(task.prompt, (task.responses[i], task.responses[j]))
@@ -148,6 +237,9 @@ class LocalBackend(_PairwiseRanking):
 
     def ratings(self, tasks, template):
         return self.model.judge_ratings(tasks, template=template)
+
+    def tags(self, tasks, vocabulary, template):
+        return self.model.judge_tags(tasks, vocabulary, template=template)
 
 
 class RewardBackend(_PairwiseRanking):
@@ -198,6 +290,12 @@ class RewardBackend(_PairwiseRanking):
             for _ in tasks
         ]
 
+    def tags(self, tasks, vocabulary, template):
+        return [
+            core.Verdict(None, reason="the reward-model judge compares responses; it does not tag")
+            for _ in tasks
+        ]
+
 
 def backend_build(
     *,
@@ -205,11 +303,16 @@ def backend_build(
     version: JudgeVersion,
     budget: core.RequestBudget | None = None,
     transport: core.Transport | None = None,
+    interactive: Interactive | None = None,
 ):
-    """The backend object for ``judge`` (the local model is loaded once per process)."""
+    """The backend object for ``judge`` (the local model is loaded once per process).
+
+    ``interactive``: someone waits for the answer; the chat backend then keeps to its
+    limits instead of the judge's own timeout and retries.
+    """
     budget = budget or core.RequestBudget(judge.max_requests_per_job)
     if judge.backend == JudgeBackend.OPENAI:
-        return ChatBackend(judge, budget, transport)
+        return ChatBackend(judge, budget, transport, interactive)
     if judge.backend == JudgeBackend.LOCAL:
         return LocalBackend(judge)
     return RewardBackend(version)
@@ -281,7 +384,7 @@ def items_judge(
         responses.setdefault(response.item_id, []).append(response)
     prompts = version.settings.get("prompts") or core.DEFAULT_PROMPTS
     on_disagreement = version.settings.get("on_disagreement", "tie")
-    pair_jobs: list[tuple[Item, Question, list[Response], str]] = []
+    pair_jobs: list[tuple[Item, Question, list[Response], str, list[tuple[int, int]]]] = []
     ranking_jobs: list[tuple[Item, Question, list[Response], str]] = []
     rating_jobs: list[tuple[Item, Question, list[Response], str, Response, dict]] = []
     results: list[QuestionResult] = []
@@ -307,7 +410,10 @@ def items_judge(
                 )
                 continue
             if question.kind == QuestionKind.PAIRWISE:
-                pair_jobs.append((item, question, item_responses[:2], prompt))
+                # Every pair needed (a round robin, bounded above eight responses), each in
+                # both orders; the best response is chosen over the worst.
+                couples = core.comparison_pairs(len(item_responses))
+                pair_jobs.append((item, question, item_responses, prompt, couples))
             elif question.kind == QuestionKind.RANKING:
                 ranking_jobs.append((item, question, item_responses, prompt))
             else:
@@ -322,15 +428,22 @@ def items_judge(
 
     pair_verdicts = backend.pairs(
         [
-            core.PairTask(prompt, (pair[0].text, pair[1].text), instructions(question))
-            for _, question, pair, prompt in pair_jobs
+            core.PairTask(prompt, (rs[i].text, rs[j].text), instructions(question))
+            for _, question, rs, prompt, couples in pair_jobs
+            for i, j in couples
         ],
         prompts["pairwise"],
         on_disagreement,
     )
-    for (item, question, pair, prompt), verdict in zip(pair_jobs, pair_verdicts, strict=True):
-        digest = input_hash(version, question, prompt, responses.get(item.id, []))
-        results.append(_pair_result(item.id, question, pair, verdict, digest))
+    offset = 0
+    for item, question, rs, prompt, couples in pair_jobs:
+        verdicts = pair_verdicts[offset : offset + len(couples)]
+        offset += len(couples)
+        digest = input_hash(version, question, prompt, rs)
+        if len(rs) == 2:
+            results.append(_pair_result(item.id, question, rs, verdicts[0], digest))
+        else:
+            results.append(_pairs_result(item.id, question, rs, couples, verdicts, digest))
 
     ranking_verdicts = backend.rankings(
         [
@@ -403,6 +516,74 @@ def _pair_result(item_id, question, pair, verdict, digest) -> QuestionResult:
         reason,
         raw,
         digest,
+    )
+
+
+def _pairs_result(item_id, question, rs, couples, verdicts, digest) -> QuestionResult:
+    """A pairwise question on more than two responses: the best response by wins over the
+    judged pairs is chosen over the worst (earlier position first among equals); every
+    pair and its both orders stay in ``raw``. Any pair abstaining makes the question
+    abstain; all responses level makes a tie."""
+    if any(verdict is None for verdict in verdicts):
+        return QuestionResult(
+            item_id, question, "skipped", None, None, None, "request cap reached", input_hash=digest
+        )
+    scores = core.pair_scores(len(rs), couples, verdicts)
+    raw = {
+        "pairs": [
+            {"positions": [i, j], "responses": [rs[i].id, rs[j].id], **verdict.as_dict()}
+            for (i, j), verdict in zip(couples, verdicts, strict=True)
+        ],
+        "scores": scores,
+    }
+    abstained = [
+        f"responses {i} and {j}: {verdict.reason}"
+        for (i, j), verdict in zip(couples, verdicts, strict=True)
+        if verdict.outcome == "abstain"
+    ]
+    if abstained:
+        return QuestionResult(
+            item_id, question, "abstain", None, None, None, "; ".join(abstained), raw, digest
+        )
+    tied = [
+        f"responses {i} and {j}"
+        for (i, j), verdict in zip(couples, verdicts, strict=True)
+        if verdict.outcome == "tie"
+    ]
+    reason = f"{', '.join(tied)} tied (position bias)" if tied else ""
+    consistent = all(verdict.consistent for verdict in verdicts)
+    known = [v.confidence for v in verdicts if v.confidence is not None]
+    confidence = round(sum(known) / len(known), 6) if known else None
+    best = max(range(len(rs)), key=lambda index: (scores[index], -index))
+    worst = min(range(len(rs)), key=lambda index: (scores[index], -index))
+    if scores[best] > scores[worst]:
+        answer = {"question": question.id, "chosen": rs[best].id, "rejected": rs[worst].id}
+        return QuestionResult(
+            item_id,
+            question,
+            "label",
+            {**answer, "tie": False},
+            confidence,
+            consistent,
+            reason,
+            raw,
+            digest,
+        )
+    if not question.config.get("allow_tie", True):
+        return QuestionResult(
+            item_id,
+            question,
+            "abstain",
+            None,
+            None,
+            consistent,
+            f"{reason}; this question allows no ties",
+            raw,
+            digest,
+        )
+    answer = {"question": question.id, "chosen": rs[0].id, "rejected": rs[1].id, "tie": True}
+    return QuestionResult(
+        item_id, question, "tie", answer, confidence, consistent, reason, raw, digest
     )
 
 

@@ -87,17 +87,24 @@ def judge_stats(*, judge: Judge) -> dict[str, Any]:
     majority of the item (agreement with humans; items without a human majority left out).
     """
     human: dict[tuple[int, int], Counter] = {}
-    for item_id, question_id, chosen_id in PairwiseAnswer.objects.filter(
+    pair_of: dict[tuple[int, int], Counter] = {}
+    for item_id, question_id, chosen_id, rejected_id in PairwiseAnswer.objects.filter(
         annotation__project_id=judge.project_id,
         annotation__source=Source.HUMAN,
         tie=False,
-    ).values_list("annotation__item_id", "question_id", "chosen_id"):
+    ).values_list("annotation__item_id", "question_id", "chosen_id", "rejected_id"):
         human.setdefault((item_id, question_id), Counter())[chosen_id] += 1
+        pair_of.setdefault((item_id, question_id), Counter())[
+            frozenset((chosen_id, rejected_id))
+        ] += 1
     majority: dict[tuple[int, int], int] = {}
     for key, votes in human.items():
         (top, count), *rest = votes.most_common(2) + [(None, 0)]
         if rest[0][1] < count:
             majority[key] = top
+    # The pair the humans compared most (on more than two responses the judge's answer
+    # names its best and worst, which need not be that pair).
+    human_pair = {key: pairs.most_common(1)[0][0] for key, pairs in pair_of.items()}
     versions = []
     for version in judge_versions(judge=judge):
         outcomes: Counter = Counter()
@@ -109,19 +116,32 @@ def judge_stats(*, judge: Judge) -> dict[str, Any]:
             item_id,
             question_id,
             kind,
+            raw,
         ) in JudgeVerdict.objects.filter(version=version).values_list(
-            "outcome", "consistent", "answer", "item_id", "question_id", "question__kind"
+            "outcome", "consistent", "answer", "item_id", "question_id", "question__kind", "raw"
         ):
             outcomes[outcome] += 1
             if kind != QuestionKind.PAIRWISE:
                 continue
-            if is_consistent is not None:
+            pairs = (raw or {}).get("pairs") if isinstance(raw, dict) else None
+            if pairs:
+                # Every pair of a verdict over more than two responses counts.
+                for pair in pairs:
+                    if pair.get("consistent") is not None:
+                        judged_orders += 1
+                        consistent += int(bool(pair["consistent"]))
+            elif is_consistent is not None:
                 judged_orders += 1
                 consistent += int(is_consistent)
             target = majority.get((item_id, question_id))
-            if target is not None and outcome == "label" and answer:
+            if target is None:
+                continue
+            chosen = _judge_choice(
+                outcome, answer, pairs, human_pair.get((item_id, question_id), frozenset())
+            )
+            if chosen is not None:
                 compared += 1
-                agree += int(answer.get("chosen") == target)
+                agree += int(chosen == target)
         versions.append(
             {
                 "version": version.label,
@@ -140,3 +160,19 @@ def judge_stats(*, judge: Judge) -> dict[str, Any]:
             }
         )
     return {"judge": judge.id, "name": judge.name, "versions": versions}
+
+
+def _judge_choice(outcome: str, answer: Any, pairs: Any, human_pair: frozenset) -> int | None:
+    """The response the judge preferred within the pair the humans compared, if it said.
+
+    A two-response verdict's label answers that pair. On more than two responses the
+    judge's own verdict on that pair (from ``raw.pairs``) is read instead of its
+    best-over-worst answer; a tie or an abstention there says nothing.
+    """
+    if not pairs:
+        return answer.get("chosen") if outcome == "label" and answer else None
+    for pair in pairs:
+        responses = pair.get("responses") or []
+        if frozenset(responses) == human_pair and pair.get("outcome") == "label":
+            return responses[pair["winner"]]
+    return None

@@ -3,7 +3,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from curation.models import Judge, JudgeBackend, JudgeVersion
-from models_gpu.judges import DEFAULT_PROMPTS
+from models_gpu.judges import DEFAULT_TEMPLATES
 
 
 class JudgeVersionOut(serializers.ModelSerializer):
@@ -19,7 +19,7 @@ class JudgeOut(serializers.ModelSerializer):
         help_text="An encrypted API key is stored (its value is never returned)."
     )
     default_prompts = serializers.SerializerMethodField(
-        help_text="The shipped templates, used for the kinds ``prompts`` leaves out."
+        help_text="The shipped templates (pairwise, ranking, rating and tagging: the routing job's instance tags), used for the kinds ``prompts`` leaves out."
     )
     versions = JudgeVersionOut(many=True, read_only=True)
 
@@ -52,7 +52,7 @@ class JudgeOut(serializers.ModelSerializer):
         return bool(judge.api_key_encrypted)
 
     def get_default_prompts(self, judge: Judge) -> dict[str, str]:
-        return dict(DEFAULT_PROMPTS)
+        return dict(DEFAULT_TEMPLATES)
 
 
 class JudgeIn(serializers.Serializer):
@@ -100,6 +100,16 @@ class JudgeTestOut(serializers.Serializer):
     item = serializers.IntegerField()
     requests = serializers.IntegerField()
     questions = serializers.ListField(child=serializers.DictField())
+    error = serializers.CharField(
+        allow_null=True,
+        help_text="Why the judge gave no usable verdict (timed out, the HTTP status, an "
+        "unparseable answer); null when every question got one.",
+    )
+    limits = serializers.DictField(
+        help_text="The limits of an interactive test: deadline_seconds (20) in all, "
+        "request_timeout_seconds and max_retries (at most 10 s and 1, whatever the judge's "
+        "own settings)."
+    )
 
 
 class JudgeStatsVersionOut(serializers.Serializer):

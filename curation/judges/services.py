@@ -80,6 +80,10 @@ def _clean_url(url: Any) -> str:
     url = url.strip()
     if len(url) > 2000:
         raise ValidationFailed("base_url must be at most 2000 characters.", field="base_url")
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
+        raise ValidationFailed(
+            "base_url cannot contain spaces or control characters.", field="base_url"
+        )
     try:
         refusal = outbound.literal_address_refusal(url)
     except outbound.TransportError as exc:
@@ -94,7 +98,8 @@ def _clean_url(url: Any) -> str:
 
 
 def prompts_clean(prompts: Any) -> dict[str, str]:
-    """Check edited templates: known kinds, known placeholders, the required ones present."""
+    """Check edited templates: known kinds (the question kinds and ``tagging``), known
+    placeholders, the required ones present."""
     if prompts is None:
         return {}
     if not isinstance(prompts, dict):
@@ -103,9 +108,9 @@ def prompts_clean(prompts: Any) -> dict[str, str]:
         )
     clean: dict[str, str] = {}
     for kind, template in prompts.items():
-        if kind not in core.DEFAULT_PROMPTS:
+        if kind not in core.DEFAULT_TEMPLATES:
             raise ValidationFailed(
-                f"Unknown question kind {kind!r}; use {', '.join(core.DEFAULT_PROMPTS)}.",
+                f"Unknown template {kind!r}; use {', '.join(core.DEFAULT_TEMPLATES)}.",
                 field=f"prompts.{kind}",
             )
         if template in (None, ""):
@@ -266,6 +271,8 @@ def reward_job_resolve(judge: Judge) -> Job | None:
 def version_settings(judge: Judge) -> dict[str, Any]:
     """What the judge's verdicts depend on; its hash is the version's fingerprint."""
     values: dict[str, Any] = {key: getattr(judge, key) for key in VERSIONED}
+    # The question kinds' templates only: the tagging template changes no verdict, and
+    # tags are cached by a hash of their own inputs (template included).
     values["prompts"] = {
         kind: judge.prompts.get(kind) or core.DEFAULT_PROMPTS[kind] for kind in core.DEFAULT_PROMPTS
     }
@@ -325,19 +332,53 @@ def judge_version_current(*, judge: Judge) -> JudgeVersion:
     raise Conflict("Could not number a new judge version; try again.")
 
 
-def judge_test(*, judge: Judge, item: Item) -> dict[str, Any]:
-    """Judge one item now (nothing stored): both orders' verdicts and raw outputs per question."""
-    from curation.judges.runner import items_judge
+def judge_test(
+    *,
+    judge: Judge,
+    item: Item,
+    transport: core.Transport | None = None,
+    limits: Any = None,
+) -> dict[str, Any]:
+    """Judge one item now (nothing stored): both orders' verdicts and raw outputs per question.
+
+    Someone waits for the answer, so the chat backend keeps to
+    :class:`~curation.judges.runner.Interactive` limits (20 s in all, a request waits
+    at most 10 s, one retry) whatever the judge's own timeout and retries. ``error``
+    says in one line why the judge gave no usable answer (timed out, the HTTP
+    status, an unparseable answer), None when every question got a verdict.
+    """
+    from curation.judges.runner import Interactive, backend_build, items_judge
 
     version = judge_version_current(judge=judge)
-    results, meta = items_judge(judge=judge, version=version, items=[item])
+    limits = limits or Interactive()
+    backend = backend_build(judge=judge, version=version, transport=transport, interactive=limits)
+    results, meta = items_judge(judge=judge, version=version, items=[item], backend=backend)
+    questions = [result.as_dict() for result in results]
     return {
         "judge": judge.id,
         "version": version.label,
         "item": item.id,
         "requests": meta["requests"],
-        "questions": [result.as_dict() for result in results],
+        "questions": questions,
+        "error": _test_error(questions),
+        "limits": {
+            "deadline_seconds": limits.deadline,
+            "request_timeout_seconds": min(judge.timeout_seconds, limits.request_timeout),
+            "max_retries": min(judge.max_retries, limits.max_retries),
+        },
     }
+
+
+def _test_error(questions: Sequence[Mapping[str, Any]]) -> str | None:
+    """One line on why a test gave no usable verdict: the first failed request, else the
+    first unparseable answer; None when nothing abstained."""
+    abstained = [q for q in questions if q["outcome"] == "abstain" and q["reason"]]
+    if not abstained:
+        return None
+    failed = [q for q in abstained if "request failed" in q["reason"]]
+    first = (failed or abstained)[0]
+    what = "the judge did not answer" if failed else "the judge's answer was not usable"
+    return f"{what} ({first['question']}): {first['reason']}"[:500]
 
 
 def verdicts_store(

@@ -14,8 +14,9 @@ from drf_spectacular.generators import SchemaGenerator
 
 from annotation.models import Annotation, Item, Membership, Project, Question, Response
 from annotation.services import assignment_claim_next
-from curation.models import Adjudication, Job, Judge, ReviewEntry, Webhook
+from curation.models import Adjudication, Job, Judge, ReviewEntry
 from tests.factories import ItemFactory
+from tests.security.world import world_rows
 
 ERROR_KEYS = {"error", "detail", "field", "errors"}
 
@@ -52,39 +53,8 @@ def _row_counts() -> dict[str, int]:
 
 @pytest.fixture
 def world_ids(project, alice, bob):
-    item = ItemFactory(project=project, responses=["One.", "Two.", "Three."])
-    assignment = assignment_claim_next(project=project, annotator=alice)
-    job = Job.objects.create(project=project, kind="fifa", created_by=alice)
-    # .invalid never resolves: nothing here may reach the network.
-    webhook = Webhook.objects.create(
-        project=project,
-        url="https://hooks.example.invalid/ballot",
-        secret="whsec_" + "A" * 43 + "=",
-        created_by=alice,
-    )
-    entry = ReviewEntry.objects.create(item=item, source="explorer")
-    # A judge whose host never resolves and that does not retry: nothing reaches the network.
-    judge = Judge.objects.create(
-        project=project,
-        name="judge",
-        backend="openai",
-        base_url="https://judge.example.invalid/v1",
-        model="m",
-        max_retries=0,
-    )
-    return {
-        "judge_id": judge.id,
-        "entry_id": entry.id,
-        "project_id": project.id,
-        "item_id": item.id,
-        "question_id": project.questions.first().id,
-        "membership_id": Membership.objects.get(project=project, user=bob).id,
-        "assignment_id": assignment.id,
-        "job_id": job.id,
-        "version_id": 999_999,
-        "file_path": "x",
-        "webhook_id": webhook.id,
-    }
+    """A real row behind every path parameter (the builder the generated attacks use too)."""
+    return world_rows(project=project, admin=alice, annotator=bob, tag="limits")
 
 
 def _json_write_operations() -> list[tuple[str, str]]:

@@ -52,12 +52,13 @@ def test_next_and_submit_use_a_fixed_number_of_queries(project, items, bob, api)
     # responses; plus two savepoint pairs here (the test's transaction makes the claim's
     # own transaction a savepoint; in production that pair is BEGIN/COMMIT, unlogged).
     assert len(claimed) <= 13, [q["sql"] for q in claimed]
-    # Submit: token, assignment, questions, responses, lock, insert annotation, 3 answer tables,
-    # then lock the item, read its human votes (one statement for every answer table),
-    # store its agreement (a pairwise answer came), one upsert per quality summary with
-    # rows (the item's first label pairs no one: annotator counters and the time bucket
-    # only); update.
-    assert len(submitted) <= 17, [q["sql"] for q in submitted]
+    # Submit: token, assignment, questions, responses, lock (the assignment and its item in
+    # one statement), insert annotation, 3 answer tables, then read the item's human votes
+    # (one statement for every answer table), store its agreement (a pairwise answer
+    # came), one upsert per quality summary with rows (the item's first label pairs no
+    # one: annotator counters and the time bucket only); update. (17 before the item's
+    # lock joined the assignment's.)
+    assert len(submitted) <= 16, [q["sql"] for q in submitted]
     # Answers are bulk-inserted per table, never one query per rating; so are the summaries.
     inserts = [q for q in submitted if q["sql"].startswith("INSERT")]
     assert len(inserts) == 4 + 2
@@ -76,7 +77,8 @@ def test_next_and_submit_use_a_fixed_number_of_queries(project, items, bob, api)
     answers = _answers({"item": {"responses": [{"id": r} for r in responses]}})
     with CaptureQueriesContext(connection) as service:
         annotation_submit(assignment_id=again.id, user=second, answers=answers, time_spent_ms=900)
-    # Assignment, questions, responses, lock, annotation, 3 answer tables, item lock, votes,
-    # agreement, 4 summary upserts, update; a savepoint pair (the test holds the transaction).
-    assert len(service) <= 18, [q["sql"] for q in service]
+    # Assignment, questions, responses, lock (assignment and item), annotation, 3 answer
+    # tables, votes, agreement, 4 summary upserts, update; a savepoint pair (the test holds
+    # the transaction). (18 before.)
+    assert len(service) <= 17, [q["sql"] for q in service]
     assert len([q for q in service if q["sql"].startswith("INSERT")]) == 4 + 4

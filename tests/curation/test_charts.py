@@ -344,11 +344,15 @@ def test_label_distributions_count_choices_strength_positions_and_ratings(
     expected = Counter(
         ("tie" if a.tie else "AB"[a.chosen.position], a.annotation.source) for a in answers
     )
-    choice = {row["label"]: row for row in data["preference"]["choice"]}
-    for (label, source), count in expected.items():
-        assert choice[label][source] == count
+    assert {(source, label) for label, source in expected} >= {("ai", "A"), ("human", "tie")}
+    assert data["preference"]["choice"] == [
+        {"label": label, "human": expected[(label, "human")], "ai": expected[(label, "ai")]}
+        for label in sorted({label for label, _ in expected}, key=lambda x: (x == "tie", x))
+    ]
     strengths = Counter(str(a.strength) for a in answers if a.strength is not None)
     assert {r["value"]: r["count"] for r in data["preference"]["strength"]} == strengths
+    positions = Counter("AB"[a.chosen.position] for a in answers if not a.tie)
+    assert {r["value"]: r["count"] for r in data["preference"]["chosen_position"]} == positions
     ratings = Counter(
         (a.aspect, a.value) for a in RatingAnswer.objects.filter(annotation__project=project)
     )

@@ -332,6 +332,8 @@ def test_bad_judge_settings_are_400s_naming_the_field(pairwise_project, alice, a
         ({**base, "prompts": {"essay": "{prompt}"}}, "prompts.essay"),
         ({**base, "api_key_env": "not a name"}, "api_key_env"),
         ({**base, "base_url": "ftp://example.org"}, "base_url"),
+        ({**base, "base_url": "https://example.org/v1 x"}, "base_url"),
+        ({**base, "prompts": {"tagging": "{prompt} only"}}, "prompts.tagging"),
         ({**base, "colour": "red"}, "colour"),
         ({"name": "l", "backend": "local", "model": "../../etc"}, "model"),
     ]
@@ -653,3 +655,182 @@ def test_a_local_judge_answers_rankings_by_round_robin_and_rates_by_digit_tokens
         values <= {1.0, 2.0, 3.0, 4.0, 5.0}
         and RatingAnswer.objects.filter(annotation=annotation).count() == 9
     )
+
+
+def test_testing_a_judge_keeps_to_the_interactive_limits_whatever_its_own_settings(
+    pairwise_project,
+):
+    """A judge with a 600 s timeout and 10 retries, tested on one item: each request
+    waits at most the test's per-request timeout, is retried at most once, and the
+    answer comes back with the reason instead of waiting for the endpoint."""
+    from curation.judges.runner import Interactive, outbound_transport
+
+    item = _items(pairwise_project, 1)[0]
+    timeouts: list[float] = []
+
+    def recording(url, payload, headers, timeout):
+        timeouts.append(timeout)
+        return outbound_transport(url, payload, headers, timeout)
+
+    slow = JudgeStub(delay=3.0).start()
+    try:
+        judge = _judge(pairwise_project, slow, timeout_seconds=600, max_retries=10, concurrency=1)
+        tested = services.judge_test(
+            judge=judge,
+            item=item,
+            transport=recording,
+            limits=Interactive(deadline=60, request_timeout=0.3, max_retries=1, max_backoff=0),
+        )
+    finally:
+        slow.stop()
+    assert timeouts and max(timeouts) <= 0.3
+    # Two orders, each tried at most twice (one retry), not eleven times.
+    assert tested["requests"] <= 4 and len(slow.requests) <= 4
+    assert tested["questions"][0]["outcome"] == "abstain"
+    assert tested["error"].startswith("the judge did not answer (preference): ")
+    assert "request failed: Timed out after 0.3 s" in tested["error"]
+    assert tested["limits"] == {
+        "deadline_seconds": 60,
+        "request_timeout_seconds": 0.3,
+        "max_retries": 1,
+    }
+
+
+def test_a_dead_endpoint_cannot_hold_a_judge_test_past_its_deadline(pairwise_project):
+    """An endpoint that takes the connection and never answers: the test gives up at its
+    deadline even though each request's own timeout is longer."""
+    import socket
+
+    from curation.judges.runner import Interactive
+
+    item = _items(pairwise_project, 1)[0]
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)  # connections wait in the backlog; nothing ever reads them
+    try:
+        judge = services.judge_create(
+            project=pairwise_project,
+            user=None,
+            data={
+                "name": "dead",
+                "backend": "openai",
+                "base_url": f"http://127.0.0.1:{listener.getsockname()[1]}/v1",
+                "model": "m",
+                "timeout_seconds": 600,
+                "max_retries": 10,
+            },
+        )
+        tested = services.judge_test(
+            judge=judge, item=item, limits=Interactive(deadline=0.5, request_timeout=30)
+        )
+    finally:
+        listener.close()
+    assert "timed out" in tested["error"] and "0.5 s budget" in tested["error"]
+    assert tested["questions"][0]["outcome"] == "abstain"
+
+
+def test_an_http_error_and_an_unparseable_answer_are_named_in_a_tests_error(pairwise_project):
+    item = _items(pairwise_project, 1)[0]
+    failing = JudgeStub(script=[500, 500, 500, 500]).start()
+    try:
+        judge = _judge(pairwise_project, failing, max_retries=10, concurrency=1)
+        tested = services.judge_test(judge=judge, item=item)
+    finally:
+        failing.stop()
+    assert "The receiver answered 500" in tested["error"]
+    assert len(failing.requests) == 4  # two orders, one retry each
+    malformed = JudgeStub(mode="malformed").start()
+    try:
+        judge = _judge(pairwise_project, malformed, name="chatty")
+        tested = services.judge_test(judge=judge, item=item)
+    finally:
+        malformed.stop()
+    assert tested["error"].startswith("the judge's answer was not usable (preference):")
+    assert "no single A or B verdict" in tested["error"]
+
+
+def test_a_pairwise_question_on_three_responses_judges_every_pair_in_both_orders(
+    pairwise_project, stub
+):
+    """The GOOD response is third: the judge meets it in every pair it is in, both orders,
+    and the AI annotation chooses it over the worst, through the human checks."""
+    item = ItemFactory(
+        project=pairwise_project, responses=["weak answer.", "meh answer.", "GOOD answer."]
+    )
+    judge = _judge(pairwise_project, stub)
+    job = _run(pairwise_project, judge)
+    assert job.status == JobStatus.SUCCEEDED, job.error
+    assert job.result["requests"] == 6 and len(stub.requests) == 6
+    verdict = JudgeVerdict.objects.get(version__judge=judge, item=item)
+    responses = sorted(item.responses.all(), key=lambda r: r.position)
+    assert [pair["positions"] for pair in verdict.raw["pairs"]] == [[0, 1], [0, 2], [1, 2]]
+    assert all(len(pair["orders"]) == 2 for pair in verdict.raw["pairs"])
+    # weak vs meh has no GOOD: the stub answers B in both orders, a position-biased tie.
+    assert verdict.raw["pairs"][0]["outcome"] == "tie"
+    assert verdict.raw["scores"] == [0.5, 0.5, 2.0]
+    assert verdict.outcome == "label" and verdict.consistent is False
+    assert "responses 0 and 1 tied" in verdict.reason
+    answer = PairwiseAnswer.objects.get(annotation__source=Source.AI, annotation__item=item)
+    assert answer.chosen_id == responses[2].id and answer.rejected_id == responses[1].id
+    assert not answer.tie
+
+
+def test_an_order_biased_judge_on_three_responses_gives_a_tie(pairwise_project):
+    biased = JudgeStub(mode="first").start()
+    try:
+        item = ItemFactory(project=pairwise_project, responses=["one.", "two.", "GOOD three."])
+        judge = _judge(pairwise_project, biased)
+        _run(pairwise_project, judge)
+    finally:
+        biased.stop()
+    verdict = JudgeVerdict.objects.get(version__judge=judge, item=item)
+    assert verdict.outcome == "tie" and verdict.raw["scores"] == [1.0, 1.0, 1.0]
+    answer = PairwiseAnswer.objects.get(annotation__source=Source.AI, annotation__item=item)
+    assert answer.tie
+
+
+def test_a_judge_whose_url_cannot_be_sent_gives_a_tests_error_not_a_500(
+    pairwise_project, alice, api, stub
+):
+    item = _items(pairwise_project, 1)[0]
+    judge = _judge(pairwise_project, stub, base_url=stub.base_url + "/caf\u00e9")
+    response = api(alice).post(
+        f"/api/v1/projects/{pairwise_project.id}/judges/{judge.id}/test/",
+        {"item": item.id},
+        format="json",
+    )
+    assert response.status_code == 200
+    assert "cannot be sent: UnicodeEncodeError" in response.json()["error"]
+    assert stub.requests == []
+
+
+def test_stats_on_three_responses_compare_the_pair_the_humans_compared(pairwise_project, stub):
+    """Humans compare responses A and B; the judge's answer names its best and worst of
+    three, so agreement reads the judge's own verdict on the humans' pair, and position
+    consistency counts every judged pair."""
+    item = ItemFactory(project=pairwise_project, responses=["weak.", "GOOD one.", "GOOD two."])
+    weak, _, good_two = sorted(item.responses.all(), key=lambda r: r.position)
+    annotation = Annotation.objects.create(
+        project=pairwise_project, item=item, annotator=UserFactory(), source=Source.HUMAN
+    )
+    PairwiseAnswer.objects.create(
+        annotation=annotation,
+        question=pairwise_project.questions.get(),
+        chosen=good_two,
+        rejected=weak,
+    )
+    judge = _judge(pairwise_project, stub)
+    _run(pairwise_project, judge)
+    verdict = JudgeVerdict.objects.get(version__judge=judge)
+    # Both GOOD responses tie (the stub answers A in both orders); the earlier one is named best.
+    assert verdict.answer["chosen"] != good_two.id
+    (version,) = services_stats(judge)["versions"]
+    assert version["compared_with_humans"] == 1 and version["human_agreement"] == 1.0
+    assert version["pairs_in_both_orders"] == 3
+    assert version["position_consistency"] == round(2 / 3, 4)
+
+
+def services_stats(judge):
+    from curation.judges.selectors import judge_stats
+
+    return judge_stats(judge=judge)

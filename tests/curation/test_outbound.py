@@ -299,3 +299,12 @@ def test_https_goes_to_the_checked_address_and_verifies_the_certificate_against_
         assert len(tls_receiver.requests) == 1
     finally:
         tls_receiver.stop()
+
+
+def test_a_url_http_client_cannot_encode_is_a_permanent_transport_error(only_127_0_0_1, receiver):
+    """A non-ASCII path used to escape the client as UnicodeEncodeError (a 500 in the
+    judge test and a crash in webhook delivery) instead of a TransportError."""
+    with pytest.raises(outbound.TransportError) as failed:
+        _post(receiver.url.rstrip("/") + "/caf\u00e9")
+    assert failed.value.permanent and "cannot be sent" in failed.value.message
+    assert receiver.requests == []

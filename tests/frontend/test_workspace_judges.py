@@ -117,17 +117,24 @@ def test_testing_a_judge_shows_both_orders_and_the_raw_output(project, dana, stu
     assert missing.status_code == 404 and 'data-error-for="item"' in missing.content.decode()
 
 
-def test_label_every_item_starts_a_label_ai_job(project, dana, stub):
+def test_label_every_item_enqueues_a_label_ai_job_and_judges_nothing_in_the_request(
+    project, dana, stub, django_capture_on_commit_callbacks
+):
     ItemFactory(project=project, responses=["weak one.", "GOOD one."])
     judge = services.judge_create(
         project=project,
         user=None,
         data={"name": "j", "backend": "openai", "base_url": stub.base_url, "model": "m"},
     )
-    response = client_for(dana).post(url(project, f"{judge.id}/label/"))
+    # Jobs run inline in tests (BALLOT_JOBS_IN_THREAD off); this form still only enqueues:
+    # the job starts after the commit, in a thread (or on a worker with a broker).
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = client_for(dana).post(url(project, f"{judge.id}/label/"))
     job = Job.objects.get(kind=JobKind.LABEL_AI)
     assert response.status_code == 302 and response["Location"].endswith(f"/jobs/{job.id}/")
     assert job.params["judge"] == judge.id
+    assert job.status == "queued" and len(callbacks) == 1
+    assert stub.requests == []
 
 
 def test_an_admin_edits_the_prompt_and_the_default_text_means_the_default(project, alice, stub):

@@ -173,7 +173,7 @@ def test_a_job_whose_worker_was_killed_is_retried_and_finishes(celery_workers):
     # MiniLM on purpose: the job must run for seconds so that its worker can be killed mid-way.
     workers = celery_workers("w1", "w2")
     # Enough longer texts that embedding and training take several seconds on a CPU.
-    owner, project = _project_with_pairs(pairs=300, words=16)
+    owner, project = _project_with_pairs(pairs=150, words=16)
     job = job_create(project=project, kind=JobKind.FIFA, params={}, user=owner)
     job = _wait_for_job(
         job,
@@ -198,7 +198,7 @@ def test_a_job_whose_worker_was_killed_is_retried_and_finishes(celery_workers):
         f"(stale after {STALE_SECONDS} s)"
     )
     assert job.attempts >= 2
-    assert PairScore.objects.filter(job=job).count() == 300
+    assert PairScore.objects.filter(job=job).count() == 150
     assert "WorkerLostError" in victim.log()
 
 

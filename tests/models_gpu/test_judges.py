@@ -275,3 +275,122 @@ def test_reward_verdicts_follow_the_margin():
     assert [v.outcome for v in verdicts] == ["label", "label", "tie"]
     assert [v.winner for v in verdicts[:2]] == [0, 1]
     assert verdicts[0].confidence == pytest.approx(1 / (1 + 2.718281828**-2), abs=1e-4)
+
+
+def test_comparison_pairs_are_a_round_robin_then_a_balanced_bounded_one():
+    assert core.comparison_pairs(1) == []
+    assert core.comparison_pairs(2) == [(0, 1)]
+    assert core.comparison_pairs(4) == [(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)]
+    assert len(core.comparison_pairs(8)) == 28
+    many = core.comparison_pairs(20)
+    # Above eight responses: 3 pairs per response, each response in exactly six games.
+    assert len(many) == 60 == len(set(many))
+    games = [sum(index in pair for pair in many) for index in range(20)]
+    assert games == [6] * 20
+    assert all(i < j for i, j in many)
+
+
+def test_pair_scores_count_wins_and_half_ties():
+    label = core.PairVerdict("label", 1, 1.0, True, "", [])
+    tie = core.PairVerdict("tie", None, 0.5, False, "", [])
+    assert core.pair_scores(3, [(0, 1), (0, 2), (1, 2)], [label, tie, label]) == [0.5, 1.0, 1.5]
+
+
+VOCABULARY = {
+    "domain": ("coding", "math", "science"),
+    "safety_concern": ("none", "moderate", "high"),
+    "complexity": ("simple", "complex"),
+}
+
+
+@pytest.mark.parametrize(
+    ("text", "tags", "reason"),
+    [
+        ("domain: B\nsafety_concern: A\ncomplexity: B", ("math", "none", "complex"), ""),
+        (
+            "Answer: domain: B) math\n\nsafety_concern: none\ncomplexity: A.",
+            ("math", "none", "simple"),
+            "",
+        ),
+        (
+            "```\ndomain: C\nsafety_concern: C\ncomplexity: A\n```",
+            ("science", "high", "simple"),
+            "",
+        ),
+        (
+            "- Domain: A\n- Safety concern: B\n- complexity: B",
+            ("coding", "moderate", "complex"),
+            "",
+        ),
+        ("domain: D\nsafety_concern: A\ncomplexity: A", None, "letter D is not one of A..C"),
+        ("domain: B) coding\nsafety_concern: A\ncomplexity: A", None, "letter B is 'math'"),
+        ("domain: B\nsafety_concern: A", None, "no answer for complexity"),
+        ("domain: B\ndomain: A\nsafety_concern: A\ncomplexity: A", None, "answered twice"),
+        ("mood: A\ndomain: B\nsafety_concern: A\ncomplexity: A", None, "unknown tag 'mood'"),
+        ("I think it is about maths.", None, "not a 'tag: letter' line"),
+        ("domain: poetry\nsafety_concern: A\ncomplexity: A", None, "is not one of its options"),
+        ("", None, "empty answer"),
+    ],
+)
+def test_the_tag_parser_reads_one_option_per_tag_or_abstains_with_a_reason(text, tags, reason):
+    verdict = core.parse_tags(text, VOCABULARY)
+    if tags is None:
+        assert verdict.abstained and reason in verdict.reason
+    else:
+        assert verdict.choice == dict(zip(VOCABULARY, tags, strict=True))
+
+
+def test_a_chat_judge_tags_prompts_through_the_stub_and_abstains_on_prose():
+    hinted = JudgeStub().start()
+    prose = JudgeStub(tag_mode="malformed").start()
+    try:
+        tasks = [core.TagTask("user: solve x domain=math complexity=complex"), core.TagTask("hi")]
+        verdicts = _judge(hinted).judge_tags(tasks, VOCABULARY)
+        assert verdicts[0].choice == {
+            "domain": "math",
+            "safety_concern": "none",
+            "complexity": "complex",
+        }
+        assert verdicts[1].choice == {
+            "domain": "coding",
+            "safety_concern": "none",
+            "complexity": "simple",
+        }
+        sent = json.loads(hinted.requests[0]["body"])
+        assert "domain: A) coding, B) math, C) science" in sent["messages"][-1]["content"]
+        assert sent["max_tokens"] >= 8 * len(VOCABULARY)
+        (abstained,) = _judge(prose).judge_tags(tasks[:1], VOCABULARY)
+        assert abstained.abstained and "not a 'tag: letter' line" in abstained.reason
+    finally:
+        hinted.stop()
+        prose.stop()
+
+
+def test_the_request_cap_leaves_prompts_untagged(stub):
+    judge = core.ChatJudge(
+        core.ChatJudgeConfig(base_url=stub.base_url, model="stub"),
+        urllib_transport,
+        budget=core.RequestBudget(1),
+    )
+    verdicts = judge.judge_tags([core.TagTask("a"), core.TagTask("b")], VOCABULARY)
+    assert sum(v is None for v in verdicts) == 1 and len(stub.requests) == 1
+
+
+def test_a_local_judge_tags_by_option_letter_probabilities_batched(tiny_lm):
+    tasks = [core.TagTask(f"user: question {i} " * (i + 1)) for i in range(5)]
+    batched = core.LocalLMJudge(core.LocalJudgeConfig(path=str(tiny_lm), batch_size=4)).fit()
+    alone = core.LocalLMJudge(core.LocalJudgeConfig(path=str(tiny_lm), batch_size=1)).fit()
+    many = batched.judge_tags(tasks, VOCABULARY)
+    one = alone.judge_tags(tasks, VOCABULARY)
+    for verdict, single in zip(many, one, strict=True):
+        assert set(verdict.choice) == set(VOCABULARY)
+        assert all(verdict.choice[tag] in VOCABULARY[tag] for tag in VOCABULARY)
+        # Each chosen option is the most probable of its tag's letters: at least 1/options.
+        for tag, values in VOCABULARY.items():
+            assert 1 / len(values) - 1e-6 <= verdict.probabilities[tag] <= 1.0
+        assert verdict.choice == single.choice
+        # The answer written for the model is the strict format the parser reads.
+        assert core.parse_tags(verdict.raw, VOCABULARY).choice == verdict.choice
+    assert [v.as_dict() for v in batched.judge_tags(tasks, VOCABULARY)] == [
+        v.as_dict() for v in many
+    ]

@@ -131,7 +131,8 @@ def _synthetic(n: int, seed: int = 0):
 @pytest.mark.slow
 def test_both_strategies_beat_random_where_one_feature_decides_where_the_judge_errs():
     features, human, ai, emb, long = _synthetic(240)
-    config = RoutingConfig(folds=3, mixes=48, clusters=2, seed=1)
+    # 24 simulated mixes (the default is 48) halve the time; 48 gave the same ranking.
+    config = RoutingConfig(folds=3, mixes=24, clusters=2, seed=1)
     rows = evaluate_routing(features, human, ai, emb, config=config, budgets=(0.25,), reward=False)
     accuracy = {r["strategy"]: r["label_accuracy"] for r in rows}
     assert accuracy["error"] > accuracy["random"] + 0.10

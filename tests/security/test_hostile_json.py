@@ -18,6 +18,7 @@ stored. Runs on SQLite and on PostgreSQL (DATABASE_URL).
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 from unittest import mock
@@ -181,6 +182,19 @@ def test_every_api_route_is_in_the_schema():
     assert not undocumented, (
         f"API routes the schema (and so these tests) do not cover: {undocumented}"
     )
+
+
+def test_the_world_has_a_row_behind_every_path_parameter_of_every_route(db):
+    # A new route's parameter is added once, in tests/security/world.py::world_rows; every
+    # hostile-input test (these, schemathesis, tests/annotation/test_input_limits.py)
+    # then aims at a real row instead of the 404 branch.
+    names = set(seed_world("names").path_values)
+    missing = {
+        route: sorted(set(re.findall(r"{(\w+)}", route)) - names)
+        for route in _routes()
+        if set(re.findall(r"{(\w+)}", route)) - names
+    }
+    assert not missing, f"path parameters with no row in world_rows: {missing}"
 
 
 def test_the_targets_cover_every_json_endpoint_of_the_api():

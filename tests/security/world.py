@@ -11,7 +11,7 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 
-from annotation.models import Membership, Role
+from annotation.models import AnnotatorMessage, Membership, Project, Role
 from annotation.services import assignment_claim_next, token_create
 from curation.models import (
     Explanation,
@@ -44,15 +44,35 @@ class World:
 
 
 def seed_world(tag: str) -> World:
-    """One project with questions of every kind, three items, a lease, a finished job, two
-    members, a webhook, a judge, an explanation and a review entry. A path parameter not named here keeps its
-    generated value."""
+    """One project with questions of every kind and two members, then ``world_rows``: every
+    path parameter the API names gets a real row. A path parameter not named here keeps
+    its generated value."""
     admin = UserFactory(username=f"admin-{tag}", is_superuser=False)
     annotator = UserFactory(username=f"annotator-{tag}")
     project = ProjectFactory(name=f"Attacked {tag}", created_by=admin, overlap=2)
     Membership.objects.create(user=admin, project=project, role=Role.ADMIN)
-    membership = Membership.objects.create(user=annotator, project=project, role=Role.ANNOTATOR)
-    questions = make_questions(project)
+    Membership.objects.create(user=annotator, project=project, role=Role.ANNOTATOR)
+    make_questions(project)
+    _, raw = token_create(user=admin)
+    return World(
+        admin=admin,
+        token=raw,
+        path_values=world_rows(project=project, admin=admin, annotator=annotator, tag=tag),
+    )
+
+
+def world_rows(
+    *, project: Project, admin: AbstractBaseUser, annotator: AbstractBaseUser, tag: str
+) -> dict[str, Any]:
+    """A row behind every path parameter of the API, in ``project`` (which has questions,
+    ``admin`` as its admin and ``annotator`` as a member): three items, the admin's lease, a
+    finished job (with an explanation), a webhook, a judge, a review entry and a message to the
+    admin. Returns ``{parameter: value}``.
+
+    The one place a new route's parameter gets its row: the generated attacks
+    (``test_hostile_json``, ``test_schemathesis``) and the schema walk of
+    ``tests/annotation/test_input_limits.py`` all build on it.
+    """
     items = [
         ItemFactory(project=project, responses=["First answer.", "Second answer.", "Third."])
         for _ in range(3)
@@ -87,22 +107,22 @@ def seed_world(tag: str) -> World:
     entry = ReviewEntry.objects.create(
         item=items[1], source=ReviewSource.AGREEMENT, reason="split", scores={"agreement": 0.5}
     )
-    _, raw = token_create(user=admin)
-    return World(
-        admin=admin,
-        token=raw,
-        path_values={
-            "project_id": project.id,
-            "item_id": items[0].id,
-            "question_id": questions[0].id,
-            "membership_id": membership.id,
-            "assignment_id": assignment.id if assignment else 0,
-            "job_id": job.id,
-            "version_id": 1,
-            "file_path": "manifest.json",
-            "webhook_id": webhook.id,
-            "judge_id": judge.id,
-            "entry_id": entry.id,
-            "index": 0,
-        },
+    # Addressed to the admin, the user the attacks sign in as (only its reader may mark it).
+    message = AnnotatorMessage.objects.create(
+        project=project, item=items[1], annotator=admin, sender=admin, body="Look again."
     )
+    return {
+        "project_id": project.id,
+        "item_id": items[0].id,
+        "question_id": project.questions.order_by("position", "id").first().id,
+        "membership_id": Membership.objects.get(project=project, user=annotator).id,
+        "assignment_id": assignment.id if assignment else 0,
+        "job_id": job.id,
+        "version_id": 1,
+        "file_path": "manifest.json",
+        "webhook_id": webhook.id,
+        "judge_id": judge.id,
+        "entry_id": entry.id,
+        "message_id": message.id,
+        "index": 0,
+    }

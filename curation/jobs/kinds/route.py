@@ -2,7 +2,7 @@
 
 Reads every routable item (``curation.routing.routing_inputs``), embeds prompts and the
 first two responses, computes instance features (lexical thirds, k-means cluster,
-built-in tags, the judge's signals) and runs the strategy of ``models_gpu.routing``.
+tags from the judge or the built-in tagger, the judge's signals) and runs the strategy of ``models_gpu.routing``.
 Writes one ``RoutingDecision`` per item and raises the queue priority of the items
 routed to humans; the result holds the strategy that ran (and why the prior replaced a
 learned one, if it did) and the cross-fitted budget curve against random.
@@ -99,11 +99,28 @@ class RouteParams(JobParams):
         high=4096,
         help="Texts per forward pass of the embedding model.",
     )
+    tag_source: str = string(
+        default_of(models_gpu.RoutingConfig, "tag_source"),
+        max_length=200,
+        help="Where the instance tags come from: auto (the judge whose labels are routed on, "
+        "when it is a configured chat or local judge, else the built-in tagger), builtin (the "
+        "prototype tagger on embeddings), or a judge of the project (id or name). Items the "
+        "judge cannot tag keep the built-in tags; the result counts them.",
+    )
     embedding_model: str | None = model(
         help="Embedding model: a folder under a configured model root or the bundled "
         f"{models_gpu.DEFAULT_MODEL}; null for the site's default.",
         allowed_ids=EMBEDDING_IDS,
     )
+
+    @classmethod
+    def check(cls, values: dict[str, Any], *, project) -> None:
+        super().check(values, project=project)
+        source = values.get("tag_source") or "auto"
+        if source not in ("auto", "builtin"):
+            from curation.judges.tagging import tag_source_resolve
+
+            tag_source_resolve(project=project, source=source)
 
     def routing_config(self) -> models_gpu.RoutingConfig:
         return models_gpu.RoutingConfig(
@@ -114,6 +131,7 @@ class RouteParams(JobParams):
             mixes=self.mixes,
             clusters=self.clusters,
             min_labelled=self.min_labelled,
+            tag_source=self.tag_source,
         )
 
 
@@ -146,6 +164,7 @@ def run(job: Job, report: Report) -> dict[str, Any]:
     tagger = routing.PrototypeTagger().fit(
         lambda texts: models_gpu.embed_texts(texts, config=embedding, cache=cache)
     )
+    tags, tag_sources, tagging = _tags(job, params, inputs, tagger, pair.prompt, report)
     signals = routing.JudgeSignals(
         position_inconsistent=np.array(inputs.position_inconsistent, dtype=bool),
         abstained=np.array(inputs.abstained, dtype=bool),
@@ -158,7 +177,8 @@ def run(job: Job, report: Report) -> dict[str, Any]:
         pair.prompt,
         pair.a,
         pair.b,
-        tagger=tagger,
+        tags=tags,
+        tag_sources=tag_sources,
         signals=signals if inputs.judge else None,
         config=config,
     )
@@ -191,9 +211,46 @@ def run(job: Job, report: Report) -> dict[str, Any]:
         "routed_human": int(result.to_human.sum()),
         "routed_ai": int((~result.to_human).sum()),
         "features": features.names,
+        "tags": tagging,
         "curve": [{**row, "label_accuracy": finite(row["label_accuracy"])} for row in result.curve],
         "seconds_without_embeddings": round(time.perf_counter() - started, 3),
     }
+
+
+def _tags(job, params, inputs, tagger, prompt_emb, report):
+    """Per tag one value per item, where each item's tags came from, and the tagging summary.
+
+    The built-in tagger tags every item; with a judge as the tag source its answers
+    replace those of the items it tagged (cached per judge version and input).
+    """
+    from curation.judges.tagging import items_tag, tag_source_resolve
+    from models_gpu import routing
+
+    built_in = tagger.predict(prompt_emb)
+    judge = tag_source_resolve(
+        project=job.project, source=params.tag_source, routing_judge=inputs.judge
+    )
+    n = len(inputs.item_ids)
+    if judge is None:
+        return built_in, ["built-in tagger"] * n, {"source": "built-in", "items": n}
+    report(0.52, f"tags from judge {judge.name}")
+    outcome = items_tag(
+        judge=judge,
+        item_ids=inputs.item_ids,
+        prompts=inputs.prompts,
+        vocabulary=routing.tag_vocabulary(),
+        job=job,
+    )
+    tags = {tag: list(values) for tag, values in built_in.items()}
+    sources = ["built-in tagger"] * n
+    for index, item_id in enumerate(inputs.item_ids):
+        given = outcome.tags.get(item_id)
+        if given is None:
+            continue
+        for tag in tags:
+            tags[tag][index] = given[tag]
+        sources[index] = f"judge {outcome.summary['version']}"
+    return tags, sources, outcome.summary
 
 
 SPEC = JobKindSpec(

@@ -1,0 +1,82 @@
+"""What one human submission does to its item once its answers are in.
+
+Three things follow a submit: the quality summaries (``annotation.services.quality``), the
+item's agreement (``annotation.agreement_item``) and the adaptive-overlap rule
+(``annotation.services.overlap``). Each needs the item's human votes as they stand with
+the new answer, read under the item's row lock so that two people submitting on one item
+at once never each miss the other's vote. They share one lock (the caller's) and one read
+(``ItemVotes``), and their changes to the item row go out in one UPDATE.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from django.db.models import Case, Value, When
+
+from annotation.models import Item, Project, Question
+from annotation.quality_summary import PAIRWISE
+from annotation.services.overlap import item_overlap_wanted
+from annotation.services.quality import (
+    NewAnnotation,
+    item_summaries_add,
+    item_votes_read,
+    votes_agreement,
+)
+
+
+def item_submission_record(
+    *,
+    project: Project,
+    item: Item,
+    questions: Sequence[Question],
+    annotation: NewAnnotation,
+) -> None:
+    """Update the quality summaries, agreement and wanted overlap of ``item`` after a submit.
+
+    Preconditions: inside the submitting transaction, after ``annotation``'s answers are
+    stored, and with ``item``'s row locked (FOR NO KEY UPDATE) in an earlier statement of
+    that transaction; ``item`` holds the values read under that lock (``is_gold``,
+    ``gold_answer``, ``overlap_extra``; ``slots_taken`` may have moved since, and is read
+    by the UPDATE itself). Under READ COMMITTED the read here then sees every vote of a
+    writer that held the lock before, so the last of several simultaneous submits judges
+    every vote and the summaries' differences start from what the earlier ones stored.
+
+    Statements: one read of the item's votes (every answer table, plus its human
+    annotations when the project's overlap is adaptive), one upsert per summary table
+    with rows, and at most one UPDATE of the item: its agreement when a pairwise answer
+    came, its ``overlap_extra`` and ``is_full`` when disagreement asks one more vote.
+    """
+    adaptive = project.adaptive_overlap and not item.is_gold
+    item_votes = item_votes_read(
+        item_id=item.pk,
+        kinds={question.kind for question in questions},
+        count_annotations=adaptive,
+    )
+    item_summaries_add(
+        project_id=project.pk,
+        gold_items={item.pk: item.gold_answer} if item.is_gold else {},
+        votes=item_votes.votes,
+        annotations=[annotation],
+    )
+    updates: dict = {}
+    if any(v.kind == PAIRWISE and v.annotation_id == annotation.id for v in item_votes.votes):
+        updates["agreement"] = votes_agreement([item.pk], item_votes.votes)[item.pk]
+    wanted = (
+        item_overlap_wanted(
+            project=project,
+            questions=questions,
+            overlap_extra=item.overlap_extra,
+            item_votes=item_votes,
+        )
+        if adaptive
+        else None
+    )
+    if wanted is not None:
+        updates["overlap_extra"] = wanted - project.base_overlap
+        # From the row's own slots_taken: a reacquired lease took a slot since the lock.
+        updates["is_full"] = Case(
+            When(slots_taken__gte=wanted, then=Value(True)), default=Value(False)
+        )
+    if updates:
+        Item.objects.filter(pk=item.pk).update(**updates)
