@@ -642,3 +642,131 @@ class RoutingDecision(models.Model):
 
     def __str__(self) -> str:
         return f"item {self.item_id} → {self.route} in job {self.job_id}"
+
+
+class Explanation(models.Model):
+    """What one explanation job found: a sparse dictionary of features over response differences.
+
+    ``probes`` holds the held-out AUCs (length only, full linear, sparse with 5 and 10
+    features) and the share of signal the sparse probes explain; ``history`` the
+    per-epoch reconstruction error; ``groups`` the per-group sparse probes; ``counts``
+    how many pairs, prompts and annotators went in. The SAE weights are an artifact
+    of the job (``weights_path``, a folder holding the safetensors file and its config).
+    """
+
+    job = models.OneToOneField(Job, on_delete=models.CASCADE, related_name="explanation")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="explanations")
+    counts = models.JSONField(default=dict, blank=True)
+    probes = models.JSONField(default=dict, blank=True)
+    history = models.JSONField(default=list, blank=True)
+    groups = models.JSONField(default=list, blank=True)
+    config = models.JSONField(default=dict, blank=True, help_text="The SAE and explain settings.")
+    weights_path = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"explanation of job {self.job_id}"
+
+
+class ExplanationFeature(models.Model):
+    """One SAE feature: its effect on preference, its description and where groups differ.
+
+    ``rank`` orders features by the size of their standardised coefficient (1 first).
+    ``name`` is empty unless a judge proposed one that held up on held-out pairs
+    (``fidelity_r``/``fidelity_p`` then say how well). ``examples`` are the
+    top-activating pairs in both directions (``swapped`` where the activation is
+    negative, so every example reads from the side the feature rewards).
+    """
+
+    explanation = models.ForeignKey(Explanation, on_delete=models.CASCADE, related_name="features")
+    index = models.PositiveSmallIntegerField()
+    rank = models.PositiveSmallIntegerField()
+    name = models.CharField(max_length=200, blank=True)
+    proposed_name = models.CharField(
+        max_length=200, blank=True, help_text="What the judge proposed, kept or not."
+    )
+    coef = models.FloatField(null=True, blank=True)
+    ci_low = models.FloatField(null=True, blank=True)
+    ci_high = models.FloatField(null=True, blank=True)
+    p_value = models.FloatField(null=True, blank=True)
+    p_bonferroni = models.FloatField(null=True, blank=True)
+    prevalence = models.FloatField(default=0.0)
+    fidelity_r = models.FloatField(null=True, blank=True)
+    fidelity_p = models.FloatField(null=True, blank=True)
+    ngrams_high = models.JSONField(default=list, blank=True)
+    ngrams_low = models.JSONField(default=list, blank=True)
+    stats = models.JSONField(default=dict, blank=True)
+    examples = models.JSONField(default=list, blank=True)
+    group_effects = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["explanation_id", "rank"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["explanation", "index"], name="explanationfeature_unique_index"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"feature {self.index} of {self.explanation}"
+
+
+class ExplanationPair(models.Model):
+    """One preference pair an explanation read, oriented A/B by response position.
+
+    ``label`` is 1 when A was preferred, 0 when B was. ``pair_ref`` ignores the
+    orientation (item, question and the two responses), which is what the review
+    action and the export filter match on.
+    """
+
+    explanation = models.ForeignKey(Explanation, on_delete=models.CASCADE, related_name="pairs")
+    pair_id = models.CharField(max_length=255)
+    pair_ref = models.CharField(max_length=200)
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="+")
+    question = models.CharField(max_length=64)
+    response_a = models.ForeignKey(Response, on_delete=models.CASCADE, related_name="+")
+    response_b = models.ForeignKey(Response, on_delete=models.CASCADE, related_name="+")
+    label = models.PositiveSmallIntegerField()
+
+    class Meta:
+        ordering = ["explanation_id", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["explanation", "pair_id"], name="explanationpair_unique_pair"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"pair {self.pair_id} of {self.explanation}"
+
+
+class ExplanationActivation(models.Model):
+    """A nonzero activation of one feature on one pair (zeros are not stored)."""
+
+    explanation = models.ForeignKey(
+        Explanation, on_delete=models.CASCADE, related_name="activations"
+    )
+    pair = models.ForeignKey(ExplanationPair, on_delete=models.CASCADE, related_name="activations")
+    feature = models.PositiveSmallIntegerField()
+    activation = models.FloatField()
+    magnitude = models.FloatField(help_text="abs(activation), for ranking by strength.")
+
+    class Meta:
+        ordering = ["explanation_id", "feature", "-magnitude"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["pair", "feature"], name="explanationactivation_unique_pair_feature"
+            )
+        ]
+        indexes = [
+            models.Index(
+                fields=["explanation", "feature", "-magnitude"],
+                name="explanationact_strength_idx",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.activation:+.3f} on feature {self.feature} of pair {self.pair_id}"

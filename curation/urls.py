@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.urls import path
 
 from curation import api, charts_api, explorer_api, job_charts_api, routing_api
+from curation.explanations import api as explanations_api
 from curation.judges import api as judges_api
 from curation.review import api as review_api
 from curation.webhooks import api as webhooks_api
@@ -151,5 +152,31 @@ urlpatterns = [
         "projects/<int:project_id>/routing/send-to-judge/",
         routing_api.RoutingSendToJudgeApi.as_view(),
         name="routing-send-to-judge",
+    ),
+    # The explanations page (curation/explanations/api.py).
+    path(
+        "projects/<int:project_id>/explanations/",
+        explanations_api.ExplanationListApi.as_view(),
+        name="explanation-list",
+    ),
+    path(
+        "projects/<int:project_id>/explanations/<int:job_id>/",
+        explanations_api.ExplanationDetailApi.as_view(),
+        name="explanation-detail",
+    ),
+    path(
+        "projects/<int:project_id>/explanations/<int:job_id>/features/<int:index>/",
+        explanations_api.FeatureDetailApi.as_view(),
+        name="explanation-feature",
+    ),
+    path(
+        "projects/<int:project_id>/explanations/<int:job_id>/features/<int:index>/groups/",
+        explanations_api.FeatureGroupsApi.as_view(),
+        name="explanation-feature-groups",
+    ),
+    path(
+        "projects/<int:project_id>/explanations/<int:job_id>/features/<int:index>/review/",
+        explanations_api.FeatureReviewApi.as_view(),
+        name="explanation-feature-review",
     ),
 ]

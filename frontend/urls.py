@@ -6,6 +6,7 @@ from django.urls import path
 from frontend import (
     views,
     workspace_datasets,
+    workspace_explanations,
     workspace_explorer,
     workspace_jobs,
     workspace_judges,
@@ -98,6 +99,26 @@ urlpatterns = [
         "projects/<int:project_id>/routing/send/",
         workspace_routing.routing_send,
         name="routing-send",
+    ),
+    path(
+        "projects/<int:project_id>/explanations/",
+        workspace_explanations.explanation_page,
+        name="explanations",
+    ),
+    path(
+        "projects/<int:project_id>/explanations/<int:job_id>/features/<int:index>/",
+        workspace_explanations.feature_page,
+        name="explanation-feature",
+    ),
+    path(
+        "projects/<int:project_id>/explanations/<int:job_id>/features/<int:index>/review/",
+        workspace_explanations.feature_review,
+        name="explanation-feature-review",
+    ),
+    path(
+        "projects/<int:project_id>/explanations/<int:job_id>/features/<int:index>/export/",
+        workspace_explanations.feature_export,
+        name="explanation-feature-export",
     ),
     path("projects/<int:project_id>/judges/", workspace_judges.judge_list, name="judge-list"),
     path(

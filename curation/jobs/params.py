@@ -165,17 +165,24 @@ def integer(
 
 
 def number(
-    default: float,
+    default: float | None,
     *,
     low: float,
     high: float,
     help: str,
     high_open: bool = False,
+    nullable: bool = False,
     grouped: bool = False,
 ) -> Any:
-    """A finite number in [low, high] (or [low, high) when ``high_open``)."""
+    """A finite number in [low, high] (or [low, high) when ``high_open``); null when ``nullable``."""
     spec = ParamSpec(
-        "number", help, minimum=low, maximum=high, exclusive_maximum=high_open, grouped=grouped
+        "number",
+        help,
+        minimum=low,
+        maximum=high,
+        exclusive_maximum=high_open,
+        nullable=nullable,
+        grouped=grouped,
     )
     return _field(default, spec)
 

@@ -12,7 +12,17 @@ from typing import Any
 
 from annotation.errors import ValidationFailed
 from curation.jobs.base import JobKindSpec
-from curation.jobs.kinds import embed, export, fifa, label_ai, reliability, reward, route, suspects
+from curation.jobs.kinds import (
+    embed,
+    explain,
+    export,
+    fifa,
+    label_ai,
+    reliability,
+    reward,
+    route,
+    suspects,
+)
 from curation.models import JobKind
 
 AVAILABLE: dict[str, JobKindSpec] = {
@@ -26,12 +36,11 @@ AVAILABLE: dict[str, JobKindSpec] = {
         label_ai.SPEC,
         route.SPEC,
         reliability.SPEC,
+        explain.SPEC,
     )
 }
 # Values of ``JobKind`` that exist for what comes next; creating one is a 400 that says so.
-NOT_AVAILABLE: dict[str, str] = {
-    JobKind.EXPLAIN: "SAE explanations are not available yet.",
-}
+NOT_AVAILABLE: dict[str, str] = {}
 
 
 def kind_get(kind: Any) -> JobKindSpec:

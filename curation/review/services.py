@@ -7,7 +7,8 @@ Feeds (each records why: ``reason``, ``source``, ``job`` and the ``scores`` that
 - :func:`event_receive`: an answer to a gold item that missed the expected answer
   (annotation publishes ``gold.failed``; curation listens, annotation never imports it);
 - the explorer's bulk action (``curation.explorer``);
-- ``explanation`` is reserved for the explanation job and fed by nothing yet.
+- ``curation.explanations.services.review_entries_from_feature``: the items of the
+  pairs where a feature of an explanation job is most active (the feature is the reason).
 
 At most one open entry per item and source: a partial unique constraint, and every feed
 inserts with ``ignore_conflicts``, so a feed run twice (or two racing) adds nothing twice.
@@ -55,7 +56,7 @@ PAIRS_KEPT = 10  # flagged pairs recorded per entry (the highest confidence firs
 FAILURES_KEPT = 20  # gold failures recorded on one open entry
 
 
-def _entries_add(
+def review_entries_add(
     *,
     source: str,
     rows: Mapping[int, tuple[str, dict[str, Any]]],
@@ -134,7 +135,7 @@ def review_entries_from_flagged(*, job: Job, user: AbstractBaseUser | None = Non
             + (f", confidence up to {top:.2f}" if top is not None else ""),
             {"flagged_pairs": len(pairs), "pairs": pairs[:PAIRS_KEPT]},
         )
-    return _entries_add(source=ReviewSource.SUSPECTS, rows=rows, job=job, user=user)
+    return review_entries_add(source=ReviewSource.SUSPECTS, rows=rows, job=job, user=user)
 
 
 @transaction.atomic
@@ -158,7 +159,7 @@ def review_entries_from_agreement(
             project=project, agreement__lt=threshold, is_gold=False, excluded=False
         ).values_list("id", "agreement")
     }
-    return _entries_add(source=ReviewSource.AGREEMENT, rows=rows, user=user)
+    return review_entries_add(source=ReviewSource.AGREEMENT, rows=rows, user=user)
 
 
 def review_entry_from_gold(*, project_id: int, payload: Mapping[str, Any]) -> ReviewEntry | None:

@@ -21,6 +21,7 @@ SECTIONS = [
     ("quality", "Quality"),
     ("judge-list", "Judges"),
     ("routing", "Routing"),
+    ("explanations", "Explanations"),
     ("review-list", "Review"),
     ("dataset-list", "Datasets"),
     ("webhook-list", "Webhooks"),
@@ -44,3 +45,11 @@ def workspace_nav(context, project, active: str = ""):
             continue
         links.append({"url": url, "label": label, "active": name == active})
     return {"project": project, "links": links}
+
+
+@register.filter
+def pvalue(value) -> str:
+    """A p-value as people read it: three decimals, ``< 0.001`` below that, ``–`` when missing."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        return "–"
+    return "< 0.001" if value < 0.001 else f"{value:.3f}"

@@ -14,6 +14,7 @@ import models_gpu
 from curation.jobs.registry import AVAILABLE, NOT_AVAILABLE
 from curation.models import Job, JobKind
 from curation.pairs import SELECTION_FIELDS, Selection
+from models_gpu.config import ExplainConfig, SAEConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -88,7 +89,12 @@ def test_the_job_kinds_are_listed_for_signed_in_users_only(project, alice, charl
     assert response.status_code == 200
     listed = {entry["kind"]: entry for entry in response.json()}
     assert set(listed) == set(JobKind.values)
-    assert listed["explain"]["available"] is False and listed["explain"]["params"] == []
+    assert listed["explain"]["available"] is True and listed["explain"]["queue"] == "gpu"
+    explain_params = {p["name"]: p for p in listed["explain"]["params"]}
+    # Defaults come from the core's configs, never copied.
+    assert explain_params["n_features"]["default"] == SAEConfig().n_features
+    assert explain_params["k_active"]["default"] == SAEConfig().k_active
+    assert explain_params["include_prompt"]["default"] == ExplainConfig().include_prompt
     assert listed["embed"]["sharded"] is True and listed["fifa"]["sharded"] is False
     assert listed["export"]["queue"] == "default" and listed["fifa"]["queue"] == "gpu"
 
@@ -101,7 +107,7 @@ def test_the_curate_command_lists_the_same_kinds_as_the_api(project, alice, api,
     call_command("curate", "--list")
     text = capsys.readouterr().out
     assert "keep_fraction=0.5" in text and "number in [0, 1]" in text
-    assert "explain (not available yet)" in text
+    assert "explain" in text and "n_features=" in text
     with pytest.raises(CommandError, match="--list"):
         call_command("curate")
 

@@ -14,6 +14,8 @@ from django.contrib.auth.models import AbstractBaseUser
 from annotation.models import AnnotatorMessage, Membership, Project, Role
 from annotation.services import assignment_claim_next, token_create
 from curation.models import (
+    Explanation,
+    ExplanationFeature,
     Job,
     JobKind,
     JobStatus,
@@ -64,7 +66,8 @@ def world_rows(
 ) -> dict[str, Any]:
     """A row behind every path parameter of the API, in ``project`` (which has questions,
     ``admin`` as its admin and ``annotator`` as a member): three items, the admin's lease, a
-    finished job, a webhook, a judge, a review entry and a message to the admin. Returns ``{parameter: value}``.
+    finished job (with an explanation), a webhook, a judge, a review entry and a message to the
+    admin. Returns ``{parameter: value}``.
 
     The one place a new route's parameter gets its row: the generated attacks
     (``test_hostile_json``, ``test_schemathesis``) and the schema walk of
@@ -95,6 +98,12 @@ def world_rows(
         max_retries=0,
         created_by=admin,
     )
+    # The finished job also carries an explanation, so the explanation routes reach their
+    # real branches (feature 0 exists) instead of the 404 for a job without one.
+    explanation = Explanation.objects.create(job=job, project=project)
+    ExplanationFeature.objects.create(
+        explanation=explanation, index=0, rank=1, coef=0.5, ngrams_high=[{"ngram": "a", "z": 1}]
+    )
     entry = ReviewEntry.objects.create(
         item=items[1], source=ReviewSource.AGREEMENT, reason="split", scores={"agreement": 0.5}
     )
@@ -115,4 +124,5 @@ def world_rows(
         "judge_id": judge.id,
         "entry_id": entry.id,
         "message_id": message.id,
+        "index": 0,
     }

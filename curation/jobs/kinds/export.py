@@ -22,6 +22,12 @@ from django.db.models import Max
 from annotation.errors import ValidationFailed
 from annotation.models import Annotation, AnnotatorProfile, Item, Project, Source
 from annotation.services.projects import PROFILE_FIELDS
+from curation.explanations.inputs import pair_ref
+from curation.explanations.selectors import (
+    explanation_job_check,
+    feature_selection_check,
+    feature_top_pairs,
+)
 from curation.exports.formats import FORMATS, ExportOptions
 from curation.exports.writers import OUTPUTS, ExportCancelled, SplitPolicy, write_export
 from curation.jobs.base import JobCancelled, JobKindSpec, Report
@@ -82,6 +88,36 @@ class ExportParams(SelectionParams):
         nullable=True,
         help="A succeeded FiFA or suspects job of this project: export only the pairs it kept.",
     )
+    explanation_job: int | None = integer(
+        None,
+        low=1,
+        high=2**63 - 1,
+        nullable=True,
+        help="A finished explain job of this project: leave out the pairs where its "
+        "explanation_feature is most active (pair formats only).",
+    )
+    explanation_feature: int | None = integer(
+        None,
+        low=0,
+        high=4095,
+        nullable=True,
+        help="The feature (its index) of explanation_job whose most active pairs are left out.",
+    )
+    explanation_top: int | None = integer(
+        None,
+        low=1,
+        high=10_000,
+        nullable=True,
+        help="Leave out the N pairs where the feature is most active.",
+    )
+    explanation_threshold: float | None = number(
+        None,
+        low=0.0,
+        high=1e9,
+        nullable=True,
+        help="Leave out every pair whose activation of the feature is at least this large "
+        "(with explanation_top: the first N of those).",
+    )
     include_annotators: bool = boolean(
         False, help="Add per-export pseudonyms of the annotators of each row."
     )
@@ -111,6 +147,7 @@ class ExportParams(SelectionParams):
                     f"FiFA job {scoring.id} has not succeeded ({scoring.status}).",
                     field="params.fifa_job",
                 )
+        _explanation_check(values, project=project)
         if values["profile_fields"] and not values["include_annotators"]:
             raise ValidationFailed(
                 "profile_fields need include_annotators.", field="params.profile_fields"
@@ -118,10 +155,63 @@ class ExportParams(SelectionParams):
         super().check(values, project=project)
 
 
+def _explanation_check(values: dict[str, Any], *, project: Project) -> None:
+    """The explanation filter: a finished explain job, one of its features, top or threshold."""
+    keys = ("explanation_feature", "explanation_top", "explanation_threshold")
+    if values["explanation_job"] is None:
+        given = next((key for key in keys if values[key] is not None), None)
+        if given:
+            raise ValidationFailed(
+                f"{given} needs explanation_job (an explain job).", field="params.explanation_job"
+            )
+        return
+    explanation = explanation_job_check(
+        project=project, job_id=values["explanation_job"], field="params.explanation_job"
+    )
+    if values["format"] not in PAIR_FORMATS:
+        raise ValidationFailed(
+            f"explanation_job filters pairs; format {values['format']!r} has none.",
+            field="params.explanation_job",
+        )
+    if values["explanation_feature"] is None:
+        raise ValidationFailed(
+            "explanation_feature is required with explanation_job.",
+            field="params.explanation_feature",
+        )
+    if not explanation.features.filter(index=values["explanation_feature"]).exists():
+        raise ValidationFailed(
+            f"explanation_feature {values['explanation_feature']} is not a feature of "
+            f"explain job {explanation.job_id}.",
+            field="params.explanation_feature",
+        )
+    feature_selection_check(
+        values["explanation_top"], values["explanation_threshold"], prefix="params.explanation_"
+    )
+
+
+def _excluded_refs(project: Project, params: ExportParams) -> set[str]:
+    """The pairs (orientation-free refs) the explanation filter leaves out."""
+    if params.explanation_job is None or params.explanation_feature is None:
+        return set()
+    explanation = explanation_job_check(
+        project=project, job_id=params.explanation_job, field="params.explanation_job"
+    )
+    return {
+        row["pair_ref"]
+        for row in feature_top_pairs(
+            explanation=explanation,
+            feature=params.explanation_feature,
+            top=params.explanation_top,
+            threshold=params.explanation_threshold,
+        )
+    }
+
+
 def _records(
     project: Project, params: ExportParams, progress: Report, reliability_job: int | None = None
 ) -> tuple[Iterator, int]:
     item_ids = None
+    excluded = _excluded_refs(project, params)
     kept_keys: set[str] | None = None
     if params.fifa_job:
         kept = PairScore.objects.filter(job_id=params.fifa_job, kept=True)
@@ -161,6 +251,15 @@ def _records(
                     continue
                 if kept_keys is not None and pair_key(record) not in kept_keys:
                     continue
+                if excluded and record.chosen_response_id is not None:
+                    ref = pair_ref(
+                        item_id=record.item_id,
+                        question=record.question,
+                        first=record.chosen_response_id,
+                        second=record.rejected_response_id,
+                    )
+                    if ref in excluded:
+                        continue
             yield record
 
     return stream(), total_items
@@ -219,6 +318,13 @@ def run(job: Job, report: Report) -> dict[str, Any]:
     )
     filters: dict[str, Any] = params.selection_values()
     filters["fifa_job"] = params.fifa_job
+    if params.explanation_job is not None:
+        filters["explanation"] = {
+            "job": params.explanation_job,
+            "feature": params.explanation_feature,
+            "top": params.explanation_top,
+            "threshold": params.explanation_threshold,
+        }
     try:
         result = write_export(
             records,

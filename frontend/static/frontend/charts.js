@@ -93,6 +93,36 @@ export function boxes(element, groups, options = {}) {
   return plotly().react(element, traces, layout({ showLegend: false, ...options }), CONFIG);
 }
 
+/**
+ * Estimates with intervals, one row each: `rows` is [{label, value, low, high, text}];
+ * `options.reference` draws a dashed line at that value (e.g. a pooled estimate).
+ * Rows read top to bottom in the order given; labels are shown as plain text.
+ */
+export function intervals(element, rows, options = {}) {
+  const shown = rows.filter((r) => r.value !== null && r.value !== undefined);
+  if (!shown.length) return empty(element, options.empty);
+  const labels = shown.map((r) => r.label);
+  const trace = {
+    type: "scatter", mode: "markers", orientation: "h", x: shown.map((r) => r.value), y: labels,
+    text: shown.map((r) => r.text || ""), hoverinfo: "x+y+text", marker: { size: 9 },
+    error_x: {
+      type: "data", symmetric: false,
+      array: shown.map((r) => (r.high ?? r.value) - r.value),
+      arrayminus: shown.map((r) => r.value - (r.low ?? r.value)),
+    },
+  };
+  const base = layout({ showLegend: false, ...options });
+  base.yaxis = { ...base.yaxis, type: "category", autorange: "reversed", automargin: true };
+  base.height = Math.max(220, 60 + 28 * shown.length);
+  if (options.reference !== undefined && options.reference !== null) {
+    base.shapes = [{
+      type: "line", xref: "x", yref: "paper", x0: options.reference, x1: options.reference, y0: 0, y1: 1,
+      line: { dash: "dash", width: 1 },
+    }];
+  }
+  return plotly().react(element, [trace], base, CONFIG);
+}
+
 /** Fetch chart data as JSON from the API (same origin, session cookie). */
 export async function fetchData(url) {
   const response = await fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" });
