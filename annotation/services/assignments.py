@@ -234,14 +234,19 @@ def _claim_one(*, project: Project, annotator: AbstractBaseUser, gold: bool, lea
     candidates = Item.objects.filter(project=project, is_gold=gold).exclude(id__in=seen)
     if not gold:
         candidates = candidates.filter(is_full=False)
+    # Items that asked for more votes (disagreement, a curator) before fresh ones.
+    ordered = candidates.order_by("-overlap_extra", "-priority", "id").only(
+        "id", "external_id", "conversation", "is_gold"
+    )
     try:
         with transaction.atomic():
-            item = (
-                # Items that asked for more votes (disagreement, a curator) before fresh ones.
-                _locking(candidates.order_by("-overlap_extra", "-priority", "id"))
-                .only("id", "external_id", "conversation", "is_gold")
-                .first()
-            )
+            item = _locking(ordered).first()
+            if item is None and connection.vendor == "postgresql":
+                # SKIP LOCKED also passes over an item that a submit or another claim holds
+                # for a moment; were it the last with a slot for this annotator, they would
+                # be told there is nothing left. Wait for it instead: this only happens at
+                # the end of the queue, never on the hot path.
+                item = ordered.select_for_update(no_key=True).first()
             if item is None:
                 return "empty"
             if not gold and not slot_take(item_id=item.pk, overlap=project.base_overlap):

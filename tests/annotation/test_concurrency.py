@@ -259,3 +259,35 @@ def test_concurrent_lease_ahead_and_next_never_hold_more_than_two_leases():
     assert _concurrently(16, ahead_or_next) == [200] * 16
     leases = _live_leases(project, annotator)
     assert len(leases) == 2 and current in leases
+
+
+def test_an_item_held_for_a_moment_by_a_submit_is_still_served_to_the_next_annotator():
+    """SKIP LOCKED passes over a row another transaction holds. When that row is the last one
+    with a slot for this annotator (a submit on it is committing), the claim must wait for
+    it, not answer that nothing is left (seen as a missing vote in the test above)."""
+    from annotation.services import assignment_claim_next
+
+    project, _ = _project(items=1, overlap=2)
+    item = Item.objects.get(project=project)
+    annotator = UserFactory(username="next-in-line")
+    Membership.objects.create(user=annotator, project=project, role=Role.ANNOTATOR)
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_the_item() -> None:
+        from django.db import transaction
+
+        try:
+            with transaction.atomic():
+                Item.objects.select_for_update(no_key=True).get(pk=item.pk)
+                locked.set()
+                release.wait(timeout=30)
+        finally:
+            connections.close_all()
+
+    holder = threading.Thread(target=hold_the_item)
+    holder.start()
+    assert locked.wait(timeout=30)
+    threading.Timer(0.5, release.set).start()
+    assignment = assignment_claim_next(project=project, annotator=annotator)
+    holder.join(timeout=30)
+    assert assignment is not None and assignment.item_id == item.pk
