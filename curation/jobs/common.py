@@ -13,11 +13,31 @@ from django.conf import settings
 import models_gpu
 from annotation.errors import ValidationFailed
 from curation import params as check
+from curation.jobs.params import default_of, integer, model
 from curation.models import Artifact, Job
 from curation.storage import absolute, embedding_cache_dir, file_sha256, oof_cache_dir
 
 # The bundled embedding model, usable without any configured model root.
 EMBEDDING_IDS = (models_gpu.DEFAULT_MODEL, f"sentence-transformers/{models_gpu.DEFAULT_MODEL}")
+
+
+def batch_size_param() -> Any:
+    """The ``batch_size`` param of a kind that embeds texts."""
+    return integer(
+        default_of(models_gpu.EmbeddingConfig, "batch_size"),
+        low=1,
+        high=4096,
+        help="Texts per forward pass of the embedding model.",
+    )
+
+
+def embedding_model_param() -> Any:
+    """The ``embedding_model`` param of a kind that embeds texts."""
+    return model(
+        help="Embedding model: a folder under a configured model root or the bundled "
+        f"{models_gpu.DEFAULT_MODEL}; null for the site's default.",
+        allowed_ids=EMBEDDING_IDS,
+    )
 
 
 def model_path(name: str | None, key: str, allowed_ids: tuple[str, ...] = ()) -> str | None:

@@ -16,14 +16,15 @@ import models_gpu
 from annotation.errors import ValidationFailed
 from curation.jobs.base import JobKindSpec, Report
 from curation.jobs.common import (
-    EMBEDDING_IDS,
     artifact_store,
+    batch_size_param,
     embedding_cache,
     embedding_config,
+    embedding_model_param,
     finite,
     job_folder,
 )
-from curation.jobs.params import default_of, integer, model, number
+from curation.jobs.params import default_of, integer, number
 from curation.jobs.selection import SelectionParams
 from curation.models import Job, JobKind
 from curation.pairs import iter_preference_pairs
@@ -68,17 +69,8 @@ class RewardParams(SelectionParams):
         high=SEED_MAX,
         help="Seeds initialisation, shuffling and fold assignment.",
     )
-    batch_size: int = integer(
-        default_of(models_gpu.EmbeddingConfig, "batch_size"),
-        low=1,
-        high=4096,
-        help="Texts per forward pass of the embedding model.",
-    )
-    embedding_model: str | None = model(
-        help="Embedding model: a folder under a configured model root or the bundled "
-        f"{models_gpu.DEFAULT_MODEL}; null for the site's default.",
-        allowed_ids=EMBEDDING_IDS,
-    )
+    batch_size: int = batch_size_param()
+    embedding_model: str | None = embedding_model_param()
 
     def reward_config(self) -> models_gpu.RewardConfig:
         return models_gpu.RewardConfig(

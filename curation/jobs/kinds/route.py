@@ -19,13 +19,18 @@ import numpy as np
 import models_gpu
 from annotation.errors import ValidationFailed
 from curation.jobs.base import JobKindSpec, Report
-from curation.jobs.common import EMBEDDING_IDS, embedding_cache, embedding_config, finite
+from curation.jobs.common import (
+    batch_size_param,
+    embedding_cache,
+    embedding_config,
+    embedding_model_param,
+    finite,
+)
 from curation.jobs.params import (
     JobParams,
     choice,
     default_of,
     integer,
-    model,
     number,
     string,
 )
@@ -93,12 +98,7 @@ class RouteParams(JobParams):
         help="Fewest items with both a human and a judge label before a learned strategy "
         "runs (else the prior).",
     )
-    batch_size: int = integer(
-        default_of(models_gpu.EmbeddingConfig, "batch_size"),
-        low=1,
-        high=4096,
-        help="Texts per forward pass of the embedding model.",
-    )
+    batch_size: int = batch_size_param()
     tag_source: str = string(
         default_of(models_gpu.RoutingConfig, "tag_source"),
         max_length=200,
@@ -107,11 +107,7 @@ class RouteParams(JobParams):
         "prototype tagger on embeddings), or a judge of the project (id or name). Items the "
         "judge cannot tag keep the built-in tags; the result counts them.",
     )
-    embedding_model: str | None = model(
-        help="Embedding model: a folder under a configured model root or the bundled "
-        f"{models_gpu.DEFAULT_MODEL}; null for the site's default.",
-        allowed_ids=EMBEDDING_IDS,
-    )
+    embedding_model: str | None = embedding_model_param()
 
     @classmethod
     def check(cls, values: dict[str, Any], *, project) -> None:
