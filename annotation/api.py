@@ -365,7 +365,18 @@ class SubmitApi(APIView):
                     "the same key with a different body gets 422 and writes nothing. Without a key a "
                     "submission is still stored exactly once, but a retry of it gets 409."
                 ),
-            )
+            ),
+            OpenApiParameter(
+                "next",
+                OpenApiTypes.BOOL,
+                location=OpenApiParameter.QUERY,
+                required=False,
+                description=(
+                    "1 to get my next leased assignment in the same response (`next`, null when "
+                    "nothing is left for me), so that labelling is one request per item; a retry "
+                    "returns the same one. `GET …/next/` is still the way to get the first."
+                ),
+            ),
         ],
         responses={
             201: serializers.SubmitOut,
@@ -383,6 +394,8 @@ class SubmitApi(APIView):
         ),
     )
     def post(self, request: Request, assignment_id: int) -> HttpResponse:
+        # Checked before anything is written: a bad flag must not leave a stored submission.
+        with_next = _flag(request.query_params.get("next"), "next")
         data = validated(serializers.SubmitIn, request.data)
         annotation, created = services.annotation_submit(
             assignment_id=selectors._int(assignment_id),
@@ -400,6 +413,16 @@ class SubmitApi(APIView):
         item = annotation.item  # loaded by the service, with its project
         if item.is_gold and item.project.show_gold_feedback:
             body["gold_answer"] = item.gold_answer
+        if with_next:
+            # A live lease comes back as it is, so a replayed submit returns the same next item.
+            following = services.assignment_claim_next(project=item.project, annotator=request.user)
+            body["next"] = (
+                serializers.AssignmentOut(
+                    selectors.assignment_responses_prefetch(assignment=following)
+                ).data
+                if following is not None
+                else None
+            )
         return HttpResponse(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 

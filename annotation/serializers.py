@@ -449,3 +449,8 @@ class SubmitOut(serializers.Serializer):
     created = serializers.BooleanField()
     replayed = serializers.BooleanField()
     gold_answer = serializers.JSONField(required=False)
+    next = AssignmentOut(
+        required=False,
+        allow_null=True,
+        help_text="With ?next=1: my next leased assignment (null when nothing is left for me).",
+    )
