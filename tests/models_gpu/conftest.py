@@ -9,11 +9,13 @@ filled; caches live in each test's tmp_path.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from models_gpu import EmbeddingConfig, embed_texts
 from tests.datasets import dataset
@@ -64,5 +66,12 @@ def load_hh(limit: int) -> tuple[list[str], list[str], list[str]]:
 def hh_pairs() -> HHPairs:
     prompts, chosen, rejected = load_hh(N_PAIRS)
     n = len(prompts)
-    emb = embed_texts([*prompts, *chosen, *rejected], config=TEST_EMBEDDING)
+    # Test processes run torch on one thread (tiny heads lose to thread overhead), but
+    # MiniLM's batched matrix products use two cores well: 1.9x faster measured here.
+    before = torch.get_num_threads()
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    try:
+        emb = embed_texts([*prompts, *chosen, *rejected], config=TEST_EMBEDDING)
+    finally:
+        torch.set_num_threads(before)
     return HHPairs(prompts, chosen, rejected, emb[:n], emb[n : 2 * n], emb[2 * n :])
