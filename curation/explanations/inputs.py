@@ -19,8 +19,10 @@ from annotation.selectors import profile_list_for
 from annotation.services.projects import PREFERENCE_KEYS
 from curation.pairs import Selection, iter_preference_pairs
 
-# Stated preferences (0-100) fall into three bins, so a group is big enough to read.
-PREFERENCE_BINS = ((0, 33, "low"), (34, 66, "mid"), (67, 100, "high"))
+# Stated preferences (0-100) fall into three bins, so a group is big enough to read:
+# up to 33 low, up to 66 mid, above high (a fractional value between two bins no longer
+# falls through them).
+PREFERENCE_BINS = ((33.5, "low"), (66.5, "mid"), (100, "high"))
 GROUP_FIELDS = ("country", "age", "languages", *(f"pref_{key}" for key in PREFERENCE_KEYS))
 
 
@@ -59,10 +61,9 @@ def pair_ref(*, item_id: int, question: str, first: int, second: int) -> str:
 def preference_bin(value: object) -> str | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    for low, high, name in PREFERENCE_BINS:
-        if low <= value <= high:
-            return name
-    return None
+    if not 0 <= value <= 100:
+        return None
+    return next(name for upper, name in PREFERENCE_BINS if value <= upper)
 
 
 def profile_groups(profile: AnnotatorProfile) -> dict[str, str]:
