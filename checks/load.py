@@ -8,8 +8,13 @@ exports of the load project. Then it compares what the clients were told with wh
 the database holds: every confirmed submission stored once, under its annotator and
 with its answer, and nothing stored that no client saw confirmed.
 
-Soak (``ctx.options["soak_minutes"]``, run by hand): the same loop for that long, with
+Soak (``ctx.options["soak_minutes"]``, run by hand): the same loop for that long, the
+jobs repeated every 5 minutes, items imported as they run low, and
 ``ctx.stack.process_rss()`` sampled every 30 s. The rule is ``SOAK_RULE``.
+
+Other options: ``load_clients`` (50), ``load_jobs`` (the kinds launched meanwhile:
+``("fifa", "export")``; the pytest live server runs jobs in the request, so its test
+launches exports only).
 """
 
 from __future__ import annotations
@@ -175,6 +180,19 @@ class JobOutcome:
     seconds: float = 0.0
 
 
+def job_plan(seconds: float) -> list[tuple[float, str]]:
+    """``(seconds after the start, kind)``: FiFA at the start of each period, an export at a
+    third and at two thirds of it. A soak repeats the period, so the worker's memory sees
+    jobs all along; none starts in the last third of a period that would not fit."""
+    period = min(seconds, JOB_PERIOD_S)
+    starts = [n * period for n in range(int(seconds // period) if period else 1)] or [0.0]
+    return [
+        (start + offset * period, kind)
+        for start in starts
+        for offset, kind in ((0.0, "fifa"), (1 / 3, "export"), (2 / 3, "export"))
+    ]
+
+
 def _jobs(
     ctx: Context,
     seeded: Seeded,
@@ -187,25 +205,17 @@ def _jobs(
     host, port = loopback_address(ctx.base_url)
     conn = Connection(host, port, seeded.admin_token)
     tally = Tally(user=0)
-    fifa = (
-        "fifa",
-        f"/api/v1/projects/{seeded.curation_project_id}/jobs/",
-        {"kind": "fifa", "params": FIFA_PARAMS},
-    )
-    export = (
-        "export",
-        f"/api/v1/projects/{seeded.project_id}/datasets/",
-        {"format": "trl_preference", "test_fraction": 0.25},
-    )
-    # FiFA at the start of each period, an export at a third and two thirds of it; a soak
-    # repeats the period, so the workers' memory sees jobs all along.
-    period = min(seconds, JOB_PERIOD_S)
-    plan = [
-        (start + offset * period, *job)
-        for start in range(0, max(1, int(seconds - period / 3)), int(max(period, 1)))
-        for offset, job in ((0.0, fifa), (1 / 3, export), (2 / 3, export))
-    ]
-    plan = [step for step in plan if step[1] in kinds]
+    requests = {
+        "fifa": (
+            f"/api/v1/projects/{seeded.curation_project_id}/jobs/",
+            {"kind": "fifa", "params": FIFA_PARAMS},
+        ),
+        "export": (
+            f"/api/v1/projects/{seeded.project_id}/datasets/",
+            {"format": "trl_preference", "test_fraction": 0.25},
+        ),
+    }
+    plan = [(at, kind, *requests[kind]) for at, kind in job_plan(seconds) if kind in kinds]
     poll_every = min(JOB_POLL_S, max(0.2, seconds / 20))
     started = time.monotonic()
     deadline = started + seconds + JOB_GRACE_S
@@ -508,6 +518,9 @@ def _figures(
     reconnects = sum(t.reconnects for t in tallies)
     empty = sum(t.empty for t in tallies)
     rate = result.confirmed / seconds if seconds else 0.0
+    # Keep-alive connections stay with the gunicorn worker that accepted them, so clients
+    # on a crowded worker wait longer: the spread shows it.
+    per_client = sorted(len(t.confirmed) for t in tallies)
     submit, nxt = _pct(submit_ms), _pct(next_ms)
     who = f"{clients} annotators x {seconds:.0f} s"
     examples = [e for t in tallies for e in t.examples][:5]
@@ -523,7 +536,9 @@ def _figures(
                      "seconds": round(seconds, 1), "requests": requests,
                      "seed_seconds": round(seed_seconds, 1), "items": seeded.items,
                      "empty_answers": empty, "reconnects": reconnects,
-                     "client_cpu_s": round(client_cpu, 1)},
+                     "client_cpu_s": round(client_cpu, 1),
+                     "per_client_min_median_max": [per_client[0], statistics.median(per_client),
+                                                   per_client[-1]] if per_client else []},
         ),
         Figure(
             SECTION, "submit latency", tried=len(submit_ms), held=len(submit_ms),

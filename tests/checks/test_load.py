@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 
 from checks.core import Context
-from checks.load import FIFA_PARAMS, Stored, reconcile, run, stored_rows
+from checks.load import FIFA_PARAMS, Stored, job_plan, reconcile, rss_growth, run, stored_rows
 from checks.loadgen import Confirmation, loopback_address
 from checks.world import World, fingerprint
 
@@ -44,6 +46,26 @@ def test_reconcile_counts_a_lost_an_unconfirmed_a_doubled_and_a_misfiled_submiss
     assert result.misfiled == [5, 6, 8]
     assert len(result.doubled) == 3, result.doubled
     assert result.bad == 8
+
+
+def test_a_soak_repeats_the_jobs_every_five_minutes_and_a_two_minute_run_launches_three():
+    assert [kind for _, kind in job_plan(120)] == ["fifa", "export", "export"]
+    soak = job_plan(30 * 60)
+    assert Counter(kind for _, kind in soak) == {"fifa": 6, "export": 12}
+    assert max(at for at, _ in soak) < 30 * 60
+
+
+def test_memory_that_keeps_growing_after_warm_up_fails_the_soak_and_flat_memory_passes():
+    mib = 1024 * 1024
+    samples = [
+        (t * 30.0, {"web": 400 * mib + (t >= 3) * 5 * mib, "worker": 300 * mib + t * 6 * mib})
+        for t in range(20)
+    ]  # the web process steps up once during warm-up; the worker leaks 6 MiB a sample
+    figure = rss_growth(samples, run_seconds=600)
+    assert figure.tried == 3 and figure.held == 2 and not figure.ok
+    assert figure.failures[0].startswith("worker: ")
+    flat = [(t * 30.0, {"web": 400 * mib, "worker": 300 * mib}) for t in range(20)]
+    assert rss_growth(flat, run_seconds=600).ok
 
 
 @pytest.mark.parametrize("url", ["http://10.0.0.1:80", "https://127.0.0.1:8000", "ftp://localhost"])
