@@ -42,6 +42,8 @@ SECTION = "load"
 CLIENTS, QUICK_CLIENTS = 50, 8
 SECONDS, QUICK_SECONDS = 120, 10
 OVERLAP = 2
+# Annotators arrive over the first seconds rather than in one burst of connects.
+RAMP_S = 5.0
 # Items seeded up front: enough for this many submissions/s over the whole run (2 cores
 # serve well under it). A feeder imports more if the clients still come close to the end.
 SEED_RATE_PER_S = 120
@@ -443,12 +445,14 @@ def run(ctx: Context) -> list[Figure]:
     rss: list[tuple[float, dict[str, int]]] = []
     started, cpu_started = time.monotonic(), time.process_time()
     deadline = started + seconds
+    ramp = float(ctx.options.get("load_ramp_seconds", min(RAMP_S, seconds / 10)))
     threads = [
         threading.Thread(
             target=annotate,
             kwargs=dict(
                 host=host, port=port, token=token, project_id=seeded.project_id, tally=tally,
                 deadline=deadline, stop=stop, key_prefix=f"load-{tag}-{n}",
+                start_at=started + n * ramp / clients,
             ),
             name=f"load-{n}", daemon=True,
         )

@@ -154,8 +154,11 @@ def annotate(
     deadline: float,
     stop: threading.Event,
     key_prefix: str,
+    start_at: float = 0.0,
 ) -> None:
-    """One annotator's loop until ``deadline`` (``time.monotonic()``) or ``stop``."""
+    """One annotator's loop from ``start_at`` until ``deadline`` (``time.monotonic()``) or
+    ``stop``."""
+    stop.wait(max(0.0, start_at - time.monotonic()))
     conn = Connection(host, port, token)
     next_path = f"/api/v1/projects/{project_id}/next/"
     assignment: dict | None = None
