@@ -7,8 +7,10 @@ from collections import Counter
 import pytest
 
 from checks.core import Context
-from checks.load import FIFA_PARAMS, Stored, job_plan, reconcile, rss_growth, run, stored_rows
-from checks.loadgen import Confirmation, loopback_address
+from checks.load import run
+from checks.load.accounting import Stored, reconcile, rss_growth, stored_rows
+from checks.load.generator import Confirmation, loopback_address
+from checks.load.jobs import FIFA_PARAMS, job_plan
 from checks.world import World, fingerprint
 
 
