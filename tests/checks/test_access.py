@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from annotation import selectors
 from checks import access
+
+pytestmark = pytest.mark.slow
 
 
 def test_every_route_refuses_whom_it_must_on_ballot_as_it_is(check_context):
