@@ -190,13 +190,9 @@ class Client:
             headers.setdefault("Referer", f"{self.base_url}/")
         else:
             headers.update(self.principal.headers())
+        kwargs.setdefault("timeout", TIMEOUT)
         response = self.http.request(
-            method,
-            f"{self.base_url}{path}",
-            headers=headers,
-            timeout=TIMEOUT,
-            allow_redirects=False,
-            **kwargs,
+            method, f"{self.base_url}{path}", headers=headers, allow_redirects=False, **kwargs
         )
         self._keep(response)
         return response
