@@ -57,7 +57,9 @@ DEFAULT_CONTENT_SECURITY_POLICY = "; ".join(
 
 class ContentSecurityPolicyMiddleware:
     """Send the Content-Security-Policy header (``BALLOT_CONTENT_SECURITY_POLICY``) on
-    every response that has none (Django 5.2 has no CSP support of its own)."""
+    every response that has none (Django 5.2 has no CSP support of its own).
+
+    Sits above XFrameOptionsMiddleware, so it sees the X-Frame-Options answer."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         from django.conf import settings
@@ -70,5 +72,10 @@ class ContentSecurityPolicyMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
         if "Content-Security-Policy" not in response:
-            response["Content-Security-Policy"] = self.policy
+            policy = self.policy
+            # A browser obeys frame-ancestors over X-Frame-Options: a page its view lets
+            # the site frame (the set-up form's preview) keeps that permission.
+            if response.get("X-Frame-Options", "").upper() == "SAMEORIGIN":
+                policy = policy.replace("frame-ancestors 'none'", "frame-ancestors 'self'")
+            response["Content-Security-Policy"] = policy
         return response
