@@ -27,6 +27,7 @@ import os
 import re
 import tempfile
 import time
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -160,6 +161,10 @@ def _seed(world, tag: str) -> dict[str, Any]:
     profile.expertise = [SHORT]
     profile.languages = [{"language": SHORT, "proficiency": "native"}]
     profile.save()
+    # Consented, so the labeling page shows the item instead of the onboarding form.
+    theirs, _ = AnnotatorProfile.objects.get_or_create(user=annotator)
+    theirs.consented_at = theirs.consented_at or timezone.now()
+    theirs.save()
     Judge.objects.filter(project=project).update(
         name=SHORT, model=SHORT, prompts={"system": ALL, "user": ALL}
     )
@@ -230,7 +235,8 @@ def _inspect(page) -> tuple[bool, list[str], list[str]]:
     raise RuntimeError(f"{page.url} kept navigating")
 
 
-def _browse(ctx: Context, pages: list[str], session_cookie: str) -> tuple[Figure, Figure]:
+def _browse(ctx: Context, visits: list[tuple[str, str]]) -> tuple[Figure, Figure]:
+    """Open each (session cookie, path) in Chromium, one browser context per session."""
     from playwright.sync_api import sync_playwright
 
     xss_tried = xss_held = xss_lost = 0
@@ -238,17 +244,25 @@ def _browse(ctx: Context, pages: list[str], session_cookie: str) -> tuple[Figure
     xss_failures: list[str] = []
     csp_failures: list[str] = []
     dialogs: list[str] = []
+    shown = 0
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
         )
-        context = browser.new_context(base_url=ctx.base_url)
-        context.add_cookies([{"name": "sessionid", "value": session_cookie, "url": ctx.base_url}])
-        context.add_init_script(WATCH)
-        page = context.new_page()
-        page.set_default_timeout(15_000)
-        page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
-        for path in pages:
+        pages: dict[str, Any] = {}
+        for session_cookie, path in visits:
+            if session_cookie not in pages:
+                context = browser.new_context(base_url=ctx.base_url)
+                context.add_cookies(
+                    [{"name": "sessionid", "value": session_cookie, "url": ctx.base_url}]
+                )
+                context.add_init_script(WATCH)
+                pages[session_cookie] = context.new_page()
+                pages[session_cookie].set_default_timeout(15_000)
+                pages[session_cookie].on(
+                    "dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss())
+                )
+            page = pages[session_cookie]
             before = len(dialogs)
             try:
                 response = page.goto(path, wait_until="load")
@@ -259,6 +273,9 @@ def _browse(ctx: Context, pages: list[str], session_cookie: str) -> tuple[Figure
                 response = None
             status = response.status if response else 0
             flag, injected, violations = _inspect(page)
+            # Evidence the payloads reached the page (as text, which is what must happen).
+            with suppress(Exception):
+                shown += bool(page.evaluate(f"() => document.body.innerText.includes('{MARK}')"))
             xss_tried += 1
             ran = len(dialogs) - before
             if ran or flag or injected:
@@ -283,8 +300,9 @@ def _browse(ctx: Context, pages: list[str], session_cookie: str) -> tuple[Figure
         tried=xss_tried,
         held=xss_held,
         lost=xss_lost,
-        detail=f"{len(PAYLOADS)} payloads in every stored text, {xss_tried} pages in Chromium",
-        metrics={"dialogs": len(dialogs)},
+        detail=f"{len(PAYLOADS)} payloads in every stored text, {xss_tried} pages in Chromium, "
+        f"{shown} showing them as text",
+        metrics={"dialogs": len(dialogs), "pages_showing_payloads": shown},
         failures=xss_failures[:8],
     )
     csp = Figure(
@@ -428,7 +446,11 @@ def run(ctx: Context) -> list[Figure]:
         project_id=rows["project_id"], external_id__startswith="xss-"
     ).values_list("id", flat=True)[: 1 if ctx.quick else 3]:
         pages.append(f"/projects/{rows['project_id']}/items/{item_id}/")
-    xss, csp = _browse(ctx, pages, admin.cookies["sessionid"])
+    # The annotator's side too: the home page (instructions, messages) and the labeling page.
+    annotator = signed_in["annotator"].cookies["sessionid"]
+    visits = [(admin.cookies["sessionid"], path) for path in pages]
+    visits += [(annotator, "/"), (annotator, f"/projects/{project_id}/label/")]
+    xss, csp = _browse(ctx, visits)
     xss.metrics["import_status"] = imported
     xss.tried += len(pages) + 2
     xss.held += len(pages) + 2 - len({p.split(" sends ")[0] for p in raw_problems})
