@@ -48,6 +48,17 @@ def page(browser, live_server):
     page.errors = []
     page.dialogs = []
     page.on("pageerror", lambda error: page.errors.append(str(error)))
+    # A script, style or request the Content-Security-Policy blocked is an error too.
+    # (So page.wait_for_function takes a function, "() => ...": a bare expression is
+    # evaluated in the page with eval, which the policy forbids.)
+    page.on(
+        "console",
+        lambda message: (
+            page.errors.append(message.text)
+            if message.type == "error" and "Content Security Policy" in message.text
+            else None
+        ),
+    )
 
     def on_dialog(dialog):
         page.dialogs.append(dialog.message)
