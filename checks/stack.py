@@ -306,7 +306,8 @@ class Stack:
             proc = self.workers.pop(queue)
             self._stop_proc(proc, signal.SIGQUIT, timeout=10)
         if self.web:
-            self._stop_proc(self.web, signal.SIGTERM, timeout=20)
+            # SIGQUIT: gunicorn's quick shutdown; the checks are done, nothing to drain.
+            self._stop_proc(self.web, signal.SIGQUIT, timeout=10)
             self.web = None
         if self.redis:
             self._stop_proc(self.redis, signal.SIGTERM, timeout=10)
