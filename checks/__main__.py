@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import signal
 import sys
@@ -139,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         import django
 
         django.setup()
+        # The checks' HTTP clients would log every request at INFO through Django's root logger.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
         from django.db import connections
 
         from checks.world import fingerprint, seed_world

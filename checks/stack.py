@@ -201,6 +201,11 @@ class Stack:
                 child.send_signal(signal.SIGKILL)
         return children[0].pid
 
+    def worker_log(self, queue: str) -> str:
+        """Everything ``queue``'s worker logged since the stack started."""
+        proc = self.workers.get(queue)
+        return proc.log_tail(10**8) if proc else ""
+
     def start_worker(self, queue: str) -> None:
         """Start ``queue``'s worker (if it is not running) and wait until it answers."""
         if queue in self.workers and self.workers[queue].alive():
