@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -291,14 +292,23 @@ class Stack:
         self._timed("postgres", self._start_postgres)
         self._timed("redis", self._start_redis)
         self.storage_root.mkdir(parents=True, exist_ok=True)
-        self._timed("migrate", lambda: self.manage("migrate", "--noinput"))
-        self._timed("collectstatic", lambda: self.manage("collectstatic", "--noinput"))
-        # gunicorn and the workers boot at once (each imports Django and the app), then
-        # each is waited for.
+        # What does not wait on what runs at once: the workers boot (importing Django and
+        # the app) during the migrations, which run beside collectstatic; gunicorn comes
+        # after both (WhiteNoise lists the collected files when it starts).
         started = time.monotonic()
-        self._spawn_web()
         for queue in QUEUES:
             self._spawn_worker(queue)
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            steps = {
+                name: pool.submit(self._timed, name, lambda a=args: self.manage(*a))
+                for name, args in (
+                    ("migrate", ("migrate", "--noinput")),
+                    ("collectstatic", ("collectstatic", "--noinput")),
+                )
+            }
+            for future in steps.values():
+                future.result()
+        self._spawn_web()
         self._wait_web()
         for queue in QUEUES:
             self._wait_worker(queue)
@@ -307,16 +317,13 @@ class Stack:
     def stop(self) -> None:
         """Stop everything this stack started and remove its private folder (its logs are
         first copied to ``logs_to`` when given). Safe to call twice."""
-        for queue in list(self.workers):
-            proc = self.workers.pop(queue)
-            self._stop_proc(proc, signal.SIGQUIT, timeout=10)
-        if self.web:
-            # SIGQUIT: gunicorn's quick shutdown; the checks are done, nothing to drain.
-            self._stop_proc(self.web, signal.SIGQUIT, timeout=10)
-            self.web = None
-        if self.redis:
-            self._stop_proc(self.redis, signal.SIGTERM, timeout=10)
-            self.redis = None
+        # Everything is told at once, then waited for. SIGQUIT: a cold shutdown for the
+        # workers and gunicorn's quick one (the checks are done, nothing to drain).
+        parts = [(proc, signal.SIGQUIT) for proc in self.workers.values()]
+        parts += [(self.web, signal.SIGQUIT), (self.redis, signal.SIGTERM)]
+        with ThreadPoolExecutor(max_workers=len(parts)) as pool:
+            list(pool.map(lambda part: self._stop_proc(part[0], part[1], timeout=10), parts))
+        self.workers, self.web, self.redis = {}, None, None
         if self._pg_started:
             with contextlib.suppress(Exception):
                 self._pg_ctl("stop", "-m", "fast", "-w", "-t", "30")
