@@ -329,7 +329,6 @@ def kill_mid_job(ctx: Context, *, project, owner, kind: str, params: dict) -> Ki
     job = _wait_job(job.pk, _terminal, timeout=JOB_TIMEOUT, interval=0.25)
     interrupted = ctx.stack.worker_log(queue).count("WorkerLostError") > lost_before
     outcome.metrics.update(
-        killed_at_progress=round(held_row.progress, 2),
         recovered_in_s=round(time.monotonic() - killed, 1),
         attempts=job.attempts,
         rows=job_rows(job),
