@@ -17,6 +17,7 @@ Each part builds its own project (the attacked world is left alone).
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 import uuid
@@ -63,6 +64,8 @@ JOB_TIMEOUT = 150.0
 # How long a job runs, its row held, before its worker is killed: it computes until its
 # next write (progress, heartbeat, results) and waits there.
 KILL_AFTER_SECONDS = 1.5
+# The full disk under an export (its rows take several times this).
+FULL_DISK_BYTES = 32 * 1024
 
 
 def run(ctx: Context) -> list[Figure]:
@@ -687,21 +690,30 @@ def burst_with_restart(ctx: Context, part: str) -> Figure:
 
 
 def full_disk_during_export(ctx: Context) -> Figure:
-    """The export's folder is a tiny tmpfs (else its worker could not be made to see a
-    full disk): the export must fail with a reason and leave no version and no files."""
+    """The export's disk fills up: it must fail with a reason and leave no version and
+    no files. The full disk is a tiny tmpfs mounted on the export's folder (the workers
+    see it); where mounting is not allowed (no root, an unprivileged container) the
+    default worker is restarted with RLIMIT_FSIZE instead. The figure says which.
+    ``BALLOT_CHECK_FULL_DISK=rlimit`` (or ``ctx.options["full_disk"]``) picks the latter."""
     from django.conf import settings
 
+    from checks.stack import StackError
     from curation.models import Artifact, DatasetVersion
     from curation.services.jobs import job_create
 
-    owner, project, _ = _project(f"disk{uuid.uuid4().hex[:6]}", items=120)
+    owner, project, _ = _project(f"disk{uuid.uuid4().hex[:6]}", items=240)
     folder = Path(settings.BALLOT_STORAGE_ROOT) / "projects" / str(project.id) / "datasets"
-    try:
-        how = ctx.stack.mount_small_disk(folder, 16 * 1024)
-    except Exception as exc:  # noqa: BLE001 - reported, not hidden
-        return Figure(
-            SECTION, "storage full during an export", 1, 0, detail=f"could not fill a disk: {exc}"
-        )
+    mode = ctx.options.get("full_disk") or os.environ.get("BALLOT_CHECK_FULL_DISK", "tmpfs")
+    how = ""
+    if mode == "tmpfs":
+        try:
+            ctx.stack.mount_small_disk(folder, FULL_DISK_BYTES)
+            how = f"{FULL_DISK_BYTES // 1024} KiB tmpfs under the export"
+        except StackError as exc:
+            how = f"mount refused ({str(exc)[:60]}); "
+    if "tmpfs" not in how:
+        ctx.stack.start_worker("default", max_file_bytes=FULL_DISK_BYTES)
+        how += f"RLIMIT_FSIZE {FULL_DISK_BYTES // 1024} KiB on the default worker"
     try:
         job = job_create(
             project=project,
@@ -714,7 +726,11 @@ def full_disk_during_export(ctx: Context) -> Figure:
         artifacts = Artifact.objects.filter(job=job).count()
         leftovers = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
     finally:
-        ctx.stack.unmount(folder)
+        if "tmpfs" in how:
+            ctx.stack.unmount(folder)
+        else:
+            ctx.stack.stop_worker("default")
+            ctx.stack.start_worker("default")
     problems = []
     if job.status != "failed":
         problems.append(f"the export did not fail: {_describe(job)}")
@@ -724,15 +740,14 @@ def full_disk_during_export(ctx: Context) -> Figure:
         problems.append(f"left {versions} dataset version(s) and {artifacts} artifact row(s)")
     if leftovers:
         problems.append(f"left files: {leftovers[:5]}")
-    reason = job.error.strip().splitlines()[-1][:90] if job.error.strip() else "-"
+    reason = job.error.strip().splitlines()[-1][:80] if job.error.strip() else "-"
     return Figure(
         SECTION,
         "storage full during an export",
         1,
         int(not problems),
         lost=versions + artifacts + len(leftovers),
-        detail=f"16 KiB {how} under the export: {job.status} ({reason}); "
-        f"{versions} versions, {len(leftovers)} files left",
+        detail=f"{how}: {job.status} ({reason}); {versions} versions, {len(leftovers)} files left",
         metrics={"error": job.error[-500:], "attempts": job.attempts, "simulated_with": how},
         failures=problems,
     )

@@ -55,6 +55,7 @@ class _Proc:
     process: subprocess.Popen
     log_path: Path
     log_file: IO[bytes] = field(repr=False)
+    readies: int = 0  # " ready." lines in the log before this process started
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -116,7 +117,6 @@ class Stack:
         self.redis: _Proc | None = None
         self.workers: dict[str, _Proc] = {}
         self._pg_started = False
-        self._worker_readies: dict[str, int] = {}
         self._mounts: list[Path] = []
         self.timings: dict[str, float] = {}
 
@@ -207,26 +207,49 @@ class Stack:
         proc = self.workers.get(queue)
         return proc.log_tail(10**8) if proc else ""
 
-    def start_worker(self, queue: str) -> None:
-        """Start ``queue``'s worker (if it is not running) and wait until it answers."""
+    def start_worker(self, queue: str, *, max_file_bytes: int | None = None) -> None:
+        """Start ``queue``'s worker (if it is not running) and wait until it answers.
+
+        ``max_file_bytes``: replace the running worker with one that may not grow any
+        file past that size (RLIMIT_FSIZE: a write past it fails with EFBIG, as Python
+        ignores SIGXFSZ), a full disk for that worker alone. Its log is a file of its
+        own, so its own logging stays under the limit. ``start_worker(queue)`` after
+        ``stop_worker(queue)`` brings the ordinary one back.
+        """
+        if max_file_bytes is not None:
+            self.stop_worker(queue)
         if queue in self.workers and self.workers[queue].alive():
             return
-        self._spawn_worker(queue)
+        self._spawn_worker(queue, max_file_bytes=max_file_bytes)
         self._wait_worker(queue)
 
-    def _spawn_worker(self, queue: str) -> None:
+    def stop_worker(self, queue: str) -> None:
+        """Stop ``queue``'s worker (a cold shutdown; a running task is redelivered)."""
+        proc = self.workers.pop(queue, None)
+        self._stop_proc(proc, signal.SIGQUIT, timeout=10)
+
+    def _spawn_worker(self, queue: str, max_file_bytes: int | None = None) -> None:
         if queue in self.workers:
             self.workers.pop(queue).log_file.close()
         node = f"check-{queue}@%h"
+        limit = None
+        if max_file_bytes is not None:
+
+            def limit() -> None:
+                import resource
+
+                resource.setrlimit(resource.RLIMIT_FSIZE, (max_file_bytes, max_file_bytes))
+
         self.workers[queue] = self._spawn(
-            f"celery-{queue}",
+            f"celery-{queue}" if max_file_bytes is None else f"celery-{queue}-file-limit",
             [
                 str(Path(sys.executable).with_name("celery")),
                 *("-A", "config", "worker", "-Q", queue),
                 *("--concurrency", str(CONCURRENCY[queue]), "-P", "prefork", "-n", node),
                 *("--without-gossip", "--without-mingle", "-l", "info"),
             ],
-            append=True,
+            append=max_file_bytes is None,
+            preexec=limit,
         )
 
     def restart_redis(self, down_seconds: float = 1.0) -> None:
@@ -450,20 +473,19 @@ class Stack:
 
     def _wait_worker(self, queue: str) -> None:
         proc = self.workers[queue]
-        readies_before = self._worker_readies.get(queue, 0)
 
         def ready() -> bool:
             if not proc.alive():
                 raise StackError(f"the {queue} worker exited:\n{proc.log_tail()}")
-            # The log is appended across restarts: count the "ready" lines.
-            return proc.log_tail(10**7).count(" ready.") > readies_before
+            return proc.log_tail(10**8).count(" ready.") > proc.readies
 
         _wait(f"the {queue} worker", ready, 120, proc.log_tail())
-        self._worker_readies[queue] = readies_before + 1
 
-    def _spawn(self, name: str, argv: list[str], append: bool = False) -> _Proc:
+    def _spawn(self, name: str, argv: list[str], append: bool = False, preexec=None) -> _Proc:
         log_path = self.log_dir / f"{name}.log"
         log_file = log_path.open("ab" if append else "wb")
+        # The log may hold earlier runs of this part (appended across restarts).
+        readies = log_path.read_text(errors="replace").count(" ready.") if append else 0
         process = subprocess.Popen(  # noqa: S603 - fixed argv
             argv,
             cwd=REPO_ROOT,
@@ -471,8 +493,11 @@ class Stack:
             stdout=log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=preexec,  # noqa: PLW1509 - only setrlimit, before exec
         )
-        return _Proc(name=name, process=process, log_path=log_path, log_file=log_file)
+        return _Proc(
+            name=name, process=process, log_path=log_path, log_file=log_file, readies=readies
+        )
 
     def _stop_proc(self, proc: _Proc | None, sig: int, timeout: float) -> None:
         if proc is None:
