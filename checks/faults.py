@@ -22,7 +22,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,6 +78,46 @@ def run(ctx: Context) -> list[Figure]:
     figures.append(burst_with_restart(ctx, "postgres"))
     figures.append(full_disk_during_export(ctx))
     return figures
+
+
+# --- threads ----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Daemon:
+    thread: threading.Thread
+    errors: list[BaseException]
+
+
+def _start(*calls: Callable[[], Any]) -> list[_Daemon]:
+    """Run each call in a daemon thread: on Ctrl-C the orchestrator stops the stack at
+    once instead of waiting for them (a thread pool's exit would)."""
+    from django.db import connection
+
+    daemons = []
+    for call in calls:
+        errors: list[BaseException] = []
+
+        def body(call=call, errors=errors) -> None:
+            try:
+                call()
+            except BaseException as exc:  # noqa: BLE001 - handed to the joining thread
+                errors.append(exc)
+            finally:
+                connection.close()
+
+        daemon = _Daemon(threading.Thread(target=body, daemon=True), errors)
+        daemon.thread.start()
+        daemons.append(daemon)
+    return daemons
+
+
+def _join(daemons: list[_Daemon]) -> None:
+    for daemon in daemons:
+        daemon.thread.join()
+    for daemon in daemons:
+        if daemon.errors:
+            raise daemon.errors[0]
 
 
 # --- the data ---------------------------------------------------------------------------------
@@ -447,9 +486,7 @@ def killed_workers(ctx: Context) -> Figure:
             connection.close()
 
     started = time.monotonic()
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        for future in [pool.submit(gpu_line), pool.submit(default_line)]:
-            future.result()
+    _join(_start(gpu_line, default_line))
     missing = [k for k in kinds if k not in outcomes]
     for kind in missing:
         outcomes[kind] = KillOutcome(kind, AVAILABLE[kind].queue, why="not run")
@@ -628,20 +665,18 @@ def burst_with_restart(ctx: Context, part: str) -> Figure:
     items_import(project=project, lines=[json.dumps(r) for r in rows], fmt="trl")
     tally = BurstTally()
     stop_at = time.monotonic() + burst_seconds
-    with ThreadPoolExecutor(max_workers=clients) as pool:
-        futures = [
-            pool.submit(_annotator, ctx, token, project.id, tally, stop_at) for token in tokens
-        ]
-        time.sleep(burst_seconds / 3)
-        before = len(tally.confirmed)
-        restart_started = time.monotonic()
-        if part == "redis":
-            ctx.stack.restart_redis(down_seconds=2)
-        else:
-            ctx.stack.restart_postgres(down_seconds=2, mode="fast")
-        outage = time.monotonic() - restart_started
-        for future in futures:
-            future.result()
+    threads = _start(
+        *(lambda t=token: _annotator(ctx, t, project.id, tally, stop_at) for token in tokens)
+    )
+    time.sleep(burst_seconds / 3)
+    before = len(tally.confirmed)
+    restart_started = time.monotonic()
+    if part == "redis":
+        ctx.stack.restart_redis(down_seconds=2)
+    else:
+        ctx.stack.restart_postgres(down_seconds=2, mode="fast")
+    outage = time.monotonic() - restart_started
+    _join(threads)
     from django.db import close_old_connections, connection
 
     close_old_connections()
