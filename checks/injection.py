@@ -27,7 +27,8 @@ import os
 import re
 import tempfile
 import time
-from contextlib import suppress
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -235,20 +236,34 @@ def _inspect(page) -> tuple[bool, list[str], list[str]]:
     raise RuntimeError(f"{page.url} kept navigating")
 
 
-def _browse(ctx: Context, visits: list[tuple[str, str]]) -> tuple[Figure, Figure]:
-    """Open each (session cookie, path) in Chromium, one browser context per session."""
+@contextmanager
+def _chromium(ctx: Context) -> Iterator[Any]:
+    """``ctx.options["browser"]`` when the caller runs one (a test process: Playwright's sync
+    API allows one instance per thread), else a Chromium of our own."""
+    if ctx.options.get("browser") is not None:
+        yield ctx.options["browser"]
+        return
     from playwright.sync_api import sync_playwright
 
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def _browse(ctx: Context, visits: list[tuple[str, str]]) -> tuple[Figure, Figure]:
+    """Open each (session cookie, path) in Chromium, one browser context per session."""
     xss_tried = xss_held = xss_lost = 0
     csp_tried = csp_held = csp_lost = 0
     xss_failures: list[str] = []
     csp_failures: list[str] = []
     dialogs: list[str] = []
     shown = 0
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
+    with _chromium(ctx) as browser:
         pages: dict[str, Any] = {}
         for session_cookie, path in visits:
             if session_cookie not in pages:
@@ -293,7 +308,8 @@ def _browse(ctx: Context, visits: list[tuple[str, str]]) -> tuple[Figure, Figure
                     csp_failures.append(f"{path}: {problem or ''} {violations[:3]}".strip())
                 else:
                     csp_held += 1
-        browser.close()
+        for page in pages.values():
+            page.context.close()
     xss = Figure(
         SECTION,
         "stored XSS",

@@ -8,6 +8,7 @@ from rest_framework.test import APIClient
 
 from annotation.models import Role
 from annotation.services import token_create
+from checks.injection import CHROMIUM, CHROMIUM_ARGS  # one list for the tests and the checks
 from tests.factories import (
     ItemFactory,
     MembershipFactory,
@@ -187,3 +188,23 @@ def api():
 
 
 from tests.api_mixins import world  # noqa: E402, F401  (shared fixture for the permission matrix)
+
+# Playwright's sync API runs an event loop in this thread; Django's ORM calls made
+# from the test body (fixtures, assertions on rows) are still plain sync code.
+os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.skip(
+            f"Chromium is not installed at {CHROMIUM}; run `apt-get install -y chromium` to run browser tests"
+        )
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        yield chromium
+        chromium.close()

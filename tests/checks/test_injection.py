@@ -13,7 +13,8 @@ from curation.routing_report import ReportRow, routing_report_write
 
 @pytest.mark.browser
 @pytest.mark.slow
-def test_stored_payloads_never_run_and_every_page_sends_the_policy(check_context):
+def test_stored_payloads_never_run_and_every_page_sends_the_policy(check_context, browser):
+    check_context.options["browser"] = browser
     figures = {f.name: f for f in injection.run(check_context)}
     assert set(figures) == {
         "stored XSS",
@@ -27,7 +28,8 @@ def test_stored_payloads_never_run_and_every_page_sends_the_policy(check_context
 
 @pytest.mark.browser
 @pytest.mark.slow
-def test_a_renderer_that_stops_sanitising_is_caught(check_context, monkeypatch):
+def test_a_renderer_that_stops_sanitising_is_caught(check_context, browser, monkeypatch):
+    check_context.options["browser"] = browser
     monkeypatch.setattr("frontend.workspace_setup.markdown_to_safe_html", lambda text: text)
     xss = next(f for f in injection.run(check_context) if f.name == "stored XSS")
     assert xss.lost > 0
