@@ -4,7 +4,7 @@ Everything is overridable by environment variables:
 
 - ``PORT`` (8000) and ``GUNICORN_BIND`` (``0.0.0.0:$PORT``);
 - ``WEB_CONCURRENCY``: worker processes, default 2 x cores + 1, at most 12;
-- ``GUNICORN_THREADS`` (4): threads per worker (gthread). Each thread holds
+- ``GUNICORN_WORKER_CLASS`` (gthread) and ``GUNICORN_THREADS`` (4): threads per worker. Each thread holds
   its own database connection, so workers x threads x web containers must stay
   below PostgreSQL's ``max_connections`` (100 by default);
 - ``GUNICORN_TIMEOUT`` (120 s): a 10,000-item import is one long request;
@@ -28,7 +28,7 @@ bind = os.environ.get("GUNICORN_BIND") or f"0.0.0.0:{_int('PORT', 8000)}"
 workers = _int("WEB_CONCURRENCY", min(2 * multiprocessing.cpu_count() + 1, 12))
 # gthread: a worker keeps serving while one thread waits on PostgreSQL, and
 # keep-alive connections do not pin a whole process as with sync workers.
-worker_class = "gthread"
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "").strip() or "gthread"
 threads = _int("GUNICORN_THREADS", 4)
 keepalive = _int("GUNICORN_KEEPALIVE", 5)
 timeout = _int("GUNICORN_TIMEOUT", 120)
