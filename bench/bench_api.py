@@ -296,6 +296,7 @@ def run_clients(
     run_tag: str,
     mode: str = "separate",
     server_cpu: Callable[[], float] | None = None,
+    overlap: int = 1,
 ) -> dict:
     """One measurement with ``clients`` concurrent annotators in ``mode``.
 
@@ -304,7 +305,9 @@ def run_clients(
     """
     if annotators:
         annotator_mode = "distinct annotators, one shared project"
-        project_id = project_create(admin, f"bench {run_tag} {clients}c {mode} shared")
+        project_id = project_create(
+            admin, f"bench {run_tag} {clients}c {mode} shared", overlap=overlap
+        )
         for annotator in annotators[:clients]:
             expect(
                 admin.post(
@@ -568,6 +571,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--pgbench-seconds", type=int, default=15)
     parser.add_argument(
+        "--overlap",
+        type=int,
+        default=1,
+        help="annotators per item in the shared project (default 1); above 1 the claims of "
+        "different annotators race for the same items' slots",
+    )
+    parser.add_argument(
         "--server-pid",
         default="",
         help="gunicorn master PID(s), comma-separated, on this machine: report the web "
@@ -647,6 +657,7 @@ def main(argv: list[str] | None = None) -> int:
                         run_tag=run_tag,
                         mode=mode,
                         server_cpu=server_cpu,
+                        overlap=args.overlap,
                     )
                     figures["runs"].append(run)
                     print(
