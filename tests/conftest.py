@@ -40,6 +40,37 @@ if not os.environ.get("DATABASE_URL", "").startswith(("postgres", "postgresql"))
     LiveServerThread.server_class = SerialWSGIServer
 
 
+def _delete_flush(self, style, tables, *, reset_sequences=False, allow_cascade=False):
+    """Empty the tables after a transactional test with DELETE, not TRUNCATE.
+
+    Django's flush truncates every table: on PostgreSQL that is a new file per table,
+    index and TOAST relation, 1.2-1.9 s for Ballot's 52 tables on a loaded two-core
+    machine against 0.06-0.09 s for DELETE on the few rows a test leaves. Every
+    transactional test (browser, live server, concurrency) pays it once. The foreign
+    keys Django creates are DEFERRABLE INITIALLY DEFERRED and the flush runs in one
+    transaction, so the order of the DELETEs does not matter. Sequences are reset (the
+    rare ``reset_sequences`` test) by the backend's own statements.
+    """
+    if not tables:
+        return []
+    sql = [
+        f"{style.SQL_KEYWORD('DELETE')} {style.SQL_KEYWORD('FROM')} "
+        f"{style.SQL_FIELD(self.quote_name(table))};"
+        for table in tables
+    ]
+    if reset_sequences:
+        sql.extend(
+            self.sequence_reset_by_name_sql(style, self.connection.introspection.sequence_list())
+        )
+    return sql
+
+
+if os.environ.get("DATABASE_URL", "").startswith(("postgres", "postgresql")):
+    from django.db.backends.postgresql.operations import DatabaseOperations
+
+    DatabaseOperations.sql_flush = _delete_flush
+
+
 # Test modules that share an expensive session fixture run on one pytest-xdist worker,
 # which builds it once per run instead of once per worker. Keyed by the fixture. A test
 # module using it but missing here still passes, with a warning (the fixture is then

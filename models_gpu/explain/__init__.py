@@ -39,20 +39,53 @@ Pure numpy / scipy / scikit-learn / torch; no Django.
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from models_gpu.config import ExplainConfig, SAEConfig
-from models_gpu.explain.fit import explain_preferences
-from models_gpu.explain.inputs import prepare_inputs
-from models_gpu.explain.naming import name_features
-from models_gpu.explain.reports import (
-    Explanation,
-    FeatureReport,
-    GroupEffect,
-    GroupProbe,
-    PreferencePair,
-    PreparedInputs,
-    ProbeReport,
-)
-from models_gpu.explain.text import ngram_spans, text_stats
+
+if TYPE_CHECKING:
+    from models_gpu.explain.fit import explain_preferences
+    from models_gpu.explain.inputs import prepare_inputs
+    from models_gpu.explain.naming import name_features
+    from models_gpu.explain.reports import (
+        Explanation,
+        FeatureReport,
+        GroupEffect,
+        GroupProbe,
+        PreferencePair,
+        PreparedInputs,
+        ProbeReport,
+    )
+    from models_gpu.explain.text import ngram_spans, text_stats
+
+# Imported on first use, as in ``models_gpu``: the fit needs torch and scikit-learn, and a
+# web process or a Celery worker that never explains anything should not pay for them at
+# start-up (importing this package cost 5.5 s of a worker's 6.7 s start).
+_LAZY = {
+    "explain_preferences": "models_gpu.explain.fit",
+    "prepare_inputs": "models_gpu.explain.inputs",
+    "name_features": "models_gpu.explain.naming",
+    "Explanation": "models_gpu.explain.reports",
+    "FeatureReport": "models_gpu.explain.reports",
+    "GroupEffect": "models_gpu.explain.reports",
+    "GroupProbe": "models_gpu.explain.reports",
+    "PreferencePair": "models_gpu.explain.reports",
+    "PreparedInputs": "models_gpu.explain.reports",
+    "ProbeReport": "models_gpu.explain.reports",
+    "ngram_spans": "models_gpu.explain.text",
+    "text_stats": "models_gpu.explain.text",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "ExplainConfig",

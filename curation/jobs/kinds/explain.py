@@ -40,7 +40,6 @@ from curation.params import SEED_MAX
 from curation.storage import absolute
 from models_gpu import explain as core
 from models_gpu.config import ExplainConfig, SAEConfig
-from models_gpu.sae import CONFIG_FILE, WEIGHTS_FILE, save_sae
 
 if TYPE_CHECKING:
     from annotation.models import Project
@@ -175,6 +174,7 @@ def run(job: Job, report: Report) -> dict[str, Any]:
     from curation.explanations.inputs import explain_inputs
     from curation.explanations.naming import judge_for_naming, naming_callables
     from curation.explanations.services import explanation_store
+    from models_gpu.sae import CONFIG_FILE, WEIGHTS_FILE, save_sae  # torch: imported when run
 
     params = ExplainParams.from_job(job)
     selection = params.selection()
