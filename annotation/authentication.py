@@ -40,9 +40,10 @@ def hash_token(raw: str) -> str:
 # A token's row (with its user) is kept in Django's cache under its hash, so an API
 # request on a warm cache costs no query for authentication. Whatever can make a token
 # stop working forgets its entry: deleting the token (revoking it, or deleting its user,
-# which cascades), saving it, and saving its user (deactivation, a changed password or
-# superuser flag). The entry also expires after BALLOT_TOKEN_CACHE_SECONDS, which bounds
-# what a change the signals cannot see (a bulk ``UPDATE`` of users) leaves behind. The
+# which cascades), saving it, and saving its user with any field a token carries
+# (deactivation, the staff or superuser flag, the username; or a save naming no fields).
+# The entry also expires after BALLOT_TOKEN_CACHE_SECONDS, which bounds what a change the
+# signals cannot see (a bulk ``UPDATE`` of users) leaves behind. The
 # cache must be shared by every web process (Redis: REDIS_URL) for a revocation in one to
 # reach the others at once; without a shared cache the setting defaults to 0 (off).
 
@@ -73,12 +74,17 @@ def _token_changed(sender: Any, instance: ApiToken, **kwargs: Any) -> None:
     token_cache_forget(key_hashes=[instance.key_hash])
 
 
+_USER_FIELDS_TOKENS_CARRY = {"is_active", "is_staff", "is_superuser", "username"}
+
+
 @receiver(post_save, sender=settings.AUTH_USER_MODEL, dispatch_uid="ballot.token_cache.user_saved")
 def _user_changed(sender: Any, instance: Any, update_fields: Any = None, **kwargs: Any) -> None:
+    # A new user has no tokens; a save of other fields only (signing in, a password: tokens
+    # do not depend on it) changes nothing a cached token carries.
     if kwargs.get("created") or (
-        update_fields is not None and set(update_fields) <= {"last_login"}
+        update_fields is not None and not set(update_fields) & _USER_FIELDS_TOKENS_CARRY
     ):
-        return  # a new user has no tokens; signing in changes nothing a token depends on
+        return
     if settings.BALLOT_TOKEN_CACHE_SECONDS:
         token_cache_forget(
             key_hashes=ApiToken.objects.filter(user_id=instance.pk).values_list(
