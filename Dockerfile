@@ -39,9 +39,12 @@ COPY . .
 RUN pip install --no-deps . \
     && rm -rf build ./*.egg-info
 
-# Static files are collected at build time (whitenoise serves them); the key is
-# a throwaway needed only because production settings refuse to load without one.
-RUN DJANGO_SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput \
+# Static files are collected at build time (whitenoise serves them); the key and host
+# are throwaways needed only because production settings refuse to load without them
+# (a fixed short key would be refused: production wants 50 random characters).
+RUN DJANGO_SECRET_KEY="$(python -c 'import secrets; print(secrets.token_urlsafe(50))')" \
+    DJANGO_ALLOWED_HOSTS=build.invalid \
+    python manage.py collectstatic --noinput \
     && mkdir -p /data/storage /app/var \
     && chown -R ballot:ballot /data /app/var
 

@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 
-.PHONY: run test install lint format bench clean
+.PHONY: run test check install lint format bench clean
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,12 @@ TEST_WORKERS ?= 2
 
 test: install
 	$(PY) -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
+
+# Ballot in its production shape (gunicorn, its own PostgreSQL and Redis, a Celery worker per
+# queue), attacked, broken and loaded; prints every figure and fails unless nothing was lost.
+# CHECK_ARGS="--only faults,deployment" runs some modules; see `python -m checks --help`.
+check: install
+	$(PY) -m checks $(CHECK_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig, TooManyFieldsSent
+from django.db import InterfaceError, OperationalError
 from django.http import Http404
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
@@ -84,6 +85,32 @@ class NothingToDo(BallotError):
     code = "queue_empty"
 
 
+class Unavailable(BallotError):
+    """The database is out of reach for a moment (restarting, failing over, connections
+    cut): 503 with Retry-After, so clients retry with the same Idempotency-Key."""
+
+    status_code = 503
+    code = "unavailable"
+    retry_after_seconds = 2
+
+    def __init__(self, detail: str = "The database is briefly unavailable; retry shortly.") -> None:
+        super().__init__(detail)
+
+
+# Raised when PostgreSQL restarts or a connection is cut; a deadlock or a serialization
+# failure is an OperationalError too, and retrying is the right answer to those as well.
+DATABASE_UNAVAILABLE = (OperationalError, InterfaceError)
+
+
+def unavailable_response() -> Response:
+    error = Unavailable()
+    return Response(
+        error.as_dict(),
+        status=error.status_code,
+        headers={"Retry-After": str(error.retry_after_seconds)},
+    )
+
+
 def _flatten(detail: Any, prefix: str = "") -> list[dict]:
     if isinstance(detail, dict):
         out: list[dict] = []
@@ -108,6 +135,8 @@ def _flatten(detail: Any, prefix: str = "") -> list[dict]:
 def exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, BallotError):
         return Response(exc.as_dict(), status=exc.status_code)
+    if isinstance(exc, DATABASE_UNAVAILABLE):
+        return unavailable_response()
     if isinstance(exc, RequestDataTooBig):
         # Django's own body-size check (form and multipart fields): 413, not a bare 400 page.
         error = PayloadTooLarge(str(exc) or "The request body is too large.", field="body")

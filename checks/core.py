@@ -39,6 +39,14 @@ class Figure:
     def ok(self) -> bool:
         return self.held == self.tried and self.lost == 0
 
+    @property
+    def status(self) -> str:
+        """ok, FAIL, or "not run": nothing tried, a check that could not run here (such
+        as a vulnerability service out of reach); it does not fail the report."""
+        if not self.ok:
+            return "FAIL"
+        return "ok" if self.tried else "not run"
+
 
 @dataclass
 class Context:
@@ -82,7 +90,7 @@ class Report:
                 str(f.tried),
                 str(f.held),
                 str(f.lost),
-                "ok" if f.ok else "FAIL",
+                f.status,
                 f.detail,
             )
             for f in self.figures
@@ -93,7 +101,7 @@ class Report:
             cells = zip(r, widths, strict=True)
             return "  ".join(
                 c.ljust(w) if i in (0, 1, 5, 6) else c.rjust(w) for i, (c, w) in enumerate(cells)
-            )
+            ).rstrip()
 
         out = [line(head), "  ".join("-" * w for w in widths)]
         out += [line(r) for r in rows]
@@ -102,7 +110,9 @@ class Report:
         out.append("")
         out.append(
             f"{len(self.figures)} figures, {total_tried} tried, "
-            f"{sum(not f.ok for f in self.figures)} failed, rows/leaks lost: {total_lost}"
+            f"{sum(not f.ok for f in self.figures)} failed, "
+            f"{sum(f.status == 'not run' for f in self.figures)} not run, "
+            f"rows/leaks lost: {total_lost}"
         )
         for f in self.figures:
             for example in f.failures[:5]:
@@ -113,7 +123,7 @@ class Report:
         path.parent.mkdir(parents=True, exist_ok=True)
         payload = {
             "ok": self.ok,
-            "figures": [asdict(f) | {"ok": f.ok} for f in self.figures],
+            "figures": [asdict(f) | {"ok": f.ok, "status": f.status} for f in self.figures],
             "lost": sum(f.lost for f in self.figures),
             **extra,
         }

@@ -185,7 +185,14 @@ class DatasetFileApi(APIView):
         path = absolute(f"{version.path}/{file_path}")
         if not path.is_file():
             raise NotFound("The file is missing from storage.")
-        return FileResponse(path.open("rb"), as_attachment=True, filename=path.name)
+        # One documented type for every file (a .json manifest too): it is a download, and a
+        # client reads the format from the manifest, not from a guess made on the file name.
+        return FileResponse(
+            path.open("rb"),
+            as_attachment=True,
+            filename=path.name,
+            content_type="application/octet-stream",
+        )
 
 
 class QualityApi(APIView):

@@ -127,6 +127,20 @@ def aim_at(rows: Sequence[ReportRow], budget: float = 0.25) -> dict:
     return {"budget": budget, "strategies": out, "better": best, "met": met}
 
 
+# A spreadsheet evaluates a cell that starts with one of these as a formula
+# (OWASP "CSV injection"); a dataset or judge name is user text.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: object) -> object:
+    """``value`` safe for a CSV a spreadsheet may open: text that starts like a formula is
+    prefixed with a quote, so it shows as typed instead of being evaluated. Numbers
+    (negative ones included) are written as they are."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def routing_report_write(rows: Sequence[ReportRow], folder: Path) -> dict[str, Path]:
     """Write ``routing_report.md``, ``routing_report.csv`` and ``routing_report.html``."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -143,9 +157,9 @@ def routing_report_write(rows: Sequence[ReportRow], folder: Path) -> dict[str, P
         for r in rows:
             writer.writerow(
                 [
-                    r.dataset,
-                    r.judge,
-                    r.strategy,
+                    csv_cell(r.dataset),
+                    csv_cell(r.judge),
+                    csv_cell(r.strategy),
                     r.budget,
                     r.items,
                     round(r.label_accuracy, 4),

@@ -7,6 +7,7 @@ same 404 as for an id that does not exist.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from functools import wraps
 from typing import TYPE_CHECKING, Any
@@ -21,7 +22,15 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from annotation import selectors, services
-from annotation.errors import BallotError, Forbidden, NotFound, PayloadTooLarge, ValidationFailed
+from annotation.errors import (
+    DATABASE_UNAVAILABLE,
+    BallotError,
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+    Unavailable,
+    ValidationFailed,
+)
 from annotation.parsers import json_loads_strict
 from annotation.pseudonyms import may_reveal_usernames
 from annotation.selectors import STAFF_ROLES
@@ -149,6 +158,18 @@ def page_not_found(request: HttpRequest, exception: Exception | None = None) -> 
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
+    # Django calls this while handling the exception: a database out of reach outside
+    # the API views (middleware, pages) is a 503 to retry, not a 500.
+    if isinstance(sys.exc_info()[1], DATABASE_UNAVAILABLE):
+        error = Unavailable()
+        if _wants_json(request):
+            response = JsonResponse(error.as_dict(), status=error.status_code)
+        else:
+            response = HttpResponse(
+                loader.get_template("500.html").render({}), status=error.status_code
+            )
+        response["Retry-After"] = str(error.retry_after_seconds)
+        return response
     if _wants_json(request):
         return JsonResponse(
             {

@@ -27,9 +27,12 @@ def _check(env_extra: dict) -> subprocess.CompletedProcess:
         {
             "DJANGO_SETTINGS_MODULE": "config.settings.production",
             "DATABASE_URL": "sqlite:///:memory:",
+            "DJANGO_ALLOWED_HOSTS": "ballot.example.org",
             **env_extra,
         }
     )
+    # None: the variable is not set at all.
+    env = {k: v for k, v in env.items() if v is not None}
     return subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
         cwd=ROOT,
@@ -89,6 +92,13 @@ def test_production_refuses_any_host():
     )
     assert result.returncode != 0
     assert "DJANGO_ALLOWED_HOSTS contains '*'" in result.stderr
+
+
+@pytest.mark.parametrize("hosts", [None, "", " , "], ids=["unset", "empty", "blank"])
+def test_production_refuses_to_start_without_explicit_allowed_hosts(hosts):
+    result = _check({"DJANGO_SECRET_KEY": secrets.token_urlsafe(60), "DJANGO_ALLOWED_HOSTS": hosts})
+    assert result.returncode != 0
+    assert "DJANGO_ALLOWED_HOSTS is not set" in result.stderr
 
 
 def test_production_refuses_a_trusted_proxy_that_is_not_an_address():

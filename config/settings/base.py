@@ -46,6 +46,8 @@ MIDDLEWARE = [
     # A NUL in the query string is a 400 naming the parameter, never a database error.
     "annotation.middleware.QueryStringGuardMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Scripts from Ballot's static files only (annotation/middleware.py).
+    "annotation.middleware.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -116,6 +118,9 @@ STATICFILES_FINDERS = [
     # The charting library's browser bundle, from its installed Python package.
     "frontend.vendor.VendorFinder",
 ]
+# The Content-Security-Policy header; empty: annotation.middleware's default (scripts
+# from 'self' only, no inline script or eval).
+BALLOT_CONTENT_SECURITY_POLICY = os.environ.get("BALLOT_CONTENT_SECURITY_POLICY", "")
 STATIC_ROOT = BASE_DIR / "var" / "static"
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},

@@ -1,7 +1,7 @@
 """Production: secrets and hosts must come from the environment; HTTPS everywhere.
 
 Start-up refuses a missing, placeholder, short or low-entropy ``DJANGO_SECRET_KEY``
-and a ``*`` in ``DJANGO_ALLOWED_HOSTS``: both would otherwise run without complaint
+and a missing, empty or ``*`` ``DJANGO_ALLOWED_HOSTS``: these would otherwise run without complaint
 (Django's own checks only warn, and only under ``check --deploy``).
 """
 
@@ -67,8 +67,18 @@ def secret_key_problem(value: str) -> str | None:
     return None
 
 
-def allowed_hosts_problem(hosts: list[str]) -> str | None:
-    """Why ``hosts`` must not be served in production, or ``None`` when they may."""
+def allowed_hosts_problem(hosts: list[str], *, given: bool = True) -> str | None:
+    """Why ``hosts`` must not be served in production, or ``None`` when they may.
+
+    ``given``: whether ``DJANGO_ALLOWED_HOSTS`` was set at all. The base settings'
+    loopback default suits a laptop; in production it would answer 400 to every real
+    visitor, so the hosts must be named.
+    """
+    if not given or not hosts:
+        return (
+            "DJANGO_ALLOWED_HOSTS is not set: list the host names the site is reached by "
+            "(comma-separated, e.g. ballot.example.org)."
+        )
     if "*" in hosts:
         return (
             "DJANGO_ALLOWED_HOSTS contains '*', which accepts any Host header (cache "
@@ -90,7 +100,7 @@ DEBUG = False
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
 if problem := secret_key_problem(SECRET_KEY):
     raise ImproperlyConfigured(f"{problem} Generate one with: {GENERATE_HINT}")
-if problem := allowed_hosts_problem(ALLOWED_HOSTS):
+if problem := allowed_hosts_problem(ALLOWED_HOSTS, given="DJANGO_ALLOWED_HOSTS" in os.environ):
     raise ImproperlyConfigured(problem)
 if problem := trusted_proxies_problem(BALLOT_TRUSTED_PROXIES):
     raise ImproperlyConfigured(problem)

@@ -48,6 +48,17 @@ def page(browser, live_server):
     page.errors = []
     page.dialogs = []
     page.on("pageerror", lambda error: page.errors.append(str(error)))
+    # A script, style or request the Content-Security-Policy blocked is an error too.
+    # (So page.wait_for_function takes a function, "() => ...": a bare expression is
+    # evaluated in the page with eval, which the policy forbids.)
+    page.on(
+        "console",
+        lambda message: (
+            page.errors.append(message.text)
+            if message.type == "error" and "Content Security Policy" in message.text
+            else None
+        ),
+    )
 
     def on_dialog(dialog):
         page.dialogs.append(dialog.message)
@@ -69,13 +80,27 @@ def page(browser, live_server):
 
 
 @pytest.fixture
-def login():
+def login(live_server):
+    """Sign ``username`` in and open the home page.
+
+    The password is checked, then the session cookie is handed to the browser directly:
+    going through the sign-in form (a page load and a POST) in every test cost a second
+    of each. The form itself is tested in ``test_login_lockout.py``.
+    """
+    from django.conf import settings
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
     def do_login(page, username: str, password: str = "pw") -> None:
-        page.goto("/login/")
-        page.fill("#id_username", username)
-        page.fill("#id_password", password)
-        page.click("main button[type=submit]")
-        page.wait_for_url("**/")
+        user = get_user_model().objects.get(username=username)
+        assert user.check_password(password), f"wrong password for {username}"
+        client = Client()
+        client.force_login(user)
+        cookie = client.cookies[settings.SESSION_COOKIE_NAME].value
+        page.context.add_cookies(
+            [{"name": settings.SESSION_COOKIE_NAME, "value": cookie, "url": live_server.url}]
+        )
+        page.goto("/")
 
     return do_login
 

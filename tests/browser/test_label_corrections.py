@@ -73,7 +73,7 @@ def correct(page, response_id: int, selection: tuple, corrected: str) -> dict:
     page.fill("#correction-text", corrected)
     page.keyboard.press("Control+Enter")
     page.wait_for_selector(".correction-dialog:not([open])", state="attached")
-    page.wait_for_function(f"document.querySelectorAll('.correction-entry').length > {saved}")
+    page.wait_for_function(f"() => document.querySelectorAll('.correction-entry').length > {saved}")
     return shown
 
 
@@ -110,7 +110,7 @@ def test_the_next_span_can_be_corrected_in_the_same_task_as_the_last_save(
     assert after == {"focusInDialog": False, "open": True, "original": "Read"}
     page.fill("#correction-text", "Study")
     page.keyboard.press("Control+Enter")
-    page.wait_for_function("document.querySelectorAll('.correction-entry').length === 2")
+    page.wait_for_function("() => document.querySelectorAll('.correction-entry').length === 2")
     assert not page.errors
 
 
@@ -150,7 +150,7 @@ def test_selections_across_code_links_and_emphasis_store_the_raw_span(
     screenshot(page.locator(".responses"), "label-corrections-on-markdown")
 
     page.keyboard.press("Control+Enter")
-    page.wait_for_function("window.ballot.doneCount > 0")
+    page.wait_for_function("() => window.ballot.doneCount > 0")
     rows = list(CorrectionAnswer.objects.filter(response=response).order_by("start"))
     expected = [
         "Use `s.reverse()`",
@@ -229,6 +229,6 @@ def test_keyboard_selection_starts_at_the_beginning_and_home_end_move_as_documen
     page.keyboard.press("Escape")
     page.evaluate("document.activeElement && document.activeElement.blur()")
     page.keyboard.press("Control+Enter")
-    page.wait_for_function("window.ballot.doneCount > 0")
+    page.wait_for_function("() => window.ballot.doneCount > 0")
     row = CorrectionAnswer.objects.get(response=response)
     assert (row.start, row.end, row.original_text, row.corrected_text) == (0, 5, "First", "1st")

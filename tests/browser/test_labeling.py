@@ -36,7 +36,7 @@ def assignment_of(user, project) -> Assignment:
 
 def submit_and_wait(page, done_before: int) -> None:
     page.keyboard.press("Control+Enter")
-    page.wait_for_function(f"window.ballot.doneCount > {done_before}")
+    page.wait_for_function(f"() => window.ballot.doneCount > {done_before}")
 
 
 def test_sign_in_lists_my_projects_with_progress_and_sign_out(
@@ -193,7 +193,7 @@ def test_every_kind_by_mouse(page, login, screenshot, project, items, bob):
     page.mouse.move(0, 0)
     screenshot(page, "label-page", full_page=False)
     page.click("#submit-button")
-    page.wait_for_function("window.ballot.doneCount > 0")
+    page.wait_for_function("() => window.ballot.doneCount > 0")
 
     annotation = Annotation.objects.get(assignment=assignment)
     pair = PairwiseAnswer.objects.get(annotation=annotation)
@@ -363,7 +363,7 @@ def test_a_lost_lease_says_so_and_offers_the_next_item(page, login, project, ite
     assert Annotation.objects.filter(assignment=assignment).count() == 0
     status.get_by_role("button", name="Next item").click()
     page.wait_for_function(
-        f"window.ballot.current && window.ballot.current.assignment.id !== {assignment.id}"
+        f"() => window.ballot.current && window.ballot.current.assignment.id !== {assignment.id}"
     )
 
 

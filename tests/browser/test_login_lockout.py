@@ -45,3 +45,11 @@ def test_the_sign_in_page_pauses_after_repeated_wrong_passwords(page, screenshot
     assert posts[-1].status == 429
     page.goto("/")
     page.wait_for_url(lambda url: "/login/" in url)
+
+
+def test_the_sign_in_form_signs_in_with_the_right_password_and_opens_the_home_page(page, db):
+    UserFactory(username="erin", password="the-right-one-42")
+    _sign_in(page, "erin", "the-right-one-42")
+    page.wait_for_url(lambda url: "/login/" not in url)
+    assert page.locator("header form[action$='/logout/']").count() == 1
+    assert "erin" in page.inner_text("header")

@@ -131,7 +131,7 @@ def test_the_missing_answers_message_reads_cleanly_and_goes_once_everything_is_a
     page.focus(f".rank-item[data-response='{responses[0].id}']")
     page.keyboard.press("Enter")  # keep this order
     page.wait_for_function(
-        "document.getElementById('status').textContent === 'Please answer “Rate each response”.'"
+        "() => document.getElementById('status').textContent === 'Please answer “Rate each response”.'"
     )
 
     page.focus(".rating-row")

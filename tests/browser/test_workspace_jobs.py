@@ -58,7 +58,7 @@ def assert_no_horizontal_scroll(page, name: str, screenshot) -> None:
         # machine: wait up to 5 s for the page to fit; an overflow that stays fails.
         with contextlib.suppress(PlaywrightTimeoutError):
             page.wait_for_function(
-                "document.documentElement.scrollWidth <= document.documentElement.clientWidth",
+                "() => document.documentElement.scrollWidth <= document.documentElement.clientWidth",
                 timeout=5_000,
             )
         overflow = page.evaluate(
@@ -154,13 +154,13 @@ def test_the_list_shows_live_progress_and_cancels_a_running_job(
     job_progress(job_id=job.id, fraction=0.6, message="writing splits")
     # The page polls the jobs API: the new progress appears without a reload.
     page.wait_for_function(
-        f"document.querySelector('#job-{job.id} progress').value === 60", timeout=10_000
+        f"() => document.querySelector('#job-{job.id} progress').value === 60", timeout=10_000
     )
     assert row.locator("[data-field=message]").text_content() == "writing splits"
     screenshot(page, "workspace-jobs-running")
     row.locator("button[data-action=cancel]").click()
     page.wait_for_function(
-        f"document.querySelector('#job-{job.id} [data-field=status]').textContent === 'cancelled'"
+        f"() => document.querySelector('#job-{job.id} [data-field=status]').textContent === 'cancelled'"
     )
     job.refresh_from_db()
     assert job.status == JobStatus.CANCELLED
@@ -177,7 +177,7 @@ def test_a_running_job_page_follows_progress_and_shows_the_result_when_it_ends(
     page.goto(f"/projects/{project.id}/jobs/{job.id}/")
     assert page.locator("#job-message").text_content() == "training fold 1"
     job_progress(job_id=job.id, fraction=0.7, message="training fold 3")
-    page.wait_for_function("document.getElementById('job-progress').value === 70")
+    page.wait_for_function("() => document.getElementById('job-progress').value === 70")
     job_finish(job_id=job.id, result={"pairs": 120, "heldout_accuracy": 0.8})
     # The page reloads once the job has ended and shows the kind's summary.
     page.wait_for_selector("#result-table")
@@ -197,7 +197,7 @@ def test_an_admin_retries_a_failed_job(page, login, project):
     assert row.locator("[data-field=message]").text_content() == "worker lost"
     row.locator("button[data-action=retry]").click()
     page.wait_for_function(
-        f"document.querySelector('#job-{job.id} [data-field=message]').textContent.includes('non-tie pairs')"
+        f"() => document.querySelector('#job-{job.id} [data-field=message]').textContent.includes('non-tie pairs')"
     )
     job.refresh_from_db()
     assert job.attempts == 1 and "non-tie pairs" in job.error

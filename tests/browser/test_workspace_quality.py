@@ -54,7 +54,7 @@ def assert_no_horizontal_scroll(page, name: str, screenshot) -> None:
         # machine: wait up to 5 s for the page to fit; an overflow that stays fails.
         with contextlib.suppress(PlaywrightTimeoutError):
             page.wait_for_function(
-                "document.documentElement.scrollWidth <= document.documentElement.clientWidth",
+                "() => document.documentElement.scrollWidth <= document.documentElement.clientWidth",
                 timeout=5_000,
             )
         overflow = page.evaluate(

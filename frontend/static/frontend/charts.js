@@ -56,11 +56,15 @@ export function lines(element, series, options = {}) {
   return plotly().react(element, traces, layout({ showLegend: series.length > 1, ...options }), CONFIG);
 }
 
-/** Points: `series` is [{name, x, y, text}]; `text` is shown on hover as plain text. */
+/**
+ * Points: `series` is [{name, x, y, text}]; `text` is shown on hover as plain text.
+ * SVG "scatter", not WebGL "scattergl": Plotly's WebGL traces compile code with
+ * `new Function`, which the Content-Security-Policy (no 'unsafe-eval') blocks.
+ */
 export function scatter(element, series, options = {}) {
   if (!series.some((s) => s.x && s.x.length)) return empty(element, options.empty);
   const traces = series.map((s) => ({
-    type: "scattergl", mode: "markers", name: s.name, x: s.x, y: s.y, text: s.text,
+    type: "scatter", mode: "markers", name: s.name, x: s.x, y: s.y, text: s.text,
     hoverinfo: "x+y+text", marker: { size: 6, opacity: 0.7 },
   }));
   return plotly().react(element, traces, layout(options), CONFIG);
