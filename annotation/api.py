@@ -328,7 +328,7 @@ class NextApi(APIView):
             return HttpResponse(status=status.HTTP_204_NO_CONTENT)
         # The claim already loaded the item; one query adds its responses.
         assignment = selectors.assignment_responses_prefetch(assignment=assignment)
-        return HttpResponse(serializers.AssignmentOut(assignment).data)
+        return HttpResponse(serializers.assignment_out(assignment))
 
 
 class AssignmentListApi(APIView):
@@ -347,7 +347,7 @@ class AssignmentDetailApi(APIView):
     def get(self, request: Request, assignment_id: int) -> HttpResponse:
         assignment = selectors.assignment_get_for(user=request.user, assignment_id=assignment_id)
         assignment = selectors.assignment_responses_prefetch(assignment=assignment)
-        return HttpResponse(serializers.AssignmentOut(assignment).data)
+        return HttpResponse(serializers.assignment_out(assignment))
 
 
 class SubmitApi(APIView):
@@ -417,9 +417,9 @@ class SubmitApi(APIView):
             # A live lease comes back as it is, so a replayed submit returns the same next item.
             following = services.assignment_claim_next(project=item.project, annotator=request.user)
             body["next"] = (
-                serializers.AssignmentOut(
+                serializers.assignment_out(
                     selectors.assignment_responses_prefetch(assignment=following)
-                ).data
+                )
                 if following is not None
                 else None
             )

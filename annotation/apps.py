@@ -9,4 +9,10 @@ class AnnotationConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from annotation import schema  # noqa: F401  (registers the OpenAPI auth extension)
+        # schema registers the OpenAPI auth extension; authentication connects the token
+        # cache's invalidation in every process, including one that only serves the admin
+        # (where tokens are revoked).
+        from annotation import (
+            authentication,  # noqa: F401
+            schema,  # noqa: F401
+        )

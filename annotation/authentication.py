@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import lru_cache
 from typing import Any
 
@@ -20,6 +20,9 @@ from axes.backends import AxesStandaloneBackend
 from axes.helpers import get_cool_off
 from django.conf import settings
 from django.contrib.auth.signals import user_login_failed
+from django.core.cache import cache
+from django.db import transaction
+from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
@@ -33,6 +36,63 @@ def hash_token(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
+# --- the token cache ----------------------------------------------------------------
+# A token's row (with its user) is kept in Django's cache under its hash, so an API
+# request on a warm cache costs no query for authentication. Whatever can make a token
+# stop working forgets its entry: deleting the token (revoking it, or deleting its user,
+# which cascades), saving it, and saving its user with any field a token carries
+# (deactivation, the staff or superuser flag, the username; or a save naming no fields).
+# The entry also expires after BALLOT_TOKEN_CACHE_SECONDS, which bounds what a change the
+# signals cannot see (a bulk ``UPDATE`` of users) leaves behind. The
+# cache must be shared by every web process (Redis: REDIS_URL) for a revocation in one to
+# reach the others at once; without a shared cache the setting defaults to 0 (off).
+
+TOKEN_CACHE_PREFIX = "ballot:token:v1:"
+
+
+def _token_cache_key(key_hash: str) -> str:
+    return TOKEN_CACHE_PREFIX + key_hash
+
+
+def token_cache_forget(*, key_hashes: Iterable[str]) -> None:
+    """Drop cached tokens now and again after the transaction commits.
+
+    Twice: a request that read the row before the commit could otherwise put the old
+    entry back between the first delete and the commit.
+    """
+    keys = [_token_cache_key(key_hash) for key_hash in key_hashes]
+    if not keys or not settings.BALLOT_TOKEN_CACHE_SECONDS:
+        return
+    cache.delete_many(keys)
+    transaction.on_commit(lambda: cache.delete_many(keys))
+
+
+@receiver(post_delete, sender=ApiToken, dispatch_uid="ballot.token_cache.token_deleted")
+@receiver(post_save, sender=ApiToken, dispatch_uid="ballot.token_cache.token_saved")
+def _token_changed(sender: Any, instance: ApiToken, **kwargs: Any) -> None:
+    # A last-used stamp written by authenticate() itself goes through update(), not here.
+    token_cache_forget(key_hashes=[instance.key_hash])
+
+
+_USER_FIELDS_TOKENS_CARRY = {"is_active", "is_staff", "is_superuser", "username"}
+
+
+@receiver(post_save, sender=settings.AUTH_USER_MODEL, dispatch_uid="ballot.token_cache.user_saved")
+def _user_changed(sender: Any, instance: Any, update_fields: Any = None, **kwargs: Any) -> None:
+    # A new user has no tokens; a save of other fields only (signing in, a password: tokens
+    # do not depend on it) changes nothing a cached token carries.
+    if kwargs.get("created") or (
+        update_fields is not None and not set(update_fields) & _USER_FIELDS_TOKENS_CARRY
+    ):
+        return
+    if settings.BALLOT_TOKEN_CACHE_SECONDS:
+        token_cache_forget(
+            key_hashes=ApiToken.objects.filter(user_id=instance.pk).values_list(
+                "key_hash", flat=True
+            )
+        )
+
+
 class HashedTokenAuthentication(authentication.BaseAuthentication):
     keyword = "Token"
 
@@ -42,15 +102,24 @@ class HashedTokenAuthentication(authentication.BaseAuthentication):
             return None
         if len(header) != 2:
             raise exceptions.AuthenticationFailed("Invalid token header: expected 'Token <key>'.")
-        raw = header[1].decode(errors="replace")
-        token = ApiToken.objects.select_related("user").filter(key_hash=hash_token(raw)).first()
-        if token is None or not token.user.is_active:
-            raise exceptions.AuthenticationFailed("Invalid or revoked token.")
+        key_hash = hash_token(header[1].decode(errors="replace"))
+        ttl = settings.BALLOT_TOKEN_CACHE_SECONDS
+        token = cache.get(_token_cache_key(key_hash)) if ttl else None
+        if token is None:
+            token = ApiToken.objects.select_related("user").filter(key_hash=key_hash).first()
+            # Only working tokens are cached: an unknown one always asks the database.
+            if token is None or not token.user.is_active:
+                raise exceptions.AuthenticationFailed("Invalid or revoked token.")
+            if ttl:
+                cache.set(_token_cache_key(key_hash), token, ttl)
         now = timezone.now()
         # Write last_used at most once a minute: one UPDATE per request would
         # turn every read into a write on the hot path.
         if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
             ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+            token.last_used_at = now
+            if ttl:
+                cache.set(_token_cache_key(key_hash), token, ttl)
         return token.user, token
 
     def authenticate_header(self, request) -> str:

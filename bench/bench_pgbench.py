@@ -75,28 +75,28 @@ def load_api_json(value: str) -> dict:
     return json.loads(value.strip())
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", default="5432")
-    parser.add_argument("--user", default="postgres")
-    parser.add_argument("--password", default=os.environ.get("PGPASSWORD"))
-    parser.add_argument("--scale", type=int, default=10)
-    parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--seconds", type=int, default=20)
-    parser.add_argument("--api-json", help="bench_api.py's BENCH_JSON line (or @file holding it)")
-    args = parser.parse_args(argv)
+def pgbench_measure(
+    *,
+    host: str = "127.0.0.1",
+    port: str = "5432",
+    user: str = "postgres",
+    password: str | None = None,
+    scale: int = 10,
+    clients: int = 8,
+    threads: int = 2,
+    seconds: int = 20,
+) -> dict:
+    """Run ``pgbench -N`` on a scratch database (dropped again) and return its figures.
 
+    Raises ``RuntimeError`` when pgbench or psql is missing or a step fails.
+    """
     for tool in ("pgbench", "psql"):
         if shutil.which(tool) is None:
-            print(
-                f"{tool} is not on PATH (Debian: apt-get install postgresql-client).",
-                file=sys.stderr,
+            raise RuntimeError(
+                f"{tool} is not on PATH (Debian: apt-get install postgresql-client)."
             )
-            return 1
-    env = pg_env(args.password)
-    conn = ["-h", args.host, "-p", str(args.port), "-U", args.user]
+    env = pg_env(password)
+    conn = ["-h", host, "-p", str(port), "-U", user]
     drop = [
         "psql",
         *conn,
@@ -107,7 +107,6 @@ def main(argv: list[str] | None = None) -> int:
         "-qc",
         f"DROP DATABASE IF EXISTS {SCRATCH_DB}",
     ]
-
     try:
         run(drop, env)
         run(
@@ -123,44 +122,71 @@ def main(argv: list[str] | None = None) -> int:
             ],
             env,
         )
-        run(["pgbench", *conn, "-i", "-q", "-s", str(args.scale), SCRATCH_DB], env)
+        run(["pgbench", *conn, "-i", "-q", "-s", str(scale), SCRATCH_DB], env)
         result = run(
             [
                 "pgbench",
                 *conn,
                 "-N",
                 "-c",
-                str(args.clients),
+                str(clients),
                 "-j",
-                str(args.threads),
+                str(threads),
                 "-T",
-                str(args.seconds),
+                str(seconds),
                 SCRATCH_DB,
             ],
             env,
         )
     except subprocess.CalledProcessError as exc:
-        print(f"failed: {' '.join(exc.cmd)}\n{exc.stdout}\n{exc.stderr}", file=sys.stderr)
-        return 1
+        raise RuntimeError(f"failed: {' '.join(exc.cmd)}\n{exc.stdout}\n{exc.stderr}") from exc
     finally:
         run(drop, env, check=False)
-
     tps = parse_tps(result.stdout)
-    latency = parse_latency(result.stdout)
     server_version = subprocess.run(
         ["psql", *conn, "-d", "postgres", "-tAc", "SHOW server_version"],
         env=env,
         capture_output=True,
         text=True,
     ).stdout.strip()
-    figures = {
+    return {
         "pgbench_tps": round(tps, 1),
-        "pgbench_latency_ms": latency,
-        "workload": f"pgbench -N -c {args.clients} -j {args.threads} -T {args.seconds}, scale {args.scale}",
+        "pgbench_latency_ms": parse_latency(result.stdout),
+        "workload": f"pgbench -N -c {clients} -j {threads} -T {seconds}, scale {scale}",
         "server_version": server_version,
         "cpu_count": os.cpu_count(),
     }
-    print(f"PostgreSQL {server_version}, {os.cpu_count()} CPU(s): {figures['workload']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", default="5432")
+    parser.add_argument("--user", default="postgres")
+    parser.add_argument("--password", default=os.environ.get("PGPASSWORD"))
+    parser.add_argument("--scale", type=int, default=10)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seconds", type=int, default=20)
+    parser.add_argument("--api-json", help="bench_api.py's BENCH_JSON line (or @file holding it)")
+    args = parser.parse_args(argv)
+
+    try:
+        figures = pgbench_measure(
+            host=args.host,
+            port=args.port,
+            user=args.user,
+            password=args.password,
+            scale=args.scale,
+            clients=args.clients,
+            threads=args.threads,
+            seconds=args.seconds,
+        )
+    except RuntimeError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    tps, latency = figures["pgbench_tps"], figures["pgbench_latency_ms"]
+    print(f"PostgreSQL {figures['server_version']}, {os.cpu_count()} CPU(s): {figures['workload']}")
     print(
         f"  pgbench tps: {tps:,.1f}"
         + (f" (average latency {latency} ms)" if latency is not None else "")

@@ -3,8 +3,8 @@
 Everything is overridable by environment variables:
 
 - ``PORT`` (8000) and ``GUNICORN_BIND`` (``0.0.0.0:$PORT``);
-- ``WEB_CONCURRENCY``: worker processes, default 2 x cores + 1, at most 12;
-- ``GUNICORN_THREADS`` (4): threads per worker (gthread). Each thread holds
+- ``WEB_CONCURRENCY``: worker processes, default cores + 1, at most 12;
+- ``GUNICORN_WORKER_CLASS`` (gthread) and ``GUNICORN_THREADS`` (8): threads per worker. Each thread holds
   its own database connection, so workers x threads x web containers must stay
   below PostgreSQL's ``max_connections`` (100 by default);
 - ``GUNICORN_TIMEOUT`` (120 s): a 10,000-item import is one long request;
@@ -25,11 +25,15 @@ def _int(name: str, default: int) -> int:
 
 bind = os.environ.get("GUNICORN_BIND") or f"0.0.0.0:{_int('PORT', 8000)}"
 
-workers = _int("WEB_CONCURRENCY", min(2 * multiprocessing.cpu_count() + 1, 12))
-# gthread: a worker keeps serving while one thread waits on PostgreSQL, and
-# keep-alive connections do not pin a whole process as with sync workers.
-worker_class = "gthread"
-threads = _int("GUNICORN_THREADS", 4)
+# Chosen by measurement (issue 16: bench/bench_api.py --server-pid on 2 shared cores; the
+# README's "Scaling out" has the table). At 32 clients 3 x 8 threads served 75/s at
+# 13.7 ms of web CPU per submission, 2 x 8 63/s at 12.5 ms, the old 2 x cores + 1 = 5 x 4
+# 48/s at 20.1 ms: processes beyond the cores trade the GIL for context switches. One
+# spare process evens out keep-alive connections, which gunicorn hands to whichever
+# process accepts first. sync workers cost 18-21 ms (a new connection per request).
+workers = _int("WEB_CONCURRENCY", min(multiprocessing.cpu_count() + 1, 12))
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "").strip() or "gthread"
+threads = _int("GUNICORN_THREADS", 8)
 keepalive = _int("GUNICORN_KEEPALIVE", 5)
 timeout = _int("GUNICORN_TIMEOUT", 120)
 graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 30)

@@ -34,7 +34,7 @@ from annotation.errors import (
 from annotation.parsers import json_loads_strict
 from annotation.pseudonyms import may_reveal_usernames
 from annotation.selectors import STAFF_ROLES
-from annotation.serializers import AssignmentOut, QuestionOut
+from annotation.serializers import QuestionOut, assignment_out
 from annotation.services.feedback import annotator_message_mark_read, annotator_messages_for
 from annotation.services.gold import gold_summary_for
 from frontend.forms import ConsentForm, ProfileForm
@@ -101,7 +101,7 @@ def _assignment_payload(*, project: Project, user) -> dict | None:
     if assignment is None:
         return None
     assignment = selectors.assignment_responses_prefetch(assignment=assignment)
-    payload = dict(AssignmentOut(assignment).data)
+    payload = assignment_out(assignment)
     stats = selectors.project_progress_for(user=user, projects=[project])[project.id]
     finished = stats["done"] + stats["skipped"]
     payload["progress"] = {"position": finished + 1, "total": finished + stats["remaining"]}

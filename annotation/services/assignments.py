@@ -17,17 +17,23 @@ Invariants, all enforced under concurrency:
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import datetime, timedelta
 
-from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Case, Count, F, Q, Value, When
 from django.utils import timezone
 
 from annotation.errors import Conflict, NotFound
-from annotation.models import Assignment, AssignmentStatus, Item, Membership, Project
+from annotation.models import (
+    Assignment,
+    AssignmentStatus,
+    Item,
+    Project,
+    Response,
+)
 
 CLAIM_ATTEMPTS = 8
 
@@ -46,27 +52,25 @@ def _hold_claim_lock(*, project: Project, annotator: AbstractBaseUser) -> None:
 
     Precondition: inside ``transaction.atomic``. Without it, concurrent requests
     with one login all see "no live lease" and each claims a different item (SKIP
-    LOCKED hands them different rows), hoarding the queue. On PostgreSQL this
-    locks the annotator's Membership row (or, for a superuser who has none, the
-    user row) FOR NO KEY UPDATE: other claimants of the same pair wait, anyone
-    else passes, and inserts that reference the row are not blocked. On SQLite the
-    transaction itself is the lock: it begins IMMEDIATE (settings), which takes
-    the database's write lock up front, so writers already run one at a time.
+    LOCKED hands them different rows), hoarding the queue. On PostgreSQL this is a
+    transaction-level advisory lock on (project, annotator): other claimants of the
+    same pair wait, anyone else passes, and unlike a row lock it writes nothing (no
+    tuple header, no WAL), which matters when every claim takes it. On SQLite the
+    transaction itself is the lock: it begins IMMEDIATE (settings), which takes the
+    database's write lock up front, so writers already run one at a time.
     """
     if connection.vendor != "postgresql":
         return
-    membership = list(
-        Membership.objects.select_for_update(no_key=True)
-        .filter(user_id=annotator.pk, project_id=project.pk)
-        .values_list("pk", flat=True)
-    )
-    if not membership:
-        list(
-            get_user_model()
-            .objects.select_for_update(no_key=True)
-            .filter(pk=annotator.pk)
-            .values_list("pk", flat=True)
+    with connection.cursor() as cursor:
+        # The two-int4 key space: (project, user). A project id past 2**31 shares a key
+        # with another project's; that only makes two claims wait for each other.
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(%s, %s)",
+            [project.pk % CLAIM_LOCK_KEY_SPACE, annotator.pk % CLAIM_LOCK_KEY_SPACE],
         )
+
+
+CLAIM_LOCK_KEY_SPACE = 2**31 - 1
 
 
 def slot_take(*, item_id: int, overlap: int) -> bool:
@@ -159,11 +163,32 @@ def assignment_claim_next(
 
     An annotator holding a live lease in this project gets that one back, so a
     reload never burns a slot. Otherwise items that asked for more votes come first, then
-    items are taken by priority (highest
-    first), then id. Each claim locks one item row with SKIP LOCKED and takes a
-    slot by compare-and-set, in a transaction that holds no network or disk work.
+    items are taken by priority (highest first), then id. Each claim locks one item row
+    with SKIP LOCKED and takes a slot by compare-and-set, in a transaction that holds no
+    network or disk work.
+
+    On PostgreSQL the common case is two statements: the per-annotator lock, then one
+    statement that returns the live lease or leases a new item, with the item and its
+    responses (``_claim_in_one_statement``). When that statement finds nothing (the queue's
+    end, an item held for a moment by someone else, a lost compare-and-set) the claim goes
+    on with the general path below, which waits for held rows and sweeps expired leases
+    before answering that nothing is left.
     """
     now = now or timezone.now()
+    if connection.vendor == "postgresql":
+        try:
+            with transaction.atomic():
+                _hold_claim_lock(project=project, annotator=annotator)
+                if _sweep_due(project.id, now):
+                    leases_release_expired(project=project, now=now)
+                found = _claim_in_one_statement(project=project, annotator=annotator, now=now)
+                if found is not None:
+                    return found
+                return _claim_new(project=project, annotator=annotator, now=now)
+        except IntegrityError:
+            # Unique (item, annotator) from a lease made outside the claim lock (an admin,
+            # a script): the general path below sorts it out.
+            pass
     # Read without a lock first: a reload or a submit with a lease ahead (the
     # common case) costs one query. Only a claim pays for the lock.
     current = _live_lease(project=project, annotator=annotator, now=now)
@@ -176,6 +201,145 @@ def assignment_claim_next(
         if current is not None:
             return current
         return _claim_new(project=project, annotator=annotator, now=now)
+
+
+# The claim as one statement (PostgreSQL). Its snapshot is taken after the caller's
+# per-annotator lock, so ``live`` sees every lease an earlier claimant of this annotator
+# committed. ``candidate`` locks the head of the queue with SKIP LOCKED (and is materialised,
+# so it runs once); ``taken`` is the slot's compare-and-set on the row's newest version
+# (READ COMMITTED re-reads a row that changed since the snapshot); gold items take no slot.
+# When the head row changed so that it no longer qualifies, or every candidate is locked,
+# nothing comes back and the caller takes the general path.
+_CLAIM_SQL = """
+WITH live AS (
+    SELECT a.id FROM annotation_assignment a
+    WHERE a.project_id = %(project)s AND a.annotator_id = %(annotator)s
+      AND a.status = 'active' AND a.leased_until > %(now)s
+    ORDER BY a.id
+    LIMIT 1
+),{gold_cte}
+candidate AS MATERIALIZED (
+    SELECT i.id, i.is_gold FROM annotation_item i
+    WHERE i.project_id = %(project)s AND {pool}
+      AND NOT EXISTS (SELECT 1 FROM live)
+      AND NOT EXISTS (
+          SELECT 1 FROM annotation_assignment mine
+          WHERE mine.item_id = i.id AND mine.annotator_id = %(annotator)s
+      )
+    ORDER BY {gold_first}i.overlap_extra DESC, i.priority DESC, i.id
+    LIMIT 1
+    FOR NO KEY UPDATE SKIP LOCKED
+),
+taken AS (
+    UPDATE annotation_item i
+    SET slots_taken = i.slots_taken + 1,
+        is_full = i.slots_taken + 1 >= i.overlap_extra + %(overlap)s
+    FROM candidate c
+    WHERE i.id = c.id AND NOT c.is_gold AND i.slots_taken < i.overlap_extra + %(overlap)s
+    RETURNING i.id
+),
+chosen AS (
+    SELECT id FROM taken
+    UNION ALL
+    SELECT id FROM candidate WHERE is_gold
+),
+inserted AS (
+    INSERT INTO annotation_assignment
+        (project_id, item_id, annotator_id, status, leased_until, created_at)
+    SELECT %(project)s, id, %(annotator)s, 'active', %(lease_until)s, %(now)s FROM chosen
+    RETURNING id, item_id, status, leased_until, created_at, finished_at
+),
+picked AS (
+    SELECT * FROM inserted
+    UNION ALL
+    SELECT a.id, a.item_id, a.status, a.leased_until, a.created_at, a.finished_at
+    FROM annotation_assignment a JOIN live ON live.id = a.id
+)
+SELECT p.id, p.item_id, p.status, p.leased_until, p.created_at, p.finished_at,
+       i.external_id, i.conversation, i.is_gold,
+       (SELECT coalesce(
+                   json_agg(json_build_object('id', r.id, 'position', r.position, 'text', r.text)
+                            ORDER BY r.position),
+                   '[]'::json)
+        FROM annotation_response r WHERE r.item_id = p.item_id)
+FROM picked p JOIN annotation_item i ON i.id = p.item_id
+"""
+_GOLD_CTE = """
+gold AS (
+    SELECT count(*) FILTER (WHERE gi.is_gold)
+           < floor(%(gold_rate)s * (count(*) + 1) + 1e-9) AS wanted
+    FROM annotation_assignment ga JOIN annotation_item gi ON gi.id = ga.item_id
+    WHERE ga.project_id = %(project)s AND ga.annotator_id = %(annotator)s
+),"""
+_REGULAR_POOL = "NOT i.is_gold AND NOT i.is_full"
+# Gold first when the annotator's gold share is below the rate (as ``_wants_gold``), else
+# regular items only; regular first-come order after that.
+_MIXED_POOL = "((i.is_gold AND (SELECT wanted FROM gold)) OR (NOT i.is_gold AND NOT i.is_full))"
+_CLAIM_SQL_REGULAR = _CLAIM_SQL.format(gold_cte="", pool=_REGULAR_POOL, gold_first="")
+_CLAIM_SQL_MIXED = _CLAIM_SQL.format(
+    gold_cte=_GOLD_CTE, pool=_MIXED_POOL, gold_first="i.is_gold DESC, "
+)
+
+
+def _json(value):
+    return json.loads(value) if isinstance(value, (str, bytes)) else value
+
+
+def _claim_in_one_statement(
+    *, project: Project, annotator: AbstractBaseUser, now: datetime
+) -> Assignment | None:
+    """The live lease or a newly leased item, with the item and its responses, in one statement.
+
+    Preconditions: PostgreSQL, inside the transaction that holds ``_hold_claim_lock`` for
+    (``project``, ``annotator``), taken in an earlier statement. Returns ``None`` when the
+    statement leased nothing (see ``_CLAIM_SQL``). The item carries only the fields the
+    queue reads (the rest load on access) and its responses are already prefetched, so
+    ``selectors.assignment_responses_prefetch`` costs no query.
+    """
+    params = {
+        "project": project.pk,
+        "annotator": annotator.pk,
+        "now": now,
+        "lease_until": now + timedelta(seconds=project.lease_seconds),
+        "overlap": project.base_overlap,
+        "gold_rate": float(project.gold_rate),
+    }
+    sql = _CLAIM_SQL_MIXED if project.gold_rate > 0 else _CLAIM_SQL_REGULAR
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    (pk, item_id, status, leased_until, created_at, finished_at) = row[:6]
+    external_id, conversation, is_gold, responses = row[6:]
+    item = Item.from_db(
+        connection.alias,
+        ["id", "project_id", "external_id", "conversation", "is_gold"],
+        [item_id, project.pk, external_id, _json(conversation), is_gold],
+    )
+    related = item.responses.all()
+    related._result_cache = [
+        Response(id=r["id"], item_id=item_id, position=r["position"], text=r["text"])
+        for r in _json(responses)
+    ]
+    related._prefetch_done = True
+    item._prefetched_objects_cache = {"responses": related}
+    assignment = Assignment.from_db(
+        connection.alias,
+        [
+            "id",
+            "project_id",
+            "item_id",
+            "annotator_id",
+            "status",
+            "leased_until",
+            "created_at",
+            "finished_at",
+        ],
+        [pk, project.pk, item_id, annotator.pk, status, leased_until, created_at, finished_at],
+    )
+    assignment.item, assignment.project, assignment.annotator = item, project, annotator
+    return assignment
 
 
 def _live_lease(*, project: Project, annotator: AbstractBaseUser, now: datetime):

@@ -250,6 +250,13 @@ if REDIS_URL:
     CACHES = {
         "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
     }
+# API tokens are cached (by hash) for this long, so authenticating costs no query on a warm
+# cache; revoking a token or changing its user forgets the entry at once
+# (annotation/authentication.py). Only with a cache every web process shares: a
+# per-process cache would keep a token revoked in another process working until it expired.
+BALLOT_TOKEN_CACHE_SECONDS = int(
+    os.environ.get("BALLOT_TOKEN_CACHE_SECONDS", "") or (60 if REDIS_URL else 0)
+)
 
 LOGGING = {
     "version": 1,

@@ -18,5 +18,8 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+# The test process is one process: its local-memory cache is shared by everything that
+# authenticates in it, so the token cache runs in tests as in production.
+BALLOT_TOKEN_CACHE_SECONDS = int(os.environ.get("BALLOT_TOKEN_CACHE_SECONDS") or 60)
 BALLOT_JOBS_IN_THREAD = False  # jobs run inline in tests, inside the test's transaction
 BALLOT_JOB_STALE_SECONDS = int(os.environ.get("BALLOT_JOB_STALE_SECONDS", "120"))
