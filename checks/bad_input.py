@@ -8,8 +8,10 @@
    content type, a form where JSON is expected, and truncated multipart uploads to
    the imports (API and pages).
 3. **Schemathesis** over the whole schema, positive and negative, bounded in time
-   (``options["schemathesis_seconds"]``, default 60; 10 quick), on a project of its
-   own so its DELETEs cannot take A away.
+   (``options["schemathesis_seconds"]``, default 60; 10 quick) with up to
+   ``options["schemathesis_examples"]`` examples per operation and mode (default 25, four
+   times the suite's quick pass; 6 quick), on a project of its own so its DELETEs cannot
+   take A away.
 
 Parts 1 and 2 must be refused with a 4xx (in the one JSON error shape on the API:
 ``error``, ``detail``, ``field``, ``errors``) and write nothing (fingerprint before
@@ -230,6 +232,7 @@ def _schemathesis(ctx: Context, seconds: float) -> Figure:
     operations.sort(key=lambda op: op.method.upper() == "DELETE")
     checks = [not_a_server_error, status_code_conformance, content_type_conformance]
     session = requests.Session()
+    most = int(ctx.options.get("schemathesis_examples", 6 if ctx.quick else 25))
     started = time.monotonic()
     sent = 0
     failures: list[str] = []
@@ -239,12 +242,13 @@ def _schemathesis(ctx: Context, seconds: float) -> Figure:
         elapsed = time.monotonic() - started
         if elapsed > seconds:
             break
-        # Six examples per mode while the budget allows, fewer (never under two) when the
+        # ``most`` examples per mode while the budget allows (25 here, four times the suite's
+        # quick pass in tests/security/test_schemathesis.py), fewer (never under two) when the
         # operations so far ran slower than it does, so every operation gets its turn.
-        examples = 6
+        examples = most
         if index:
             affordable = (seconds - elapsed) / ((len(operations) - index) * elapsed / index)
-            examples = max(2, min(6, int(6 * affordable)))
+            examples = max(2, min(most, int(most * affordable)))
         pinned = {k: v for k, v in world.path_values.items() if f"{{{k}}}" in operation.path}
         label = f"{operation.method.upper()} {operation.path}"
         modes = [GenerationMode.POSITIVE]

@@ -455,6 +455,8 @@ def run(ctx: Context) -> list[Figure]:
     if ctx.quick:
         keep = ("/label/", "/settings/", "/items/", "/judges/", "/profile/")
         pages = [p for p in pages if any(k in p for k in keep)][:6]
+    if "max_pages" in ctx.options:  # a test of the check that needs no browsing
+        pages = pages[: int(ctx.options["max_pages"])]
     # Imported items are shown too: their detail pages.
     from annotation.models import Item
 
