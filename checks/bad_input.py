@@ -34,12 +34,15 @@ from checks.surface import Client, clients, fetch_schema, fill
 SECTION = "bad input"
 ERROR_SHAPE = {"error", "detail", "field", "errors"}
 DEPTH = 10_000
+# Raw JSON text: json.dumps cannot write most of these, which is the point. The suite's
+# tests/security/test_hostile_json.py sends the same list through Django's test client.
 HOSTILE: dict[str, list[str]] = {
     "nul": ['"a\\u0000b"', '{"k\\u0000": "\\u0000"}', '["\\u0000"]'],
     "deep": ["[" * DEPTH + "]" * DEPTH, '{"a":' * DEPTH + "1" + "}" * DEPTH],
     "nonfinite": ["NaN", "Infinity", "-Infinity", "1e400", '{"k": NaN}', "[Infinity]"],
     "hugeint": [str(2**62), "9" * 400, "-" + "9" * 5000, '{"k": ' + "9" * 5000 + "}"],
 }
+# Refused outright wherever the API parses JSON; the rest only must not break the server.
 MUST_REFUSE = {"deep", "nonfinite"}
 
 

@@ -30,19 +30,11 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 from drf_spectacular.generators import SchemaGenerator
 
+from checks.bad_input import ERROR_SHAPE, HOSTILE, MUST_REFUSE
 from tests.security.world import seed_world
 
-DEPTH = 10_000
-HOSTILE: dict[str, list[str]] = {
-    # Raw JSON text: json.dumps cannot write most of these, which is the point.
-    "nul": ['"a\\u0000b"', '{"k\\u0000": "\\u0000"}', '["\\u0000"]'],
-    "deep": ["[" * DEPTH + "]" * DEPTH, '{"a":' * DEPTH + "1" + "}" * DEPTH],
-    "nonfinite": ["NaN", "Infinity", "-Infinity", "1e400", '{"k": NaN}', "[Infinity]"],
-    "hugeint": [str(2**62), "9" * 400, "-" + "9" * 5000, '{"k": ' + "9" * 5000 + "}"],
-}
-# Refused outright wherever the API parses JSON; the rest only must not break the server.
-MUST_REFUSE = {"deep", "nonfinite"}
-ERROR_SHAPE = {"error", "detail", "field", "errors"}
+# The payloads, what must be refused and the error shape are the ones `make check` sends
+# (checks/bad_input.py) to the production shape: one list for both.
 SKIPPED_ROUTE_PREFIXES = ("admin/", "api/schema/", "api/docs/", "static/")
 
 
