@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import secrets
 import shutil
 import signal
@@ -76,6 +77,32 @@ def _port_free(port: int) -> bool:
         return True
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def pick_port(preferred: int, taken: set[int] = frozenset()) -> int:
+    """``preferred`` when it is free, else a free port below the kernel's ephemeral range.
+
+    A listening port inside the ephemeral range can be held by any outgoing connection's
+    local end (a client still talking to Redis, say), so the defaults lie below it, and a
+    taken one is never fatal: the stack passes its ports to every process it starts.
+    """
+    if preferred not in taken and _port_free(preferred):
+        return preferred
+    low, high = _ephemeral_range()
+    candidates = [p for p in range(20000, 32000) if not low <= p <= high and p not in taken]
+    rng = random.Random()
+    for port in rng.sample(candidates, min(200, len(candidates))):
+        if _port_free(port):
+            return port
+    raise StackError(f"no free port near {preferred} (200 tried)")
+
+
 def _wait(what: str, ready, timeout: float, log: str = "") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -93,9 +120,9 @@ class Stack:
     def __init__(
         self,
         *,
-        pg_port: int = 55432,
-        redis_port: int = 56379,
-        web_port: int = 8103,
+        pg_port: int = 25432,
+        redis_port: int = 26379,
+        web_port: int = 28103,
         web_workers: int | None = None,
         logs_to: Path | None = None,
     ) -> None:
@@ -103,7 +130,7 @@ class Stack:
         self.web_workers = web_workers
         # initdb runs as postgres, which must own the cluster folder and reach it: a
         # private folder under /tmp, not the worktree (whose parents postgres may not read).
-        self.root = Path(tempfile.mkdtemp(prefix=f"ballot-check-{pg_port}-"))
+        self.root = Path(tempfile.mkdtemp(prefix="ballot-check-"))
         self.log_dir = self.root / "logs"
         # Where the logs are copied when the stack stops (the private folder goes).
         self.logs_to = logs_to
@@ -305,13 +332,11 @@ class Stack:
 
     def start(self) -> None:
         """PostgreSQL, Redis, migrations and static files, then gunicorn and the workers."""
-        for name, port in (
-            ("PostgreSQL", self.pg_port),
-            ("Redis", self.redis_port),
-            ("gunicorn", self.web_port),
-        ):
-            if not _port_free(port):
-                raise StackError(f"port {port} for the check's {name} is taken")
+        # Ports are settled once, before anything starts: restarts in the fault checks
+        # reuse them, and every process gets them through :attr:`env`.
+        self.pg_port = pick_port(self.pg_port)
+        self.redis_port = pick_port(self.redis_port, {self.pg_port})
+        self.web_port = pick_port(self.web_port, {self.pg_port, self.redis_port})
         self._timed("postgres", self._start_postgres)
         self._timed("redis", self._start_redis)
         self.storage_root.mkdir(parents=True, exist_ok=True)
