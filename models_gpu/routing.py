@@ -544,19 +544,23 @@ def mix_reward_accuracies(
     with one_thread(), _seeded(reward_config.seed, device):
         head = RewardHead(train.prompt.shape[1], reward_config.hidden, reward_config.dropout)
         stack = len(rows)
-        # (mixes, in, out) weights and (mixes, 1, out) biases, every head from one init.
-        params = [
-            nn.Parameter(layer.weight.detach().T.clone().expand(stack, -1, -1).contiguous())
-            for layer in (head.prompt_proj, head.response_proj, head.interaction_proj, head.out)
-        ]
-        biases = [
-            nn.Parameter(layer.bias.detach().clone().expand(stack, 1, -1).contiguous())
-            for layer in (head.prompt_proj, head.out)
-        ]
-        w_prompt, w_response, w_inter, w_out = params
-        b_prompt, b_out = biases
+        hidden_width = reward_config.hidden
+
+        def tiled(tensor: torch.Tensor) -> nn.Parameter:
+            # (in, out) -> (in, mixes * out): every head from one init, side by side, so a
+            # layer of all the heads is one matrix product.
+            return nn.Parameter(tensor.detach().T.repeat(1, stack).contiguous())
+
+        w_prompt = tiled(head.prompt_proj.weight)
+        w_response = tiled(head.response_proj.weight)
+        w_inter = tiled(head.interaction_proj.weight)
+        b_prompt = nn.Parameter(head.prompt_proj.bias.detach().repeat(stack).contiguous())
+        w_out = nn.Parameter(head.out.weight.detach().repeat(stack, 1).contiguous())  # (mixes, h)
+        b_out = nn.Parameter(head.out.bias.detach().repeat(stack).contiguous())  # (mixes,)
         optimizer = torch.optim.AdamW(
-            [*params, *biases], lr=reward_config.lr, weight_decay=reward_config.weight_decay
+            [w_prompt, w_response, w_inter, b_prompt, w_out, b_out],
+            lr=reward_config.lr,
+            weight_decay=reward_config.weight_decay,
         )
 
         def tensor(array: np.ndarray) -> torch.Tensor:
@@ -567,12 +571,12 @@ def mix_reward_accuracies(
         weight = sign.abs()
         total = weight.sum(dim=1, keepdim=True).clamp_min(1e-12)
 
-        def scores(p, x, mask=None):
-            hidden = (p @ w_prompt + b_prompt) + x @ w_response + (p * x) @ w_inter
-            hidden = nn.functional.gelu(hidden)
+        def scores(p, prompt_part, x, mask=None):
+            hidden = prompt_part + x @ w_response + (p * x) @ w_inter
+            hidden = nn.functional.gelu(hidden).view(len(p), stack, hidden_width)
             if mask is not None:
-                hidden = hidden * mask
-            return (hidden @ w_out + b_out).squeeze(-1)  # (mixes, batch)
+                hidden = hidden * mask[:, None, :]
+            return ((hidden * w_out).sum(-1) + b_out).T  # (mixes, batch)
 
         generator = torch.Generator().manual_seed(reward_config.seed)
         batch_size = max(reward_config.batch_size, -(-n // MAX_STEPS_PER_EPOCH))
@@ -586,7 +590,8 @@ def mix_reward_accuracies(
                     else None
                     for _ in range(2)
                 ]
-                margin = scores(p, xa, masks[0]) - scores(p, xb, masks[1])
+                prompt_part = p @ w_prompt + b_prompt
+                margin = scores(p, prompt_part, xa, masks[0]) - scores(p, prompt_part, xb, masks[1])
                 per_pair = -nn.functional.logsigmoid(sign[:, batch] * margin) * weight[:, batch]
                 loss = (per_pair.sum(dim=1, keepdim=True) * (n / total) / len(batch)).sum()
                 optimizer.zero_grad(set_to_none=True)
@@ -594,7 +599,9 @@ def mix_reward_accuracies(
                 optimizer.step()
         with torch.inference_mode():
             tp, ta, tb = tensor(test.prompt), tensor(test.a), tensor(test.b)
-            margin = (scores(tp, ta) - scores(tp, tb)).numpy() * test_sign
+            prompt_part = tp @ w_prompt + b_prompt
+            margin = (scores(tp, prompt_part, ta) - scores(tp, prompt_part, tb)).numpy()
+            margin = margin * test_sign
         counted = test_sign != 0
         out[rows] = (margin[:, counted] > 0).mean(axis=1)
     return out
