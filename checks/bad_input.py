@@ -21,7 +21,6 @@ server (a big number may be a valid value).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from typing import Any
@@ -216,12 +215,10 @@ def _stored_ids(project_id: int) -> set[str]:
 def _schemathesis(ctx: Context, seconds: float) -> Figure:
     """Generated requests for every operation on a project of its own, until ``seconds``."""
     import schemathesis
-    from hypothesis import HealthCheck, Phase, given, settings
-    from hypothesis.errors import Unsatisfiable
-    from schemathesis import GenerationMode
     from schemathesis.checks import not_a_server_error
     from schemathesis.specs.openapi.checks import content_type_conformance, status_code_conformance
 
+    from checks import fuzz
     from tests.security.world import seed_world
 
     world = seed_world(f"st{int(time.time())}")
@@ -235,61 +232,48 @@ def _schemathesis(ctx: Context, seconds: float) -> Figure:
     operations.sort(key=lambda op: op.method.upper() == "DELETE")
     checks = [not_a_server_error, status_code_conformance, content_type_conformance]
     session = requests.Session()
+    # Up to ``most`` examples per mode (25 here, four times the suite's quick pass in
+    # tests/security/test_schemathesis.py) while the budget allows.
     most = int(ctx.options.get("schemathesis_examples", 6 if ctx.quick else 25))
     started = time.monotonic()
     sent = 0
     failures: list[str] = []
     failing_ops: set[str] = set()
     done = 0
+
+    def count() -> None:
+        nonlocal sent
+        sent += 1
+
     for index, operation in enumerate(operations):
         elapsed = time.monotonic() - started
         if elapsed > seconds:
             break
-        # ``most`` examples per mode while the budget allows (25 here, four times the suite's
-        # quick pass in tests/security/test_schemathesis.py), fewer (never under two) when the
-        # operations so far ran slower than it does, so every operation gets its turn.
-        examples = most
-        if index:
-            affordable = (seconds - elapsed) / ((len(operations) - index) * elapsed / index)
-            examples = max(2, min(most, int(most * affordable)))
+        examples = fuzz.examples_within_budget(
+            budget=seconds, elapsed=elapsed, done=index, left=len(operations) - index, most=most
+        )
         pinned = {k: v for k, v in world.path_values.items() if f"{{{k}}}" in operation.path}
         label = f"{operation.method.upper()} {operation.path}"
-        modes = [GenerationMode.POSITIVE]
-        if list(operation.body) or list(operation.query):
-            modes.append(GenerationMode.NEGATIVE)
-        for mode in modes:
+        for mode in fuzz.modes(operation):
 
-            @settings(
-                max_examples=examples,
-                deadline=None,
-                database=None,
-                derandomize=True,
-                phases=[Phase.explicit, Phase.generate],
-                suppress_health_check=list(HealthCheck),
+            def failed(case, exc: BaseException, label=label, mode=mode) -> None:
+                failing_ops.add(label)
+                if len(failures) < 8:
+                    reason = " | ".join(str(exc).strip().splitlines()[:3])[:200]
+                    failures.append(f"{mode.value} {case.method} {case.formatted_path}: {reason}")
+
+            fuzz.drive(
+                operation,
+                mode=mode,
+                examples=examples,
+                pinned=pinned,
+                headers=headers,
+                base_url=ctx.base_url,
+                session=session,
+                checks=checks,
+                on_failure=failed,
+                on_request=count,
             )
-            @given(case=operation.as_strategy(generation_mode=mode, path_parameters=pinned))
-            # Called at once, inside this iteration: label and mode are this loop's.
-            def exercise(case) -> None:
-                nonlocal sent
-                sent += 1
-                try:
-                    case.call_and_validate(
-                        base_url=ctx.base_url,
-                        session=session,
-                        headers=headers,
-                        checks=checks,
-                        timeout=30,
-                    )
-                except (Exception, BaseExceptionGroup) as exc:  # collected, not raised
-                    failing_ops.add(label)  # noqa: B023
-                    if len(failures) < 8:
-                        reason = " | ".join(str(exc).strip().splitlines()[:3])[:200]
-                        failures.append(
-                            f"{mode.value} {case.method} {case.formatted_path}: {reason}"  # noqa: B023
-                        )
-
-            with contextlib.suppress(Unsatisfiable):
-                exercise()
         done += 1
     elapsed = time.monotonic() - started
     return Figure(

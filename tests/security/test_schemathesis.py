@@ -31,9 +31,7 @@ import requests
 import schemathesis
 from django.core.cache import cache
 from django.db import connection
-from hypothesis import HealthCheck, Phase, given, settings
-from hypothesis.errors import Unsatisfiable
-from schemathesis import GenerationMode
+from hypothesis import HealthCheck, Phase, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -42,6 +40,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from checks import fuzz
 from tests.security.world import seed_world
 
 EXAMPLES = int(os.environ.get("BALLOT_SCHEMATHESIS_EXAMPLES", "6"))
@@ -96,56 +95,6 @@ def _describe(case, exc: BaseException) -> str:
     return f"{request} [{' '.join(d for d in details if d)}] -> " + " | ".join(reason)[:900]
 
 
-def _examples_within_budget(*, elapsed: float, done: int, left: int) -> int:
-    """Examples per mode for the next operation, so the rest fit in what is left of the budget."""
-    if not done:
-        return EXAMPLES
-    per_operation = elapsed / done
-    affordable = (BUDGET_SECONDS - elapsed) / (left * per_operation)
-    return max(MIN_EXAMPLES, min(EXAMPLES, int(EXAMPLES * affordable)))
-
-
-def _drive(
-    operation,
-    *,
-    mode: GenerationMode,
-    examples: int,
-    pinned: dict,
-    headers: dict,
-    base_url: str,
-    session: requests.Session,
-    found: list[str],
-) -> None:
-    """Send ``examples`` generated requests to ``operation``; append each distinct failure to ``found``."""
-
-    @settings(
-        max_examples=examples,
-        deadline=None,
-        database=None,
-        derandomize=True,
-        phases=[Phase.explicit, Phase.generate],
-        suppress_health_check=list(HealthCheck),
-    )
-    @given(case=operation.as_strategy(generation_mode=mode, path_parameters=pinned))
-    def exercise(case) -> None:
-        if len(found) >= MAX_FAILURES_PER_OPERATION:
-            return
-        try:
-            case.call_and_validate(
-                base_url=base_url, session=session, headers=headers, checks=CHECKS, timeout=30
-            )
-        except (Exception, BaseExceptionGroup) as exc:  # collected: one must not hide the rest
-            message = f"{mode.value}: {_describe(case, exc)}"
-            if message not in found:
-                found.append(message)
-
-    try:
-        exercise()
-    except Unsatisfiable:
-        # Nothing in this operation can be made invalid (no body, no parameters).
-        assert mode is GenerationMode.NEGATIVE, operation.label
-
-
 def test_every_operation_answers_as_documented_and_never_with_a_server_error(
     live_server, jobs_stay_queued
 ):
@@ -166,8 +115,13 @@ def test_every_operation_answers_as_documented_and_never_with_a_server_error(
 
     for index, operation in enumerate(operations):
         label = f"{operation.method.upper()} {operation.path}"
-        examples = _examples_within_budget(
-            elapsed=time.monotonic() - started, done=index, left=len(operations) - index
+        examples = fuzz.examples_within_budget(
+            budget=BUDGET_SECONDS,
+            elapsed=time.monotonic() - started,
+            done=index,
+            left=len(operations) - index,
+            most=EXAMPLES,
+            least=MIN_EXAMPLES,
         )
         world = seed_world(f"st{index}")
         headers = {"Authorization": f"Token {world.token}"}
@@ -177,13 +131,14 @@ def test_every_operation_answers_as_documented_and_never_with_a_server_error(
             if f"{{{name}}}" in operation.path
         }
         found = failures.setdefault(label, [])
-        # With path parameters pinned and the token set, an operation without a body
-        # or a query has nothing left to make invalid (Hypothesis would only spin).
-        modes = [GenerationMode.POSITIVE]
-        if list(operation.body) or list(operation.query):
-            modes.append(GenerationMode.NEGATIVE)
-        for mode in modes:
-            _drive(
+        for mode in fuzz.modes(operation):
+
+            def failed(case, exc: BaseException, found=found, mode=mode) -> None:
+                message = f"{mode.value}: {_describe(case, exc)}"
+                if len(found) < MAX_FAILURES_PER_OPERATION and message not in found:
+                    found.append(message)
+
+            fuzz.drive(
                 operation,
                 mode=mode,
                 examples=examples,
@@ -191,7 +146,8 @@ def test_every_operation_answers_as_documented_and_never_with_a_server_error(
                 headers=headers,
                 base_url=live_server.url,
                 session=session,
-                found=found,
+                checks=CHECKS,
+                on_failure=failed,
             )
             # The anon throttle and sign-in lockout count in the cache and the database;
             # an earlier operation must not turn a later one's answers into 429s.
