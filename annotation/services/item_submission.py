@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from django.db.models import Case, Value, When
-
 from annotation.models import Item, Project, Question
 from annotation.quality_summary import PAIRWISE
 from annotation.services.overlap import item_overlap_wanted
@@ -23,6 +21,7 @@ from annotation.services.quality import (
     item_votes_read,
     votes_agreement,
 )
+from annotation.services.submission_rows import Statement, statements_run
 
 
 def item_submission_record(
@@ -31,6 +30,7 @@ def item_submission_record(
     item: Item,
     questions: Sequence[Question],
     annotation: NewAnnotation,
+    then: Sequence[Statement] = (),
 ) -> None:
     """Update the quality summaries, agreement and wanted overlap of ``item`` after a submit.
 
@@ -43,9 +43,11 @@ def item_submission_record(
     every vote and the summaries' differences start from what the earlier ones stored.
 
     Statements: one read of the item's votes (every answer table, plus its human
-    annotations when the project's overlap is adaptive), one upsert per summary table
-    with rows, and at most one UPDATE of the item: its agreement when a pairwise answer
-    came, its ``overlap_extra`` and ``is_full`` when disagreement asks one more vote.
+    annotations when the project's overlap is adaptive), then the writes in one more
+    (``submission_rows.statements_run``): one upsert per summary table with rows, at most
+    one UPDATE of the item (its agreement when a pairwise answer changed it, its
+    ``overlap_extra`` and ``is_full`` when disagreement asks one more vote), and the
+    caller's own writes ``then`` (each on a table of its own), last.
     """
     adaptive = project.adaptive_overlap and not item.is_gold
     item_votes = item_votes_read(
@@ -53,15 +55,22 @@ def item_submission_record(
         kinds={question.kind for question in questions},
         count_annotations=adaptive,
     )
+    statements: list[Statement] = []
     item_summaries_add(
         project_id=project.pk,
         gold_items={item.pk: item.gold_answer} if item.is_gold else {},
         votes=item_votes.votes,
         annotations=[annotation],
+        statements=statements,
     )
-    updates: dict = {}
+    sets: list[str] = []
+    params: list = []
     if any(v.kind == PAIRWISE and v.annotation_id == annotation.id for v in item_votes.votes):
-        updates["agreement"] = votes_agreement([item.pk], item_votes.votes)[item.pk]
+        agreement = votes_agreement([item.pk], item_votes.votes)[item.pk]
+        # The row's figure was read under the lock: an equal one needs no write.
+        if agreement != item.agreement:
+            sets.append("agreement = %s")
+            params.append(agreement)
     wanted = (
         item_overlap_wanted(
             project=project,
@@ -73,10 +82,14 @@ def item_submission_record(
         else None
     )
     if wanted is not None:
-        updates["overlap_extra"] = wanted - project.base_overlap
-        # From the row's own slots_taken: a reacquired lease took a slot since the lock.
-        updates["is_full"] = Case(
-            When(slots_taken__gte=wanted, then=Value(True)), default=Value(False)
+        # is_full from the row's own slots_taken: a reacquired lease took a slot since the lock.
+        sets += ["overlap_extra = %s", "is_full = (slots_taken >= %s)"]
+        params += [wanted - project.base_overlap, wanted]
+    if sets:
+        statements.append(
+            (
+                f"UPDATE {Item._meta.db_table} SET {', '.join(sets)} WHERE id = %s",
+                [*params, item.pk],
+            )
         )
-    if updates:
-        Item.objects.filter(pk=item.pk).update(**updates)
+    statements_run([*statements, *then])

@@ -184,13 +184,13 @@ def item_votes_read(*, item_id: int, kinds: Iterable[str], count_annotations: bo
 # --------------------------------------------------------------------------- writing
 
 
-def _upsert(
+def _upsert_statements(
     model: type, keys: Sequence[str], columns: Sequence[str], rows: list[tuple], *, add: bool
-) -> None:
+) -> list[tuple[str, list]]:
     """One INSERT ... ON CONFLICT per ``UPSERT_ROWS`` rows: ``add`` adds the new figures to
     the stored ones (counters other writers also move), else they replace them."""
     if not rows:
-        return
+        return []
     table = model._meta.db_table
     names = [*keys, *columns]
     if add:
@@ -200,15 +200,37 @@ def _upsert(
     # Sorted, so writers touching overlapping rows lock them in one order (no deadlock).
     rows = sorted(rows, key=lambda row: tuple(row[: len(keys)]))
     placeholder = "(" + ", ".join(["%s"] * len(names)) + ")"
-    with connection.cursor() as cursor:
-        for start in range(0, len(rows), UPSERT_ROWS):
-            chunk = rows[start : start + UPSERT_ROWS]
-            cursor.execute(
+    statements = []
+    for start in range(0, len(rows), UPSERT_ROWS):
+        chunk = rows[start : start + UPSERT_ROWS]
+        statements.append(
+            (
                 f"INSERT INTO {table} ({', '.join(names)}) VALUES "
                 + ", ".join([placeholder] * len(chunk))
                 + f" ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}",
                 [value for row in chunk for value in row],
             )
+        )
+    return statements
+
+
+def _upsert(
+    model: type,
+    keys: Sequence[str],
+    columns: Sequence[str],
+    rows: list[tuple],
+    *,
+    add: bool,
+    into: list | None = None,
+) -> None:
+    """Run ``_upsert_statements``, or with ``into`` append them there for the caller to run."""
+    statements = _upsert_statements(model, keys, columns, rows, add=add)
+    if into is not None:
+        into.extend(statements)
+        return
+    with connection.cursor() as cursor:
+        for sql, params in statements:
+            cursor.execute(sql, params)
 
 
 # Stripes of the agreement sums: concurrent submits on different items mostly add to
@@ -330,6 +352,7 @@ def item_summaries_add(
     gold_items: Mapping[int, Any],
     votes: Sequence[qs.Vote],
     annotations: Sequence[NewAnnotation],
+    statements: list | None = None,
 ) -> None:
     """Add the difference ``annotations`` make to the quality summaries of their items.
 
@@ -339,7 +362,8 @@ def item_summaries_add(
     database (``x = x + EXCLUDED.x``), so writers on different items moving the same rows
     (today's agreement sums, one annotator's counters) are all counted. One upsert per
     summary table that has rows (on a gold item, two reads of its questions and
-    responses for the gold answer).
+    responses for the gold answer). With ``statements`` the upserts are appended there,
+    in this order, instead of run (``submission_rows.statements_run`` runs them).
     """
     tables = _Tables()
     new_ids = {a.id for a in annotations}
@@ -366,6 +390,7 @@ def item_summaries_add(
             )
         ],
         add=True,
+        into=statements,
     )
     pairs = qs.pair_counts(after)
     pairs.subtract(qs.pair_counts(before))
@@ -375,6 +400,7 @@ def item_summaries_add(
         ("units",),
         [(*key, n) for key, n in pairs.items() if n],
         add=True,
+        into=statements,
     )
     outcomes = _subtract(qs.annotator_outcomes(after), qs.annotator_outcomes(before))
     truths = _gold_truths(tables, project_id, gold_items)
@@ -392,6 +418,7 @@ def item_summaries_add(
         ANNOTATOR_COLUMNS,
         _annotator_rows(project_id, judgements, outcomes, gold),
         add=True,
+        into=statements,
     )
     times = Counter(
         (project_id, a.annotator_id, qs.time_bucket(a.time_spent_ms))
@@ -404,6 +431,7 @@ def item_summaries_add(
         ("annotations",),
         [(*key, n) for key, n in times.items()],
         add=True,
+        into=statements,
     )
 
 
