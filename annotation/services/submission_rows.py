@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from django.db import connection
 from django.db.models import Model
 
-from annotation.models import Annotation, Assignment, Item, Project, Question, Response
+from annotation.models import Annotation, Assignment, Item, Question, Response
+from annotation.selectors import project_columns, project_from_row
 
 # A statement and its parameters (``%s`` placeholders).
 Statement = tuple[str, list]
@@ -38,20 +39,15 @@ _ITEM_FIELDS = ("external_id", "is_gold", "gold_answer", "overlap_extra", "agree
 _ASSIGNMENT_FIELDS = ("status", "leased_until", "created_at", "finished_at")
 
 
-def _project_fields() -> list:
-    return list(Project._meta.concrete_fields)
-
-
 def _json(value):
     return json.loads(value) if isinstance(value, (str, bytes)) else value
 
 
 def _lock_sql() -> str:
-    project_columns = ", ".join(f"p.{f.column}" for f in _project_fields())
     return f"""
 SELECT a.project_id, a.item_id, {", ".join(f"a.{name}" for name in _ASSIGNMENT_FIELDS)},
        {", ".join(f"i.{name}" for name in _ITEM_FIELDS)},
-       {project_columns},
+       {project_columns("p")},
        (SELECT coalesce(json_agg(json_build_array(
                    q.id, q.kind, q.name, q.prompt, q.position, q.required, q.config)
                    ORDER BY q.position, q.id), '[]'::json)
@@ -96,15 +92,9 @@ def submission_lock(*, assignment_id: int, user_id: int) -> LockedSubmission | N
     at += len(_ASSIGNMENT_FIELDS)
     external_id, is_gold, gold_answer, overlap_extra, agreement = row[at : at + len(_ITEM_FIELDS)]
     at += len(_ITEM_FIELDS)
-    fields = _project_fields()
-    project_values = [
-        field.from_db_value(value, None, connection) if hasattr(field, "from_db_value") else value
-        for field, value in zip(fields, row[at : at + len(fields)], strict=True)
-    ]
-    at += len(fields)
-    questions_json, responses_json = row[at], row[at + 1]
+    project = project_from_row(row[at:-2])
+    questions_json, responses_json = row[-2], row[-1]
     alias = connection.alias
-    project = Project.from_db(alias, [f.attname for f in fields], project_values)
     item = Item.from_db(
         alias,
         ["id", "project_id", *_ITEM_FIELDS],
