@@ -10,18 +10,62 @@ at once never each miss the other's vote. They share one lock (the caller's) and
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 
 from annotation.models import Item, Project, Question
 from annotation.quality_summary import PAIRWISE
 from annotation.services.overlap import item_overlap_wanted
 from annotation.services.quality import (
+    ItemVotes,
     NewAnnotation,
     item_summaries_add,
+    item_votes_after,
     item_votes_read,
+    item_votes_statement,
     votes_agreement,
 )
 from annotation.services.submission_rows import Statement, statements_run
+
+
+def _adaptive(project: Project, item: Item) -> bool:
+    return project.adaptive_overlap and not item.is_gold
+
+
+def item_submission_votes_statement(
+    *, project: Project, item: Item, questions: Sequence[Question]
+) -> Statement | None:
+    """The read of the item's votes that ``item_submission_record`` needs, as ``(sql,
+    params)``, for a caller that folds it into the statement inserting the annotation (see
+    ``quality.item_votes_statement`` and ``quality.item_votes_after``; ``None``: nothing
+    to read). Same preconditions as the read ``item_submission_record`` makes itself."""
+    return item_votes_statement(
+        item_id=item.pk,
+        kinds={question.kind for question in questions},
+        count_annotations=_adaptive(project, item),
+    )
+
+
+def item_submission_votes_after(
+    *,
+    project: Project,
+    item: Item,
+    rows: Sequence[tuple],
+    annotation: NewAnnotation,
+    created_at: datetime,
+    answers: Mapping[type, Sequence],
+) -> ItemVotes:
+    """``ItemVotes`` for ``item_submission_record`` from the rows that
+    ``item_submission_votes_statement`` read alongside the insert of ``annotation`` and
+    its ``answers`` (rows by model), which those rows do not hold."""
+    return item_votes_after(
+        item_id=item.pk,
+        rows=rows,
+        annotation=annotation,
+        created_at=created_at,
+        answers=answers,
+        count_annotations=_adaptive(project, item),
+    )
 
 
 def item_submission_record(
@@ -30,6 +74,7 @@ def item_submission_record(
     item: Item,
     questions: Sequence[Question],
     annotation: NewAnnotation,
+    item_votes: ItemVotes | None = None,
     then: Sequence[Statement] = (),
 ) -> None:
     """Update the quality summaries, agreement and wanted overlap of ``item`` after a submit.
@@ -43,18 +88,21 @@ def item_submission_record(
     every vote and the summaries' differences start from what the earlier ones stored.
 
     Statements: one read of the item's votes (every answer table, plus its human
-    annotations when the project's overlap is adaptive), then the writes in one more
+    annotations when the project's overlap is adaptive) unless the caller passes
+    ``item_votes`` it read in the statement that inserted the answers (after the lock, as
+    this read would be; ``item_submission_votes_statement``), then the writes in one more
     (``submission_rows.statements_run``): one upsert per summary table with rows, at most
     one UPDATE of the item (its agreement when a pairwise answer changed it, its
     ``overlap_extra`` and ``is_full`` when disagreement asks one more vote), and the
     caller's own writes ``then`` (each on a table of its own), last.
     """
-    adaptive = project.adaptive_overlap and not item.is_gold
-    item_votes = item_votes_read(
-        item_id=item.pk,
-        kinds={question.kind for question in questions},
-        count_annotations=adaptive,
-    )
+    adaptive = _adaptive(project, item)
+    if item_votes is None:
+        item_votes = item_votes_read(
+            item_id=item.pk,
+            kinds={question.kind for question in questions},
+            count_annotations=adaptive,
+        )
     statements: list[Statement] = []
     item_summaries_add(
         project_id=project.pk,

@@ -178,32 +178,56 @@ def _insert_statement(model: type[Model], objs: Sequence[Model], *, parent: str 
     )
 
 
-def annotation_insert(*, annotation: Annotation, answers: dict[type, list]) -> None:
+def annotation_insert(
+    *, annotation: Annotation, answers: dict[type, list], read: Statement | None = None
+) -> list[tuple]:
     """Insert ``annotation`` (unsaved, ``created_at`` set) and its answer rows (unsaved,
     by model, ``annotation_id`` unset): one statement on PostgreSQL, so no answer table
     costs a round trip of its own. Sets ``annotation``'s id. Raises ``IntegrityError`` as
     the ORM would (a used idempotency key, a second annotation of the item by its
-    annotator)."""
+    annotator).
+
+    ``read`` (a SELECT) runs in the same statement and its rows come back; they do not
+    include the rows inserted here (one statement, one snapshot), and elsewhere than on
+    PostgreSQL it runs just before the inserts, which comes to the same.
+    """
     tables = [(model, rows) for model, rows in answers.items() if rows]
     if connection.vendor != "postgresql":
+        rows_read: list[tuple] = []
+        if read is not None:
+            with connection.cursor() as cursor:
+                cursor.execute(*read)
+                rows_read = cursor.fetchall()
         annotation.save(force_insert=True)
         for model, rows in tables:
             for row in rows:
                 row.annotation_id = annotation.pk
             model.objects.bulk_create(rows)
-        return
+        return rows_read
     sql, params = _insert_statement(Annotation, [annotation])
     parts = [f"WITH new_annotation AS ({sql} RETURNING id)"]
     for index, (model, rows) in enumerate(tables):
         answer_sql, answer_params = _insert_statement(model, rows, parent="new_annotation")
         parts.append(f", answers_{index} AS ({answer_sql})")
         params.extend(answer_params)
-    parts.append(" SELECT id FROM new_annotation")
+    if read is None:
+        parts.append(" SELECT id FROM new_annotation")
+    else:
+        # One row at least (the id), with the read's columns NULL when it found nothing.
+        parts.append(f" SELECT n.id, r.* FROM new_annotation n LEFT JOIN ({read[0]}) r ON true")
+        params.extend(read[1])
     with connection.cursor() as cursor:
         cursor.execute("".join(parts), params)
-        annotation.pk = cursor.fetchone()[0]
+        result = cursor.fetchall()
+    annotation.pk = result[0][0]
+    for _, rows in tables:
+        for row in rows:
+            row.annotation_id = annotation.pk
     annotation._state.adding = False
     annotation._state.db = connection.alias
+    if read is None:
+        return []
+    return [row[1:] for row in result if row[1] is not None]
 
 
 def statements_run(statements: Iterable[Statement]) -> None:

@@ -39,7 +39,11 @@ from annotation.parsers import json_check
 from annotation.pseudonyms import pseudonym
 from annotation.services.assignments import assignment_reacquire
 from annotation.services.gold import GoldCheck, given_from_specs, gold_compare
-from annotation.services.item_submission import item_submission_record
+from annotation.services.item_submission import (
+    item_submission_record,
+    item_submission_votes_after,
+    item_submission_votes_statement,
+)
 from annotation.services.quality import NewAnnotation
 from annotation.services.submission_rows import (
     LockedSubmission,
@@ -559,9 +563,25 @@ def annotation_submit(
                 created_at=timezone.now(),
             )
             identity = {rid: rid for rid in locked.response_texts}
-            annotation_insert(
-                annotation=annotation,
-                answers=answer_rows_build(annotation_id=None, specs=specs, response_ids=identity),
+            answer_rows = answer_rows_build(annotation_id=None, specs=specs, response_ids=identity)
+            # The item's votes are read in the statement that inserts the answers: after the
+            # lock's statement, as item_submission_record's own read would be.
+            read = item_submission_votes_statement(
+                project=assignment.project, item=assignment.item, questions=locked.questions
+            )
+            rows = annotation_insert(annotation=annotation, answers=answer_rows, read=read)
+            new_annotation = NewAnnotation(annotation.id, user.pk, time_spent)
+            item_votes = (
+                item_submission_votes_after(
+                    project=assignment.project,
+                    item=assignment.item,
+                    rows=rows,
+                    annotation=new_annotation,
+                    created_at=annotation.created_at,
+                    answers=answer_rows,
+                )
+                if read is not None
+                else None
             )
             assignment.status = AssignmentStatus.SUBMITTED
             assignment.finished_at = now
@@ -573,7 +593,8 @@ def annotation_submit(
                 project=assignment.project,
                 item=assignment.item,
                 questions=locked.questions,
-                annotation=NewAnnotation(annotation.id, user.pk, time_spent),
+                annotation=new_annotation,
+                item_votes=item_votes,
                 then=[
                     (
                         f"UPDATE {Assignment._meta.db_table} "

@@ -62,14 +62,14 @@ def test_next_and_submit_use_a_fixed_number_of_queries(project, items, bob, api)
         assert len(claimed) == 3 + savepoints, [q["sql"] for q in claimed]
         assert not any("apitoken" in q["sql"] for q in [*resumed, *claimed])
         # Submit: the lock (the assignment and its item, with the project, the questions
-        # and the item's responses read in the same statement), the annotation with its 3
-        # answer tables (one statement), the item's human votes (one statement for every
-        # answer table), then every write after them in one statement: one upsert per
-        # quality summary with rows (the item's first label pairs no one: annotator
-        # counters and the time bucket only) and the assignment's update; the agreement
-        # (none yet with one vote) is as stored, so not written. (13 before the reads were
-        # folded into the lock and the writes into one statement each; 16 before issue 16.)
-        assert len(submitted) == 4 + savepoints, [q["sql"] for q in submitted]
+        # and the item's responses read in the same statement); the annotation with its 3
+        # answer tables, reading the item's other human votes in the same statement; then
+        # every write after them in one statement: one upsert per quality summary with rows
+        # (the item's first label pairs no one: annotator counters and the time bucket
+        # only) and the assignment's update; the agreement (none yet with one vote) is as
+        # stored, so not written. (13 before the reads were folded into the lock and the
+        # writes into one statement each; 16 before issue 16.)
+        assert len(submitted) == 3 + savepoints, [q["sql"] for q in submitted]
     else:
         # SQLite keeps the general path (no SKIP LOCKED, no advisory locks).
         assert len(resumed) <= 4, [q["sql"] for q in resumed]
@@ -92,11 +92,11 @@ def test_next_and_submit_use_a_fixed_number_of_queries(project, items, bob, api)
     answers = _answers({"item": {"responses": [{"id": r} for r in responses]}})
     with CaptureQueriesContext(connection) as service:
         annotation_submit(assignment_id=again.id, user=second, answers=answers, time_spent_ms=900)
-    # Lock (with questions and responses), annotation and 3 answer tables, votes, then 4
-    # summary upserts, the agreement (two votes now) and the assignment in one statement;
-    # a savepoint pair (the test holds the transaction). (17 before the folds, 18 before
-    # issue 16.)
+    # Lock (with questions and responses), annotation and 3 answer tables with the votes
+    # read, then 4 summary upserts, the agreement (two votes now) and the assignment in one
+    # statement; a savepoint pair (the test holds the transaction). (17 before the folds,
+    # 18 before issue 16.)
     if connection.vendor == "postgresql":
-        assert len(service) == 4 + 2, [q["sql"] for q in service]
+        assert len(service) == 3 + 2, [q["sql"] for q in service]
     assert _inserts(service) == 4 + 4
     assert any("UPDATE annotation_item SET agreement" in q["sql"] for q in service)
