@@ -156,22 +156,41 @@ def _submission_lock_orm(*, assignment_id: int, user_id: int) -> LockedSubmissio
     )
 
 
+# Per model: its columns for an INSERT (all but the primary key), each with whether its
+# value needs the field's own preparation for the database (a JSON document, a datetime);
+# the rest are plain ints, floats, booleans and strings the driver takes as they are.
+_INSERT_FIELDS: dict[type, tuple[str, list[tuple[str, object, bool]]]] = {}
+_PREPARED = ("JSONField", "DateTimeField")
+
+
+def _insert_fields(model: type[Model]) -> tuple[str, list[tuple[str, object, bool]]]:
+    found = _INSERT_FIELDS.get(model)
+    if found is None:
+        fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+        columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+        found = _INSERT_FIELDS[model] = (
+            columns,
+            [(f.attname, f, f.get_internal_type() in _PREPARED) for f in fields],
+        )
+    return found
+
+
 def _insert_statement(model: type[Model], objs: Sequence[Model], *, parent: str = "") -> Statement:
     """``INSERT`` of ``objs`` (all concrete fields but the primary key); with ``parent``
     their ``annotation_id`` is the id that the WITH query ``parent`` returned."""
-    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+    columns, fields = _insert_fields(model)
     params: list = []
     rows = []
     for obj in objs:
         cells = []
-        for field in fields:
-            if parent and field.attname == "annotation_id":
+        for attname, field, prepared in fields:
+            if parent and attname == "annotation_id":
                 cells.append(f"(SELECT id FROM {parent})")
-            else:
-                cells.append("%s")
-                params.append(field.get_db_prep_save(getattr(obj, field.attname), connection))
+                continue
+            cells.append("%s")
+            value = getattr(obj, attname)
+            params.append(field.get_db_prep_save(value, connection) if prepared else value)
         rows.append("(" + ", ".join(cells) + ")")
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
     return (
         f"INSERT INTO {model._meta.db_table} ({columns}) VALUES {', '.join(rows)}",
         params,
