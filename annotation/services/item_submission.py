@@ -10,19 +10,62 @@ at once never each miss the other's vote. They share one lock (the caller's) and
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from django.db.models import Case, Value, When
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 
 from annotation.models import Item, Project, Question
 from annotation.quality_summary import PAIRWISE
 from annotation.services.overlap import item_overlap_wanted
 from annotation.services.quality import (
+    ItemVotes,
     NewAnnotation,
     item_summaries_add,
+    item_votes_after,
     item_votes_read,
+    item_votes_statement,
     votes_agreement,
 )
+from annotation.services.submission_rows import Statement, statements_run
+
+
+def _adaptive(project: Project, item: Item) -> bool:
+    return project.adaptive_overlap and not item.is_gold
+
+
+def item_submission_votes_statement(
+    *, project: Project, item: Item, questions: Sequence[Question]
+) -> Statement | None:
+    """The read of the item's votes that ``item_submission_record`` needs, as ``(sql,
+    params)``, for a caller that folds it into the statement inserting the annotation (see
+    ``quality.item_votes_statement`` and ``quality.item_votes_after``; ``None``: nothing
+    to read). Same preconditions as the read ``item_submission_record`` makes itself."""
+    return item_votes_statement(
+        item_id=item.pk,
+        kinds={question.kind for question in questions},
+        count_annotations=_adaptive(project, item),
+    )
+
+
+def item_submission_votes_after(
+    *,
+    project: Project,
+    item: Item,
+    rows: Sequence[tuple],
+    annotation: NewAnnotation,
+    created_at: datetime,
+    answers: Mapping[type, Sequence],
+) -> ItemVotes:
+    """``ItemVotes`` for ``item_submission_record`` from the rows that
+    ``item_submission_votes_statement`` read alongside the insert of ``annotation`` and
+    its ``answers`` (rows by model), which those rows do not hold."""
+    return item_votes_after(
+        item_id=item.pk,
+        rows=rows,
+        annotation=annotation,
+        created_at=created_at,
+        answers=answers,
+        count_annotations=_adaptive(project, item),
+    )
 
 
 def item_submission_record(
@@ -31,6 +74,8 @@ def item_submission_record(
     item: Item,
     questions: Sequence[Question],
     annotation: NewAnnotation,
+    item_votes: ItemVotes | None = None,
+    then: Sequence[Statement] = (),
 ) -> None:
     """Update the quality summaries, agreement and wanted overlap of ``item`` after a submit.
 
@@ -43,25 +88,37 @@ def item_submission_record(
     every vote and the summaries' differences start from what the earlier ones stored.
 
     Statements: one read of the item's votes (every answer table, plus its human
-    annotations when the project's overlap is adaptive), one upsert per summary table
-    with rows, and at most one UPDATE of the item: its agreement when a pairwise answer
-    came, its ``overlap_extra`` and ``is_full`` when disagreement asks one more vote.
+    annotations when the project's overlap is adaptive) unless the caller passes
+    ``item_votes`` it read in the statement that inserted the answers (after the lock, as
+    this read would be; ``item_submission_votes_statement``), then the writes in one more
+    (``submission_rows.statements_run``): one upsert per summary table with rows, at most
+    one UPDATE of the item (its agreement when a pairwise answer changed it, its
+    ``overlap_extra`` and ``is_full`` when disagreement asks one more vote), and the
+    caller's own writes ``then`` (each on a table of its own), last.
     """
-    adaptive = project.adaptive_overlap and not item.is_gold
-    item_votes = item_votes_read(
-        item_id=item.pk,
-        kinds={question.kind for question in questions},
-        count_annotations=adaptive,
-    )
+    adaptive = _adaptive(project, item)
+    if item_votes is None:
+        item_votes = item_votes_read(
+            item_id=item.pk,
+            kinds={question.kind for question in questions},
+            count_annotations=adaptive,
+        )
+    statements: list[Statement] = []
     item_summaries_add(
         project_id=project.pk,
         gold_items={item.pk: item.gold_answer} if item.is_gold else {},
         votes=item_votes.votes,
         annotations=[annotation],
+        statements=statements,
     )
-    updates: dict = {}
+    sets: list[str] = []
+    params: list = []
     if any(v.kind == PAIRWISE and v.annotation_id == annotation.id for v in item_votes.votes):
-        updates["agreement"] = votes_agreement([item.pk], item_votes.votes)[item.pk]
+        agreement = votes_agreement([item.pk], item_votes.votes)[item.pk]
+        # The row's figure was read under the lock: an equal one needs no write.
+        if agreement != item.agreement:
+            sets.append("agreement = %s")
+            params.append(agreement)
     wanted = (
         item_overlap_wanted(
             project=project,
@@ -73,10 +130,14 @@ def item_submission_record(
         else None
     )
     if wanted is not None:
-        updates["overlap_extra"] = wanted - project.base_overlap
-        # From the row's own slots_taken: a reacquired lease took a slot since the lock.
-        updates["is_full"] = Case(
-            When(slots_taken__gte=wanted, then=Value(True)), default=Value(False)
+        # is_full from the row's own slots_taken: a reacquired lease took a slot since the lock.
+        sets += ["overlap_extra = %s", "is_full = (slots_taken >= %s)"]
+        params += [wanted - project.base_overlap, wanted]
+    if sets:
+        statements.append(
+            (
+                f"UPDATE {Item._meta.db_table} SET {', '.join(sets)} WHERE id = %s",
+                [*params, item.pk],
+            )
         )
-    if updates:
-        Item.objects.filter(pk=item.pk).update(**updates)
+    statements_run([*statements, *then])

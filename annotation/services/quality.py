@@ -13,6 +13,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 from django.apps import apps as global_apps
@@ -52,6 +53,12 @@ class _Tables:
         self.AnnotatorPairVote = get("annotation", "AnnotatorPairVote")
         self.AnnotatorQuality = get("annotation", "AnnotatorQuality")
         self.AnnotatorTime = get("annotation", "AnnotatorTime")
+
+
+@cache
+def _tables() -> _Tables:
+    """The current models' ``_Tables`` (looked up once, not on every submit)."""
+    return _Tables()
 
 
 # --------------------------------------------------------------------------- reading votes
@@ -104,51 +111,52 @@ def _read(
     with ``annotations`` the number of human annotations per item (else empty). One
     statement."""
     kinds = [k for k in kinds if k in (qs.PAIRWISE, qs.RATING, qs.RANKING)]
-    votes: list[qs.Vote] = []
-    per_item: Counter = Counter()
     if not kinds and not annotations:
-        return votes, per_item
+        return [], Counter()
     with connection.cursor() as cursor:
         cursor.execute(
             _votes_sql(tables, kinds, where, annotations), params * (len(kinds) + annotations)
         )
-        for (
-            kind,
-            aid,
-            who,
-            created,
-            question,
-            item,
-            first,
-            second,
-            aspect,
-            number,
-            ranking,
-        ) in cursor.fetchall():
-            if kind == _ANNOTATION:
-                per_item[item] += 1
-                continue
-            common = {
-                "annotation_id": aid,
-                "annotator_id": who,
-                "created_at": _as_datetime(created),
-                "question_id": question,
-                "item_id": item,
-            }
-            if kind == qs.PAIRWISE:
-                votes.append(
-                    qs.pairwise_vote(
-                        chosen_id=first, rejected_id=second, tie=bool(number), **common
-                    )
-                )
-            elif kind == qs.RATING:
-                votes.append(
-                    qs.rating_vote(response_id=first, aspect=aspect, value=number, **common)
-                )
-            else:
-                vote = qs.ranking_vote(ranking=json.loads(ranking), **common)
-                if vote is not None:
-                    votes.append(vote)
+        return _parse(cursor.fetchall())
+
+
+def _parse(rows: Iterable[Sequence]) -> tuple[list[qs.Vote], Counter]:
+    """Votes and annotations per item from the rows of ``_votes_sql``."""
+    votes: list[qs.Vote] = []
+    per_item: Counter = Counter()
+    for (
+        kind,
+        aid,
+        who,
+        created,
+        question,
+        item,
+        first,
+        second,
+        aspect,
+        number,
+        ranking,
+    ) in rows:
+        if kind == _ANNOTATION:
+            per_item[item] += 1
+            continue
+        common = {
+            "annotation_id": aid,
+            "annotator_id": who,
+            "created_at": _as_datetime(created),
+            "question_id": question,
+            "item_id": item,
+        }
+        if kind == qs.PAIRWISE:
+            votes.append(
+                qs.pairwise_vote(chosen_id=first, rejected_id=second, tie=bool(number), **common)
+            )
+        elif kind == qs.RATING:
+            votes.append(qs.rating_vote(response_id=first, aspect=aspect, value=number, **common))
+        else:
+            vote = qs.ranking_vote(ranking=json.loads(ranking), **common)
+            if vote is not None:
+                votes.append(vote)
     return votes, per_item
 
 
@@ -176,21 +184,85 @@ def item_votes_read(*, item_id: int, kinds: Iterable[str], count_annotations: bo
     writer that held the lock before.
     """
     votes, per_item = _read(
-        _Tables(), kinds, "a.item_id = %s", [item_id], annotations=count_annotations
+        _tables(), kinds, "a.item_id = %s", [item_id], annotations=count_annotations
     )
     return ItemVotes(item_id=item_id, votes=votes, human_annotations=per_item[item_id])
+
+
+def item_votes_statement(
+    *, item_id: int, kinds: Iterable[str], count_annotations: bool
+) -> tuple[str, list] | None:
+    """The read of ``item_votes_read`` as ``(sql, params)``, for a caller that runs it as
+    part of a statement of its own (``None``: nothing to read). The same precondition
+    holds for that statement; ``item_votes_after`` turns its rows into ``ItemVotes``."""
+    kinds = [k for k in kinds if k in (qs.PAIRWISE, qs.RATING, qs.RANKING)]
+    if not kinds and not count_annotations:
+        return None
+    sql = _votes_sql(_tables(), kinds, "a.item_id = %s", count_annotations)
+    return sql, [item_id] * (len(kinds) + count_annotations)
+
+
+def item_votes_after(
+    *,
+    item_id: int,
+    rows: Iterable[Sequence],
+    annotation: NewAnnotation,
+    created_at: datetime,
+    answers: Mapping[type, Sequence[Any]],
+    count_annotations: bool,
+) -> ItemVotes:
+    """The item's votes with ``annotation``'s: ``rows`` of ``item_votes_statement`` read
+    without it (in the statement that inserted it, whose snapshot does not hold its own
+    rows), plus the votes of its ``answers`` (answer rows by model, as inserted)."""
+    votes, per_item = _parse(rows)
+    tables = _tables()
+    common = {
+        "annotation_id": annotation.id,
+        "annotator_id": annotation.annotator_id,
+        "created_at": created_at,
+        "item_id": item_id,
+    }
+    for row in answers.get(tables.PairwiseAnswer, ()):
+        votes.append(
+            qs.pairwise_vote(
+                chosen_id=row.chosen_id,
+                rejected_id=row.rejected_id,
+                tie=row.tie,
+                question_id=row.question_id,
+                **common,
+            )
+        )
+    for row in answers.get(tables.RatingAnswer, ()):
+        votes.append(
+            qs.rating_vote(
+                response_id=row.response_id,
+                aspect=row.aspect,
+                value=float(row.value),
+                question_id=row.question_id,
+                **common,
+            )
+        )
+    for row in answers.get(tables.RankingAnswer, ()):
+        vote = qs.ranking_vote(ranking=row.ranking, question_id=row.question_id, **common)
+        if vote is not None:
+            votes.append(vote)
+    return ItemVotes(
+        item_id=item_id,
+        votes=votes,
+        human_annotations=per_item[item_id] + 1 if count_annotations else 0,
+    )
 
 
 # --------------------------------------------------------------------------- writing
 
 
-def _upsert(
+def _upsert_statements(
     model: type, keys: Sequence[str], columns: Sequence[str], rows: list[tuple], *, add: bool
-) -> None:
+) -> list[tuple[str, list]]:
     """One INSERT ... ON CONFLICT per ``UPSERT_ROWS`` rows: ``add`` adds the new figures to
     the stored ones (counters other writers also move), else they replace them."""
     if not rows:
-        return
+        return []
     table = model._meta.db_table
     names = [*keys, *columns]
     if add:
@@ -200,15 +272,37 @@ def _upsert(
     # Sorted, so writers touching overlapping rows lock them in one order (no deadlock).
     rows = sorted(rows, key=lambda row: tuple(row[: len(keys)]))
     placeholder = "(" + ", ".join(["%s"] * len(names)) + ")"
-    with connection.cursor() as cursor:
-        for start in range(0, len(rows), UPSERT_ROWS):
-            chunk = rows[start : start + UPSERT_ROWS]
-            cursor.execute(
+    statements = []
+    for start in range(0, len(rows), UPSERT_ROWS):
+        chunk = rows[start : start + UPSERT_ROWS]
+        statements.append(
+            (
                 f"INSERT INTO {table} ({', '.join(names)}) VALUES "
                 + ", ".join([placeholder] * len(chunk))
                 + f" ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}",
                 [value for row in chunk for value in row],
             )
+        )
+    return statements
+
+
+def _upsert(
+    model: type,
+    keys: Sequence[str],
+    columns: Sequence[str],
+    rows: list[tuple],
+    *,
+    add: bool,
+    into: list | None = None,
+) -> None:
+    """Run ``_upsert_statements``, or with ``into`` append them there for the caller to run."""
+    statements = _upsert_statements(model, keys, columns, rows, add=add)
+    if into is not None:
+        into.extend(statements)
+        return
+    with connection.cursor() as cursor:
+        for sql, params in statements:
+            cursor.execute(sql, params)
 
 
 # Stripes of the agreement sums: concurrent submits on different items mostly add to
@@ -330,6 +424,7 @@ def item_summaries_add(
     gold_items: Mapping[int, Any],
     votes: Sequence[qs.Vote],
     annotations: Sequence[NewAnnotation],
+    statements: list | None = None,
 ) -> None:
     """Add the difference ``annotations`` make to the quality summaries of their items.
 
@@ -339,9 +434,10 @@ def item_summaries_add(
     database (``x = x + EXCLUDED.x``), so writers on different items moving the same rows
     (today's agreement sums, one annotator's counters) are all counted. One upsert per
     summary table that has rows (on a gold item, two reads of its questions and
-    responses for the gold answer).
+    responses for the gold answer). With ``statements`` the upserts are appended there,
+    in this order, instead of run (``submission_rows.statements_run`` runs them).
     """
-    tables = _Tables()
+    tables = _tables()
     new_ids = {a.id for a in annotations}
     fresh = [v for v in votes if v.annotation_id in new_ids]
     touched = {v.unit for v in fresh if v.item_id not in gold_items}
@@ -366,6 +462,7 @@ def item_summaries_add(
             )
         ],
         add=True,
+        into=statements,
     )
     pairs = qs.pair_counts(after)
     pairs.subtract(qs.pair_counts(before))
@@ -375,6 +472,7 @@ def item_summaries_add(
         ("units",),
         [(*key, n) for key, n in pairs.items() if n],
         add=True,
+        into=statements,
     )
     outcomes = _subtract(qs.annotator_outcomes(after), qs.annotator_outcomes(before))
     truths = _gold_truths(tables, project_id, gold_items)
@@ -392,6 +490,7 @@ def item_summaries_add(
         ANNOTATOR_COLUMNS,
         _annotator_rows(project_id, judgements, outcomes, gold),
         add=True,
+        into=statements,
     )
     times = Counter(
         (project_id, a.annotator_id, qs.time_bucket(a.time_spent_ms))
@@ -404,6 +503,7 @@ def item_summaries_add(
         ("annotations",),
         [(*key, n) for key, n in times.items()],
         add=True,
+        into=statements,
     )
 
 

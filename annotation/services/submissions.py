@@ -20,7 +20,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from annotation.errors import Conflict, LeaseLost, Unprocessable, ValidationFailed
+from annotation.errors import Conflict, LeaseLost, NotFound, Unprocessable, ValidationFailed
 from annotation.events import publish
 from annotation.models import (
     Annotation,
@@ -39,8 +39,17 @@ from annotation.parsers import json_check
 from annotation.pseudonyms import pseudonym
 from annotation.services.assignments import assignment_reacquire
 from annotation.services.gold import GoldCheck, given_from_specs, gold_compare
-from annotation.services.item_submission import item_submission_record
+from annotation.services.item_submission import (
+    item_submission_record,
+    item_submission_votes_after,
+    item_submission_votes_statement,
+)
 from annotation.services.quality import NewAnnotation
+from annotation.services.submission_rows import (
+    LockedSubmission,
+    annotation_insert,
+    submission_lock,
+)
 
 MAX_TIME_SPENT_MS = 24 * 3600 * 1000
 
@@ -329,9 +338,13 @@ _VALIDATORS = {
 
 
 def answer_rows_build(
-    *, annotation_id: int, specs: Sequence[AnswerSpec], response_ids: Mapping[Hashable, int]
+    *,
+    annotation_id: int | None,
+    specs: Sequence[AnswerSpec],
+    response_ids: Mapping[Hashable, int],
 ):
-    """Model instances for the specs, response keys mapped to ids. Not saved."""
+    """Model instances for the specs, response keys mapped to ids. Not saved (``None``:
+    the annotation's id is filled in when they are, see ``submission_rows``)."""
     out: dict[type, list] = {
         PairwiseAnswer: [],
         RankingAnswer: [],
@@ -453,19 +466,16 @@ def annotation_created_publish(*, annotation: Annotation) -> None:
     )
 
 
-def _gold_check(
-    *, assignment: Assignment, questions: Sequence[Question], specs: Sequence[AnswerSpec]
-) -> GoldCheck | None:
+def _gold_check(*, locked: LockedSubmission, specs: Sequence[AnswerSpec]) -> GoldCheck | None:
     """How a submission on a gold item compares with its expected answer (None: not gold)."""
-    item = assignment.item
+    item = locked.assignment.item
     if not item.is_gold or item.gold_answer is None:
         return None
-    positions = dict(Response.objects.filter(item_id=item.id).values_list("position", "id"))
-    lookup = {key: q for q in questions for key in (q.id, q.name)}
+    lookup = {key: q for q in locked.questions for key in (q.id, q.name)}
     return gold_compare(
         gold_answer=item.gold_answer,
         questions=lookup,
-        positions=positions,
+        positions=locked.response_positions,
         given=given_from_specs(specs),
     )
 
@@ -504,86 +514,96 @@ def annotation_submit(
     the same body returns the first annotation with ``created=False`` and writes
     nothing; the same key with a different body raises ``Unprocessable`` (422).
     Without a key a second submit of the assignment is a ``Conflict`` (409).
-    Validation happens before the transaction, so the row lock on the
-    assignment is held only for the inserts.
+    Validation (plain code, no I/O) happens under the assignment's and item's row
+    locks, right after the one statement that takes them and reads the questions and
+    responses (``submission_rows.submission_lock``); a refused body rolls back and
+    writes nothing. Statements on PostgreSQL: that one, the annotation with its answer
+    rows, the item's votes, and the summaries' and assignment's writes together.
     """
     now = now or timezone.now()
     key = _validate_key(idempotency_key)
     time_spent = _validate_time(time_spent_ms)
-    # No look-up of the key up front: a replay is caught under the assignment's
-    # lock below (same key, already submitted), which keeps the common path short.
-    assignment = (
-        Assignment.objects.select_related("item", "project")
-        .filter(pk=assignment_id, annotator=user)
-        .first()
-    )
-    if assignment is None:
-        from annotation.errors import NotFound
-
-        raise NotFound("No such assignment.")
-    questions = list(
-        Question.objects.filter(project_id=assignment.project_id).order_by("position", "id")
-    )
-    response_texts = dict(
-        Response.objects.filter(item_id=assignment.item_id).values_list("id", "text")
-    )
-    specs = answers_validate(questions=questions, responses=response_texts, answers=answers)
-    gold = _gold_check(assignment=assignment, questions=questions, specs=specs)
     digest = request_hash(answers=answers, time_spent_ms=time_spent) if key else ""
     try:
         with transaction.atomic():
-            # The assignment's row and its item's, in that order (as the lease sweep and
-            # skips take them): the item's lock is the one everything after the inserts
-            # relies on (item_submission_record), taken here to save a statement.
-            locked = (
-                Assignment.objects.select_for_update(of=("self", "item"), no_key=True)
-                .select_related("item", "project")
-                .get(pk=assignment.pk)
+            locked = submission_lock(assignment_id=assignment_id, user_id=user.pk)
+            if locked is None:
+                raise NotFound("No such assignment.")
+            assignment = locked.assignment
+            specs = answers_validate(
+                questions=locked.questions, responses=locked.response_texts, answers=answers
             )
-            if locked.status == AssignmentStatus.SUBMITTED:
-                previous = Annotation.objects.filter(assignment=locked).first()
+            gold = _gold_check(locked=locked, specs=specs)
+            if assignment.status == AssignmentStatus.SUBMITTED:
+                # A replay is caught here, under the lock (same key, already submitted),
+                # which keeps the common path free of a look-up of the key.
+                previous = Annotation.objects.filter(assignment=assignment).first()
                 if key and previous is not None and previous.idempotency_key == key:
                     _same_request(previous, digest)
-                    previous.item, previous.project = locked.item, locked.project
+                    previous.item, previous.project = assignment.item, assignment.project
                     return previous, False
                 raise Conflict("This assignment was already submitted.")
-            if locked.status == AssignmentStatus.SKIPPED:
+            if assignment.status == AssignmentStatus.SKIPPED:
                 raise Conflict("This assignment was skipped; ask for the next item.")
-            if locked.status == AssignmentStatus.EXPIRED and not assignment_reacquire(
-                assignment=locked, now=now
+            if assignment.status == AssignmentStatus.EXPIRED and not assignment_reacquire(
+                assignment=assignment, now=now
             ):
                 raise LeaseLost(
                     "Your lease on this item expired and others have taken it. Ask for the next item."
                 )
-            annotation = Annotation.objects.create(
-                project_id=locked.project_id,
-                item_id=locked.item_id,
-                assignment=locked,
-                annotator=user,
+            annotation = Annotation(
+                project_id=assignment.project_id,
+                item_id=assignment.item_id,
+                assignment_id=assignment.pk,
+                annotator_id=user.pk,
                 source=Source.HUMAN,
                 time_spent_ms=time_spent,
                 idempotency_key=key,
                 request_hash=digest,
+                created_at=timezone.now(),
             )
-            identity = {rid: rid for rid in response_texts}
-            for model, rows in answer_rows_build(
-                annotation_id=annotation.id, specs=specs, response_ids=identity
-            ).items():
-                if rows:
-                    model.objects.bulk_create(rows)
+            identity = {rid: rid for rid in locked.response_texts}
+            answer_rows = answer_rows_build(annotation_id=None, specs=specs, response_ids=identity)
+            # The item's votes are read in the statement that inserts the answers: after the
+            # lock's statement, as item_submission_record's own read would be.
+            read = item_submission_votes_statement(
+                project=assignment.project, item=assignment.item, questions=locked.questions
+            )
+            rows = annotation_insert(annotation=annotation, answers=answer_rows, read=read)
+            new_annotation = NewAnnotation(annotation.id, user.pk, time_spent)
+            item_votes = (
+                item_submission_votes_after(
+                    project=assignment.project,
+                    item=assignment.item,
+                    rows=rows,
+                    annotation=new_annotation,
+                    created_at=annotation.created_at,
+                    answers=answer_rows,
+                )
+                if read is not None
+                else None
+            )
+            assignment.status = AssignmentStatus.SUBMITTED
+            assignment.finished_at = now
             # Under the item's lock, in the same transaction as the answers: the quality
             # summaries, the item's agreement and, with adaptive overlap, one more vote
-            # when the votes disagree; one read of the item's votes serves all three.
+            # when the votes disagree; one read of the item's votes serves all three, and
+            # the assignment's own update goes out with their writes.
             item_submission_record(
-                project=locked.project,
-                item=locked.item,
-                questions=questions,
-                annotation=NewAnnotation(annotation.id, user.pk, time_spent),
+                project=assignment.project,
+                item=assignment.item,
+                questions=locked.questions,
+                annotation=new_annotation,
+                item_votes=item_votes,
+                then=[
+                    (
+                        f"UPDATE {Assignment._meta.db_table} "
+                        "SET status = %s, finished_at = %s, leased_until = %s WHERE id = %s",
+                        [assignment.status, now, assignment.leased_until, assignment.pk],
+                    )
+                ],
             )
-            locked.status = AssignmentStatus.SUBMITTED
-            locked.finished_at = now
-            locked.save(update_fields=["status", "finished_at", "leased_until"])
-            annotation.item, annotation.project = locked.item, locked.project
+            annotation.item, annotation.project = assignment.item, assignment.project
             annotation_created_publish(annotation=annotation)
             if gold is not None and gold.matched is False:
                 gold_failed_publish(annotation=annotation, check=gold)

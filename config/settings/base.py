@@ -247,9 +247,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
-    CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
-    }
+    CACHES = {"default": {"BACKEND": "config.cache.PooledRedisCache", "LOCATION": REDIS_URL}}
 # API tokens are cached (by hash) for this long, so authenticating costs no query on a warm
 # cache; revoking a token or changing its user forgets the entry at once
 # (annotation/authentication.py). Only with a cache every web process shares: a
