@@ -49,7 +49,6 @@ from annotation.services.quality import (
     item_quality_record,
     quality_summaries_rebuild,
 )
-from annotation.services.search import item_search_vectors_update
 from annotation.services.submissions import answer_rows_build, answers_validate
 
 ON_CONFLICT = ("error", "skip", "update")
@@ -497,7 +496,6 @@ def _batch_write(
         )
     fresh_iter, changed_iter = iter(fresh_rows), iter(changed_rows)
     rows = [next(fresh_iter) if stored is None else next(changed_iter) for _, stored in batch_pairs]
-    item_search_vectors_update(item_ids=[row.id for row in rows])
     response_rows = Response.objects.bulk_create(
         [
             Response(
