@@ -230,6 +230,12 @@ def _match_stored(
     responses and imported labels are deleted here, inside the caller's transaction,
     so the write loop recreates them from the file.
     """
+    # A project's first import: one EXISTS instead of looking up every external_id (for
+    # 10,000 lines, two statements of 5,000 bound ids: 0.07-0.3 CPU s). A concurrent first
+    # import is no different from before: neither sees the other's uncommitted rows, and
+    # the unique (project, external_id) constraint stops the second.
+    if not Item.objects.filter(project=project).exists():
+        return list(items), []
     wanted = [item.external_id for item in items] + [
         item.legacy_id for item in items if item.derived_id and item.legacy_id
     ]
