@@ -36,7 +36,15 @@ from checks.core import Context, Figure
 from checks.surface import Client, clients, fetch_schema, fill, markers, operations
 
 SECTION = "injection"
-CHROMIUM = Path(os.environ.get("BALLOT_CHROMIUM", "/usr/bin/chromium"))
+# Debian's chromium-headless-shell (Chromium's old headless mode, the build Playwright
+# itself runs headless) when installed: the same engine at half the CPU of the full
+# browser in its new headless mode (13 s instead of 27 s over 14 browser tests). Else
+# Debian's chromium. BALLOT_CHROMIUM picks another binary.
+CHROMIUM_CANDIDATES = (Path("/usr/bin/chromium-headless-shell"), Path("/usr/bin/chromium"))
+CHROMIUM = Path(
+    os.environ.get("BALLOT_CHROMIUM")
+    or next((str(p) for p in CHROMIUM_CANDIDATES if p.exists()), str(CHROMIUM_CANDIDATES[-1]))
+)
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",

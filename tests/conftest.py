@@ -198,7 +198,7 @@ os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
 def browser():
     if not CHROMIUM.exists():
         pytest.skip(
-            f"Chromium is not installed at {CHROMIUM}; run `apt-get install -y chromium` to run browser tests"
+            f"Chromium is not installed at {CHROMIUM}; run `apt-get install -y chromium chromium-headless-shell` to run browser tests"
         )
     from playwright.sync_api import sync_playwright
 

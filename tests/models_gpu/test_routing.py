@@ -16,8 +16,10 @@ from models_gpu.routing import (
     instance_features,
     judge_correctness,
     lcs_length,
+    mix_reward_accuracies,
     mixed_label_accuracy,
     prior_scores,
+    reward_accuracy,
     rouge_l,
     route_items,
     token_overlap,
@@ -162,3 +164,50 @@ def test_without_doubly_labelled_items_routing_falls_back_to_the_prior_and_says_
     assert result.to_human.sum() == 15
     assert result.to_human[inconsistent].all()
     assert np.argmax(prior_scores(features)) in np.flatnonzero(inconsistent)
+
+
+def _learnable_pairs(n: int, seed: int):
+    rng = np.random.default_rng(seed)
+    dim = 16
+    direction = rng.normal(size=dim)
+    emb = PairEmbeddings(
+        rng.normal(size=(n, dim)).astype(np.float32),
+        rng.normal(size=(n, dim)).astype(np.float32),
+        rng.normal(size=(n, dim)).astype(np.float32),
+    )
+    labels = np.where((emb.a - emb.b) @ direction > 0, 1.0, -1.0)
+    return emb, labels
+
+
+def test_stacked_mixes_train_one_independent_head_each():
+    emb, labels = _learnable_pairs(300, seed=3)
+    train, test = np.arange(240), np.arange(240, 300)
+    config = RoutingConfig(seed=0)
+    mixes = np.stack([labels[train], -labels[train], np.zeros(240), labels[train]])
+    mixes[3, ::2] = 0  # half the pairs left out (ties)
+    got = mix_reward_accuracies(
+        emb.take(train), mixes, emb.take(test), labels[test], config=config, seed=0
+    )
+    assert got[0] > 0.8  # learns the direction
+    assert got[1] < 0.2  # reversed labels: a head of its own, learning the reverse
+    assert got[2] == 0.5  # nothing to train on
+    assert got[3] > 0.75
+    # Each head as good as the same head trained alone (same seed; dropout draws differ).
+    alone = [
+        reward_accuracy(emb.take(train), mix, emb.take(test), labels[test], config=config, seed=0)
+        for mix in mixes
+    ]
+    assert np.abs(got - np.array(alone)).max() <= 0.1, (got, alone)
+
+
+def test_stacked_mixes_without_test_labels_are_nan():
+    emb, labels = _learnable_pairs(20, seed=1)
+    got = mix_reward_accuracies(
+        emb.take(np.arange(10)),
+        labels[None, :10],
+        emb.take(np.arange(10, 20)),
+        np.zeros(10),
+        config=RoutingConfig(),
+        seed=0,
+    )
+    assert np.isnan(got).all()
