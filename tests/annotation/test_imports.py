@@ -294,6 +294,50 @@ def test_a_batch_writes_its_items_in_one_insert_and_never_rewrites_them(
         assert found.count() == 7
 
 
+def test_a_labelled_import_rewrites_only_the_items_whose_agreement_moved(empty_project):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    question_create(project=empty_project, kind="pairwise", name="preference", prompt="Which?")
+
+    def row(i, annotators):
+        return {
+            "external_id": f"labelled-{i}",
+            "prompt": f"Question {i}?",
+            "responses": ["A", "B"],
+            "annotations": [
+                {
+                    "annotator": name,
+                    "answers": [{"question": "preference", "chosen": 0, "rejected": 1}],
+                }
+                for name in annotators
+            ],
+        }
+
+    # One vote each: agreement stays NULL, so no item row is written twice.
+    with CaptureQueriesContext(connection) as captured:
+        items_import(
+            project=empty_project, lines=_lines([row(i, ["ann"]) for i in range(4)]), fmt="native"
+        )
+    assert not [q for q in captured if q["sql"].startswith('UPDATE "annotation_item"')]
+    assert (
+        list(Item.objects.filter(project=empty_project).values_list("agreement", flat=True))
+        == [None] * 4
+    )
+    # Two agreeing votes on one new item: its figure is stored, the other item's is not touched.
+    with CaptureQueriesContext(connection) as captured:
+        items_import(
+            project=empty_project,
+            lines=_lines([row(10, ["ann", "bob"]), row(11, ["ann"])]),
+            fmt="native",
+        )
+    updates = [q["sql"] for q in captured if q["sql"].startswith('UPDATE "annotation_item"')]
+    assert len(updates) == 1
+    two = Item.objects.get(project=empty_project, external_id="labelled-10")
+    assert two.agreement == 1.0 and str(two.pk) in updates[0]
+    assert Item.objects.get(project=empty_project, external_id="labelled-11").agreement is None
+
+
 def test_import_dataset_refuses_hh_empty_replies_unless_asked_to_skip_them(empty_project):
     from io import StringIO
 
