@@ -7,9 +7,11 @@ Models hold fields, constraints and small properties. Logic lives in
 from __future__ import annotations
 
 from django.conf import settings as django_settings
-from django.contrib.postgres.search import SearchVectorField
+from django.contrib.postgres.search import SearchVector, SearchVectorField
 from django.db import models
 from django.db.models import F, Q
+
+from annotation.search import SEARCH_CONFIG
 
 
 class Role(models.TextChoices):
@@ -146,6 +148,13 @@ class Question(models.Model):
         return f"{self.name} ({self.kind})"
 
 
+class ItemSearchDocument(SearchVector):
+    """An item's ``to_tsvector`` on PostgreSQL; NULL on SQLite, which searches ``search_text``."""
+
+    def as_sqlite(self, compiler, connection, **extra_context):
+        return "NULL", []
+
+
 class Item(models.Model):
     """A conversation (context) and the responses to judge.
 
@@ -172,8 +181,16 @@ class Item(models.Model):
     # Readable name and search document, kept by the writers (annotation/search.py).
     title = models.CharField(max_length=200, blank=True)
     search_text = models.TextField(blank=True, default="")
-    # PostgreSQL only (GIN index added by migration 0006); NULL elsewhere.
-    search_vector = SearchVectorField(null=True, blank=True, editable=False)
+    # Computed by PostgreSQL from search_text in the same row write (GIN index added by
+    # migration 0014); NULL elsewhere. A generated column, not a second UPDATE: the
+    # update rewrote every imported row and its nine index entries, and a plain
+    # SearchVectorField (no UNNEST array type) sent bulk inserts back to one
+    # placeholder per value.
+    search_vector = models.GeneratedField(
+        expression=ItemSearchDocument("search_text", config=SEARCH_CONFIG),
+        output_field=SearchVectorField(null=True),
+        db_persist=True,
+    )
     excluded = models.BooleanField(
         default=False, help_text="Left out of exports and curation jobs (explorer bulk action)."
     )

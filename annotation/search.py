@@ -3,7 +3,7 @@
 Pure functions over an item's conversation and response texts, shared by the
 import writer, the migration that fills existing rows and ``search_reindex``.
 On PostgreSQL the stored ``search_text`` also feeds ``Item.search_vector``
-(a ``tsvector`` under a GIN index); SQLite searches ``search_text`` itself.
+(a ``tsvector`` column PostgreSQL generates from it, under a GIN index); SQLite searches ``search_text`` itself.
 """
 
 from __future__ import annotations

@@ -393,7 +393,8 @@ def item_quality_record(
     writer on the same item waits for the first to commit and then reads both votes, so
     the difference it computes (the items' figures with its annotations minus without
     them) starts from what the first one stored. Statements: the lock, one read of every
-    answer table, the agreement update, then the upserts of ``item_summaries_add``.
+    answer table, the agreement update (of the figures that moved), then the upserts of
+    ``item_summaries_add``.
     """
     tables = _Tables()
     ids = sorted(set(item_ids))
@@ -404,15 +405,26 @@ def item_quality_record(
         tables.Item.objects.select_for_update(no_key=True)
         .filter(pk__in=ids)
         .order_by("pk")
-        .values_list("pk", "is_gold", "gold_answer")
+        .values_list("pk", "is_gold", "gold_answer", "agreement")
     )
     placeholders = ", ".join(["%s"] * len(ids))
     votes = _votes(tables, set(kinds), f"a.item_id IN ({placeholders})", ids)
     if any(v.kind == qs.PAIRWISE and v.annotation_id in new_ids for v in votes):
-        _agreement_store(tables, votes_agreement(ids, votes))
+        # Only figures that moved (read under the lock above): an imported item with one
+        # vote stays at NULL, and rewriting every row of a batch (an indexed column, a
+        # 2,000-branch CASE) was a third of a labelled import's time.
+        stored = {pk: agreement for pk, _, _, agreement in items}
+        _agreement_store(
+            tables,
+            {
+                pk: figure
+                for pk, figure in votes_agreement(ids, votes).items()
+                if figure != stored.get(pk)
+            },
+        )
     item_summaries_add(
         project_id=project_id,
-        gold_items={pk: answer for pk, is_gold, answer in items if is_gold},
+        gold_items={pk: answer for pk, is_gold, answer, _ in items if is_gold},
         votes=votes,
         annotations=annotations,
     )
@@ -526,6 +538,8 @@ def pairwise_vote_choice(vote: qs.Vote) -> int | None:
 
 
 def _agreement_store(tables: _Tables, figures: dict[int, float | None]) -> None:
+    if not figures:
+        return
     if len(figures) == 1:
         ((pk, figure),) = figures.items()
         tables.Item.objects.filter(pk=pk).update(agreement=figure)

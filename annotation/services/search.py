@@ -2,30 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from django.contrib.postgres.search import SearchVector
-from django.db import connection, transaction
+from django.db import transaction
 
 from annotation.models import Item, Project, Response
-from annotation.search import SEARCH_CONFIG, item_search_text, item_title
+from annotation.search import item_search_text, item_title
 
 CHUNK = 2000
-
-
-def item_search_vectors_update(*, item_ids: Sequence[int]) -> None:
-    """Recompute ``search_vector`` from the stored ``search_text`` (PostgreSQL only).
-
-    Callers that write ``search_text`` call this in the same transaction, so a
-    committed item is always found by its current text.
-    """
-    if connection.vendor != "postgresql" or not item_ids:
-        return
-    ids = list(item_ids)
-    for start in range(0, len(ids), CHUNK):
-        Item.objects.filter(pk__in=ids[start : start + CHUNK]).update(
-            search_vector=SearchVector("search_text", config=SEARCH_CONFIG)
-        )
 
 
 @transaction.atomic
@@ -54,6 +36,5 @@ def items_search_refresh(*, project: Project | None = None) -> int:
             row.title = item_title(row.conversation, row.external_id)
             row.search_text = item_search_text(row.conversation, texts.get(row.id, []))
         Item.objects.bulk_update(rows, ["title", "search_text"])
-        item_search_vectors_update(item_ids=[row.id for row in rows])
         total += len(rows)
         last = rows[-1].id

@@ -242,6 +242,102 @@ def test_ten_thousand_items_import_with_a_constant_number_of_queries(
     assert PairwiseAnswer.objects.filter(annotation__project=empty_project).count() == 10_000
 
 
+def test_a_batch_writes_its_items_in_one_insert_and_never_rewrites_them(
+    empty_project, alice, monkeypatch
+):
+    from django.contrib.postgres.search import SearchQuery
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from annotation.search import SEARCH_CONFIG
+    from annotation.services.imports import writer
+
+    monkeypatch.setattr(writer, "BATCH", 3)
+    rows = [
+        {
+            "external_id": f"glacier-{i}",
+            "prompt": f"Tell me about glaciers, part {i}",
+            "responses": ["Rivers of ice.", "No idea."],
+        }
+        for i in range(7)
+    ]
+
+    def statements(project, lines):
+        with CaptureQueriesContext(connection) as captured:
+            result = items_import(project=project, lines=_lines(lines), fmt="native")
+        assert result.created == len(lines)
+        return [query["sql"] for query in captured.captured_queries]
+
+    one_batch = statements(ProjectFactory(created_by=alice), rows[:3])
+    three_batches = statements(empty_project, rows)
+    # Two statements per batch of unlabelled items: its items, then their responses.
+    assert len(three_batches) - len(one_batch) == 2 * 2
+    item_writes = [
+        s
+        for s in three_batches
+        if s.startswith(('INSERT INTO "annotation_item"', 'UPDATE "annotation_item"'))
+    ]
+    response_writes = [
+        s for s in three_batches if s.startswith('INSERT INTO "annotation_response"')
+    ]
+    assert len(item_writes) == len(response_writes) == 3
+    # No second pass over the rows just written (the search vector once was one).
+    assert all(s.startswith('INSERT INTO "annotation_item"') for s in item_writes)
+    if connection.vendor == "postgresql":
+        # Django's UNNEST bulk insert (one array per column, not a placeholder per value; a
+        # single row goes as VALUES). A column type without an array type turns it off.
+        assert all(" FROM UNNEST(" in s for s in item_writes[:2] + response_writes)
+        # The vector is there as soon as the row is: stemmed words find every item.
+        found = Item.objects.filter(
+            project=empty_project, search_vector=SearchQuery("glacier", config=SEARCH_CONFIG)
+        )
+        assert found.count() == 7
+
+
+def test_a_labelled_import_rewrites_only_the_items_whose_agreement_moved(empty_project):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    question_create(project=empty_project, kind="pairwise", name="preference", prompt="Which?")
+
+    def row(i, annotators):
+        return {
+            "external_id": f"labelled-{i}",
+            "prompt": f"Question {i}?",
+            "responses": ["A", "B"],
+            "annotations": [
+                {
+                    "annotator": name,
+                    "answers": [{"question": "preference", "chosen": 0, "rejected": 1}],
+                }
+                for name in annotators
+            ],
+        }
+
+    # One vote each: agreement stays NULL, so no item row is written twice.
+    with CaptureQueriesContext(connection) as captured:
+        items_import(
+            project=empty_project, lines=_lines([row(i, ["ann"]) for i in range(4)]), fmt="native"
+        )
+    assert not [q for q in captured if q["sql"].startswith('UPDATE "annotation_item"')]
+    assert (
+        list(Item.objects.filter(project=empty_project).values_list("agreement", flat=True))
+        == [None] * 4
+    )
+    # Two agreeing votes on one new item: its figure is stored, the other item's is not touched.
+    with CaptureQueriesContext(connection) as captured:
+        items_import(
+            project=empty_project,
+            lines=_lines([row(10, ["ann", "bob"]), row(11, ["ann"])]),
+            fmt="native",
+        )
+    updates = [q["sql"] for q in captured if q["sql"].startswith('UPDATE "annotation_item"')]
+    assert len(updates) == 1
+    two = Item.objects.get(project=empty_project, external_id="labelled-10")
+    assert two.agreement == 1.0 and str(two.pk) in updates[0]
+    assert Item.objects.get(project=empty_project, external_id="labelled-11").agreement is None
+
+
 def test_import_dataset_refuses_hh_empty_replies_unless_asked_to_skip_them(empty_project):
     from io import StringIO
 

@@ -49,7 +49,6 @@ from annotation.services.quality import (
     item_quality_record,
     quality_summaries_rebuild,
 )
-from annotation.services.search import item_search_vectors_update
 from annotation.services.submissions import answer_rows_build, answers_validate
 
 ON_CONFLICT = ("error", "skip", "update")
@@ -231,6 +230,12 @@ def _match_stored(
     responses and imported labels are deleted here, inside the caller's transaction,
     so the write loop recreates them from the file.
     """
+    # A project's first import: one EXISTS instead of looking up every external_id (for
+    # 10,000 lines, two statements of 5,000 bound ids: 0.07-0.3 CPU s). A concurrent first
+    # import is no different from before: neither sees the other's uncommitted rows, and
+    # the unique (project, external_id) constraint stops the second.
+    if not Item.objects.filter(project=project).exists():
+        return list(items), []
     wanted = [item.external_id for item in items] + [
         item.legacy_id for item in items if item.derived_id and item.legacy_id
     ]
@@ -497,7 +502,6 @@ def _batch_write(
         )
     fresh_iter, changed_iter = iter(fresh_rows), iter(changed_rows)
     rows = [next(fresh_iter) if stored is None else next(changed_iter) for _, stored in batch_pairs]
-    item_search_vectors_update(item_ids=[row.id for row in rows])
     response_rows = Response.objects.bulk_create(
         [
             Response(
