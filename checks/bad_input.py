@@ -254,26 +254,24 @@ def _schemathesis(ctx: Context, seconds: float) -> Figure:
         )
         pinned = {k: v for k, v in world.path_values.items() if f"{{{k}}}" in operation.path}
         label = f"{operation.method.upper()} {operation.path}"
-        for mode in fuzz.modes(operation):
 
-            def failed(case, exc: BaseException, label=label, mode=mode) -> None:
-                failing_ops.add(label)
-                if len(failures) < 8:
-                    reason = " | ".join(str(exc).strip().splitlines()[:3])[:200]
-                    failures.append(f"{mode.value} {case.method} {case.formatted_path}: {reason}")
+        def failed(mode, case, exc: BaseException, label=label) -> None:
+            failing_ops.add(label)
+            if len(failures) < 8:
+                reason = " | ".join(str(exc).strip().splitlines()[:3])[:200]
+                failures.append(f"{mode.value} {case.method} {case.formatted_path}: {reason}")
 
-            fuzz.drive(
-                operation,
-                mode=mode,
-                examples=examples,
-                pinned=pinned,
-                headers=headers,
-                base_url=ctx.base_url,
-                session=session,
-                checks=checks,
-                on_failure=failed,
-                on_request=count,
-            )
+        fuzz.drive(
+            operation,
+            examples=examples,
+            pinned=pinned,
+            headers=headers,
+            base_url=ctx.base_url,
+            session=session,
+            checks=checks,
+            on_failure=failed,
+            on_request=count,
+        )
         done += 1
     elapsed = time.monotonic() - started
     return Figure(

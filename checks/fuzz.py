@@ -40,41 +40,46 @@ def modes(operation: Any) -> list:
 def drive(
     operation: Any,
     *,
-    mode: Any,
     examples: int,
     pinned: dict,
     headers: dict,
     base_url: str,
     session: requests.Session,
     checks: list,
-    on_failure: Callable[[Any, BaseException], None],
+    on_failure: Callable[[Any, Any, BaseException], None],
     on_request: Callable[[], None] = lambda: None,
+    after_mode: Callable[[], None] = lambda: None,
 ) -> None:
-    """Send up to ``examples`` generated requests to ``operation``; every failing one is
-    passed to ``on_failure(case, exception)``, none is raised (one must not hide the rest)."""
+    """Send up to ``examples`` generated requests to ``operation`` in each of :func:`modes`;
+    every failing one is passed to ``on_failure(mode, case, exception)``, none is raised (one
+    must not hide the rest). ``after_mode`` runs after each mode."""
     from hypothesis import HealthCheck, Phase, given, settings
     from hypothesis.errors import Unsatisfiable
     from schemathesis import GenerationMode
 
-    @settings(
-        max_examples=examples,
-        deadline=None,
-        database=None,
-        derandomize=True,
-        phases=[Phase.explicit, Phase.generate],
-        suppress_health_check=list(HealthCheck),
-    )
-    @given(case=operation.as_strategy(generation_mode=mode, path_parameters=pinned))
-    def exercise(case) -> None:
-        on_request()
-        try:
-            case.call_and_validate(
-                base_url=base_url, session=session, headers=headers, checks=checks, timeout=30
-            )
-        except (Exception, BaseExceptionGroup) as exc:  # collected, not raised
-            on_failure(case, exc)
+    for mode in modes(operation):
 
-    # Unsatisfiable: nothing in this operation can be made invalid.
-    negative = mode is GenerationMode.NEGATIVE
-    with contextlib.suppress(Unsatisfiable) if negative else contextlib.nullcontext():
-        exercise()
+        @settings(
+            max_examples=examples,
+            deadline=None,
+            database=None,
+            derandomize=True,
+            phases=[Phase.explicit, Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )
+        @given(case=operation.as_strategy(generation_mode=mode, path_parameters=pinned))
+        # Called at once, inside this iteration: ``mode`` is this loop's.
+        def exercise(case) -> None:
+            on_request()
+            try:
+                case.call_and_validate(
+                    base_url=base_url, session=session, headers=headers, checks=checks, timeout=30
+                )
+            except (Exception, BaseExceptionGroup) as exc:  # collected, not raised
+                on_failure(mode, case, exc)  # noqa: B023
+
+        # Unsatisfiable: nothing in this operation can be made invalid.
+        negative = mode is GenerationMode.NEGATIVE
+        with contextlib.suppress(Unsatisfiable) if negative else contextlib.nullcontext():
+            exercise()
+        after_mode()

@@ -52,7 +52,16 @@ def run_job(self: Any, job_id: int) -> None:
     """Claim and run one job; a fanned-out job continues as a chord of shards and a merge."""
     outcome = jobs.job_run(job_id=job_id, worker=_worker_name(self), eager=self.request.is_eager)
     if outcome.retry_after is not None:
-        raise self.retry(countdown=outcome.retry_after, max_retries=None)
+        # Look again until the run elsewhere ends or goes stale, however long it runs: the
+        # task's max_retries is for transient errors. Celery reads retry(max_retries=None)
+        # as "the task's limit", so the limit given is always one above this delivery's
+        # count; the override retry() leaves on the task object is removed, or the next
+        # transient error's autoretry in this process would read it.
+        retry = self.retry(
+            countdown=outcome.retry_after, max_retries=self.request.retries + 1, throw=False
+        )
+        self.__dict__.pop("override_max_retries", None)
+        raise retry
     if outcome.shards:
         header = group(
             run_shard.s(job_id, index).set(queue=outcome.queue) for index in range(outcome.shards)
