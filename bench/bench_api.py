@@ -525,6 +525,21 @@ def _server_cpu_reader(pids: str) -> Callable[[], float] | None:
     return read
 
 
+def wait_for_server(base_url: str, seconds: float = 60.0) -> None:
+    """Wait until ``base_url`` accepts connections: the bench may start right after gunicorn."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            httpx.get(f"{base_url}/", timeout=5)
+            return
+        except httpx.TransportError as exc:
+            if time.monotonic() > deadline:
+                raise BenchError(
+                    f"{base_url} did not answer within {seconds:.0f} s: {exc}"
+                ) from exc
+            time.sleep(0.25)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -620,6 +635,8 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     try:
+        for url in base_urls:
+            wait_for_server(url)
         with client(base_urls[0], args.token, timeout=600) as admin:
             if args.import_items:
                 project_id = project_create(admin, f"bench {run_tag} import")
