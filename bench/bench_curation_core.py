@@ -98,11 +98,17 @@ def main() -> None:
     parser.add_argument(
         "--max-length", type=int, default=None, help="token limit (default: model's)"
     )
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "float32", "bfloat16"),
+        default="auto",
+        help="the encoder's precision (auto: bfloat16 where the device computes it natively)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
     rows = load_hh(args.data)
-    embedding = EmbeddingConfig(max_length=args.max_length)
+    embedding = EmbeddingConfig(max_length=args.max_length, precision=args.precision)
     config = PipelineConfig(
         embedding=embedding, reward=RewardConfig(seed=args.seed), fifa=FiFAConfig(seed=args.seed)
     )
@@ -115,7 +121,10 @@ def main() -> None:
     began = time.perf_counter()
     embed_texts(sample[: args.embed_sample], config=embedding)
     texts_per_second = args.embed_sample / (time.perf_counter() - began)
-    print(f"device {embedder.device_}; embedding throughput {texts_per_second:,.1f} texts/s")
+    print(
+        f"device {embedder.device_}, {embedder.dtype_}; "
+        f"embedding throughput {texts_per_second:,.1f} texts/s"
+    )
 
     for n in args.sizes:
         prompts, chosen, rejected = synthesize(rows, n, args.seed)

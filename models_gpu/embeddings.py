@@ -33,6 +33,24 @@ def resolve_device(device: str | None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def native_bfloat16(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 in hardware (else emulating it is slower)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        # AMX tiles or AVX-512 BF16 instructions: oneDNN runs bfloat16 matmuls on them.
+        probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+        return any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
+    return False
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
+    """The dtype ``EmbeddingConfig.precision`` means on ``device``."""
+    if precision == "bfloat16" or (precision == "auto" and native_bfloat16(device)):
+        return torch.bfloat16
+    return torch.float32
+
+
 def resolve_model_path(model: str) -> Path:
     """Map a model setting to a local directory (the bundled MiniLM for the default)."""
     if model in (DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"):
@@ -54,7 +72,10 @@ def model_fingerprint(config: EmbeddingConfig) -> str:
     """
     path = resolve_model_path(config.model)
     digest = hashlib.sha256()
-    settings = {"normalize": config.normalize, "max_length": config.max_length}
+    settings: dict[str, object] = {"normalize": config.normalize, "max_length": config.max_length}
+    dtype = resolve_precision(config.precision, resolve_device(config.device))
+    if dtype != torch.float32:  # float32 vectors keep the identity they had before the setting
+        settings["precision"] = str(dtype)
     digest.update(json.dumps(settings, sort_keys=True).encode())
     for file in sorted(p for p in path.rglob("*") if p.is_file() and ".git" not in p.parts):
         size = file.stat().st_size
@@ -94,9 +115,12 @@ class Embedder:
         """Load the model from its local directory (never from a hub); ``texts`` are ignored."""
         path = resolve_model_path(self.config.model)
         self.device_ = resolve_device(self.config.device)
+        self.dtype_ = resolve_precision(self.config.precision, self.device_)
         is_sentence_transformer = (path / "modules.json").exists()
         backend_cls = _SentenceTransformerBackend if is_sentence_transformer else _MeanPoolBackend
-        self.backend_: _Backend = backend_cls(path, self.device_, self.config.max_length)
+        self.backend_: _Backend = backend_cls(
+            path, self.device_, self.config.max_length, self.dtype_
+        )
         self.dim_ = self.backend_.dim
         self.forward_calls_ = 0
         self.texts_encoded_ = 0
@@ -117,10 +141,10 @@ class Embedder:
             idx = order[start : start + batch_size]
             began = time.perf_counter()
             with torch.inference_mode():
-                vectors = self.backend_.forward([texts[i] for i in idx])
+                vectors = self.backend_.forward([texts[i] for i in idx]).float()
                 if self.config.normalize:
                     vectors = torch.nn.functional.normalize(vectors, dim=-1)
-            out[idx] = vectors.float().cpu().numpy()
+            out[idx] = vectors.cpu().numpy()
             self.forward_seconds_ += time.perf_counter() - began
             self.forward_calls_ += 1
             self.texts_encoded_ += len(idx)
@@ -143,13 +167,15 @@ class _Backend:
 
 
 class _SentenceTransformerBackend(_Backend):
-    def __init__(self, path: Path, device: torch.device, max_length: int | None) -> None:
+    def __init__(
+        self, path: Path, device: torch.device, max_length: int | None, dtype: torch.dtype
+    ) -> None:
         from sentence_transformers import SentenceTransformer
 
         self.model = SentenceTransformer(str(path), device=str(device), local_files_only=True)
         if max_length is not None:
             self.model.max_seq_length = max_length
-        self.model.eval()
+        self.model.to(dtype).eval()
         self.device = device
         self.dim = int(self.forward(["dimension probe"]).shape[-1])
 
@@ -162,11 +188,14 @@ class _SentenceTransformerBackend(_Backend):
 
 
 class _MeanPoolBackend(_Backend):
-    def __init__(self, path: Path, device: torch.device, max_length: int | None) -> None:
+    def __init__(
+        self, path: Path, device: torch.device, max_length: int | None, dtype: torch.dtype
+    ) -> None:
         from transformers import AutoModel, AutoTokenizer
 
         self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-        self.model = AutoModel.from_pretrained(str(path), local_files_only=True).to(device).eval()
+        model = AutoModel.from_pretrained(str(path), local_files_only=True)
+        self.model = model.to(device=device, dtype=dtype).eval()
         self.device = device
         self.max_length = max_length or min(self.tokenizer.model_max_length, 512)
         self.dim = int(self.model.config.hidden_size)
@@ -175,7 +204,7 @@ class _MeanPoolBackend(_Backend):
         batch = self.tokenizer(
             texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
         ).to(self.device)
-        hidden = self.model(**batch).last_hidden_state
+        hidden = self.model(**batch).last_hidden_state.float()  # pool in float32
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
 

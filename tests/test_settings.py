@@ -123,3 +123,11 @@ def test_the_docker_compose_instructions_make_a_key_production_accepts():
         }
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_an_unknown_embedding_precision_refuses_to_start():
+    result = _check(
+        {"DJANGO_SECRET_KEY": secrets.token_urlsafe(60), "BALLOT_EMBEDDING_PRECISION": "fp8"}
+    )
+    assert result.returncode != 0
+    assert "BALLOT_EMBEDDING_PRECISION must be auto, float32 or bfloat16" in result.stderr

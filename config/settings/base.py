@@ -161,6 +161,16 @@ LOGOUT_REDIRECT_URL = "/login/"
 # Where jobs write artifacts (embeddings, exports). Local disk by default.
 BALLOT_STORAGE_ROOT = Path(os.environ.get("BALLOT_STORAGE_ROOT", BASE_DIR / "var" / "storage"))
 BALLOT_EMBEDDING_MODEL = os.environ.get("BALLOT_EMBEDDING_MODEL", "")
+# The encoder's precision (models_gpu.EmbeddingConfig.precision): auto takes bfloat16 where
+# the GPU or CPU computes it natively, float32 elsewhere; float32 forces the exact vectors.
+BALLOT_EMBEDDING_PRECISION = os.environ.get("BALLOT_EMBEDDING_PRECISION", "auto")
+if BALLOT_EMBEDDING_PRECISION not in ("auto", "float32", "bfloat16"):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(
+        f"BALLOT_EMBEDDING_PRECISION must be auto, float32 or bfloat16, "
+        f"not {BALLOT_EMBEDDING_PRECISION!r}."
+    )
 # Folders job parameters may load models from (embedding_model, reward_model_path name a
 # folder relative to one of them); API clients never give server paths. Comma-separated.
 BALLOT_MODEL_ROOTS = env_list("BALLOT_MODEL_ROOTS")

@@ -61,7 +61,11 @@ def embedding_config(*, embedding_model: str | None, batch_size: int) -> models_
         or settings.BALLOT_EMBEDDING_MODEL
         or None
     )
-    return models_gpu.EmbeddingConfig(batch_size=batch_size, **({"model": model} if model else {}))
+    return models_gpu.EmbeddingConfig(
+        batch_size=batch_size,
+        precision=settings.BALLOT_EMBEDDING_PRECISION,
+        **({"model": model} if model else {}),
+    )
 
 
 def embedding_cache() -> models_gpu.EmbeddingCache:

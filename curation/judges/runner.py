@@ -265,7 +265,9 @@ class RewardBackend(_PairwiseRanking):
             if name
             else settings.BALLOT_EMBEDDING_MODEL or None
         )
-        self.embedding = models_gpu.EmbeddingConfig(**({"model": folder} if folder else {}))
+        self.embedding = models_gpu.EmbeddingConfig(
+            precision=settings.BALLOT_EMBEDDING_PRECISION, **({"model": folder} if folder else {})
+        )
         self.requests = 0
 
     def _rewards(self, prompts: list[str], responses: list[str]) -> Any:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from sklearn.exceptions import NotFittedError
 
 from models_gpu import (
@@ -21,6 +22,7 @@ from models_gpu import (
     model_fingerprint,
     text_digests,
 )
+from models_gpu.embeddings import native_bfloat16, resolve_precision
 from tests.models_gpu.conftest import TEST_EMBEDDING
 from tests.tiny_models import build_tiny_encoder
 
@@ -142,6 +144,56 @@ def test_the_cache_identity_changes_with_the_settings(tmp_path: Path) -> None:
     assert model_fingerprint(EmbeddingConfig(model=path)) != model_fingerprint(
         EmbeddingConfig(model=path, normalize=False)
     )
+
+
+def test_the_cache_identity_changes_with_the_precision(tmp_path: Path) -> None:
+    path = str(build_tiny_encoder(tmp_path / "bert"))
+    exact, half = (EmbeddingConfig(model=path, precision=p) for p in ("float32", "bfloat16"))
+    assert model_fingerprint(exact) != model_fingerprint(half)
+    # auto is whichever of the two this machine resolves it to, and caches share with it.
+    auto = EmbeddingConfig(model=path, device="cpu")
+    native = native_bfloat16(torch.device("cpu"))
+    assert model_fingerprint(auto) == model_fingerprint(half if native else exact)
+    assert resolve_precision("auto", torch.device("cpu")) == (
+        torch.bfloat16 if native else torch.float32
+    )
+
+
+def test_an_unknown_precision_is_refused_naming_the_choices() -> None:
+    with pytest.raises(ValueError, match=r"precision must be one of .*'bfloat16'.*got 'fp8'"):
+        EmbeddingConfig(precision="fp8")
+
+
+def test_a_bfloat16_encoder_returns_float32_vectors_near_its_float32_ones(tmp_path: Path) -> None:
+    path = str(build_tiny_encoder(tmp_path / "bert"))
+    texts = ["abc", "de fg hi", "a longer text with several words in it"]
+    exact, half = (
+        Embedder(EmbeddingConfig(model=path, precision=p, device="cpu")).fit()
+        for p in ("float32", "bfloat16")
+    )
+    assert (exact.dtype_, half.dtype_) == (torch.float32, torch.bfloat16)
+    a, b = exact.transform(texts), half.transform(texts)
+    assert b.dtype == np.float32
+    assert not np.array_equal(a, b)  # it really ran in bfloat16
+    np.testing.assert_allclose(np.sum(a * b, axis=1), 1.0, atol=0.01)
+
+
+@pytest.mark.slow
+def test_minilm_in_bfloat16_keeps_its_float32_geometry() -> None:
+    from tests.models_gpu.conftest import load_hh
+
+    prompts, chosen, rejected = load_hh(40)
+    texts = [*prompts, *chosen, *rejected]
+    a, b = (
+        embed_texts(texts, config=EmbeddingConfig(max_length=128, precision=p))
+        for p in ("float32", "bfloat16")
+    )
+    assert np.sum(a * b, axis=1).min() > 0.999  # unit vectors: the cosine
+    # The neighbours a curation job reads off the vectors are the same ones.
+    near_a = np.argsort(-(a @ a.T), axis=1)[:, 1:6]
+    near_b = np.argsort(-(b @ b.T), axis=1)[:, 1:6]
+    overlap = np.mean([len(set(x) & set(y)) / 5 for x, y in zip(near_a, near_b, strict=True)])
+    assert overlap > 0.9
 
 
 def test_an_unknown_model_path_fails_clearly(tmp_path: Path) -> None:
