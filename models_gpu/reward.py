@@ -34,6 +34,8 @@ from models_gpu.duplicates import fold_groups
 from models_gpu.embeddings import resolve_device, text_digests
 
 MAX_STEPS_PER_EPOCH = 100
+# Part of the out-of-fold cache key: results of another training method are not reused.
+OUT_OF_FOLD_METHOD = "stacked-folds-1"
 
 
 class RewardHead(nn.Module):
@@ -209,6 +211,129 @@ class BradleyTerryReward:
         return model
 
 
+class StackedHeads:
+    """Reward heads of one shape, trained side by side by :func:`fit_stacked_heads`.
+
+    Each layer of all the heads is one matrix: ``(dim, heads * hidden)`` for the first
+    layer's three blocks, ``(heads, hidden)`` for the output.
+    """
+
+    def __init__(self, params: dict[str, torch.Tensor], heads: int, hidden: int) -> None:
+        self.params = params
+        self.heads = heads
+        self.hidden = hidden
+
+    def _scores(
+        self,
+        prompt: torch.Tensor,
+        prompt_part: torch.Tensor,
+        response: torch.Tensor,
+        mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        q = self.params
+        hidden = prompt_part + response @ q["w_response"] + (prompt * response) @ q["w_inter"]
+        hidden = nn.functional.gelu(hidden).view(len(prompt), self.heads, self.hidden)
+        if mask is not None:  # dropout, one mask shared by the heads
+            hidden = hidden * mask[:, None, :]
+        return ((hidden * q["w_out"]).sum(-1) + q["b_out"]).T  # (heads, batch)
+
+    def _margin(
+        self, prompt: torch.Tensor, a: torch.Tensor, b: torch.Tensor, masks=(None, None)
+    ) -> torch.Tensor:
+        prompt_part = prompt @ self.params["w_prompt"] + self.params["b_prompt"]
+        return self._scores(prompt, prompt_part, a, masks[0]) - self._scores(
+            prompt, prompt_part, b, masks[1]
+        )
+
+    @torch.inference_mode()
+    def margins(
+        self, prompt_emb: np.ndarray, a_emb: np.ndarray, b_emb: np.ndarray, chunk: int = 4096
+    ) -> np.ndarray:
+        """``r(p, a) − r(p, b)`` of every head for every pair: ``(heads, n)`` float32."""
+        device = self.params["w_out"].device
+        out = np.empty((self.heads, len(prompt_emb)), dtype=np.float32)
+        for start in range(0, len(prompt_emb), chunk):
+            rows = slice(start, start + chunk)
+            margin = self._margin(
+                _tensor(prompt_emb[rows], device),
+                _tensor(a_emb[rows], device),
+                _tensor(b_emb[rows], device),
+            )
+            out[:, rows] = margin.float().cpu().numpy()
+        return out
+
+
+def fit_stacked_heads(
+    prompt_emb: np.ndarray,
+    a_emb: np.ndarray,
+    b_emb: np.ndarray,
+    *,
+    sign: np.ndarray,
+    weight: np.ndarray,
+    config: RewardConfig,
+) -> StackedHeads:
+    """Train one Bradley–Terry head per row of ``sign`` and ``weight`` (``(heads, n)``), as one model.
+
+    Head ``k`` learns that ``a`` beats ``b`` on pair ``i`` when ``sign[k, i]`` is +1 and the
+    reverse when it is −1, with loss weight ``weight[k, i]`` (0 leaves the pair out of that
+    head). A head this small costs per-step overhead, not arithmetic, so one stacked step
+    costs about what one head's step does. AdamW and weight decay act element by element,
+    so each head's update is what it would be alone; the heads share their initialisation
+    (the one :class:`BradleyTerryReward` draws for ``config.seed``), their shuffling and
+    their dropout masks (common random numbers: they differ by their labels and weights).
+    Each head's loss is normalised by its own total weight, as
+    :class:`BradleyTerryReward` does.
+    """
+    sign = np.atleast_2d(np.asarray(sign, dtype=np.float32))
+    weight = np.atleast_2d(np.asarray(weight, dtype=np.float32))
+    heads, n = sign.shape
+    device = resolve_device(config.device)
+    with _seeded(config.seed, device):
+        head = RewardHead(prompt_emb.shape[1], config.hidden, config.dropout)
+
+        def tiled(tensor: torch.Tensor) -> torch.Tensor:
+            # (out, in) -> (in, heads * out): every head from the same draw, side by side.
+            return tensor.detach().T.repeat(1, heads).contiguous()
+
+        params = {
+            "w_prompt": tiled(head.prompt_proj.weight),
+            "w_response": tiled(head.response_proj.weight),
+            "w_inter": tiled(head.interaction_proj.weight),
+            "b_prompt": head.prompt_proj.bias.detach().repeat(heads),
+            "w_out": head.out.weight.detach().repeat(heads, 1),  # (heads, hidden)
+            "b_out": head.out.bias.detach().repeat(heads),  # (heads,)
+        }
+        params = {k: v.contiguous().to(device).requires_grad_(True) for k, v in params.items()}
+        stacked = StackedHeads(params, heads, config.hidden)
+        optimizer = torch.optim.AdamW(
+            list(params.values()), lr=config.lr, weight_decay=config.weight_decay
+        )
+        prompt, a, b = (_tensor(x, device) for x in (prompt_emb, a_emb, b_emb))
+        sign_t, weight_t = _tensor(sign, device), _tensor(weight, device)
+        scale = n / weight_t.sum(dim=1, keepdim=True).clamp_min(1e-12)
+        generator = torch.Generator().manual_seed(config.seed)
+        batch_size = max(config.batch_size, -(-n // MAX_STEPS_PER_EPOCH))
+        keep = 1.0 - config.dropout
+        for _ in range(config.epochs):
+            for batch in torch.randperm(n, generator=generator).to(device).split(batch_size):
+                masks = tuple(
+                    (torch.rand(len(batch), config.hidden, device=device) < keep).float() / keep
+                    if config.dropout > 0
+                    else None
+                    for _ in range(2)
+                )
+                margin = stacked._margin(prompt[batch], a[batch], b[batch], masks)
+                per_pair = -nn.functional.logsigmoid(sign_t[:, batch] * margin)
+                per_pair = per_pair * weight_t[:, batch]
+                loss = (per_pair.sum(dim=1, keepdim=True) * scale / len(batch)).sum()
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+        for value in params.values():
+            value.requires_grad_(False)
+    return stacked
+
+
 @dataclass
 class OutOfFoldResult:
     """Held-out scores of every pair.
@@ -269,8 +394,9 @@ def out_of_fold_key(
     weights: np.ndarray | None,
     config: RewardConfig,
 ) -> str:
-    """Hash of everything out-of-fold margins depend on: embeddings, groups, weights, config."""
-    digest = hashlib.sha256(repr(config).encode())
+    """Hash of everything out-of-fold margins depend on: embeddings, groups, weights, config
+    and the way the fold models are trained (``OUT_OF_FOLD_METHOD``)."""
+    digest = hashlib.sha256(f"{OUT_OF_FOLD_METHOD}:{config!r}".encode())
     for array in (prompt_emb, chosen_emb, rejected_emb):
         array = np.ascontiguousarray(array, dtype=np.float32)
         digest.update(repr(array.shape).encode())
@@ -360,18 +486,19 @@ def out_of_fold_margins(
         prompt_emb, groups, threshold=config.duplicate_cosine, folds=config.folds
     )
     fold = group_folds(clusters, config.folds, config.seed)
-    margins = np.zeros(n, dtype=np.float32)
-    fold_accuracy = []
-    for index in range(int(fold.max()) + 1):
-        held_out = fold == index
-        train = ~held_out
-        model = BradleyTerryReward(config).fit(
-            prompt_emb[train], chosen_emb[train], rejected_emb[train], w[train]
-        )
-        margins[held_out] = model.decision_function(
-            prompt_emb[held_out], chosen_emb[held_out], rejected_emb[held_out]
-        )
-        fold_accuracy.append(_weighted_accuracy(margins[held_out], w[held_out]))
+    # The fold models train side by side: head k sees every pair outside fold k.
+    folds = int(fold.max()) + 1
+    train_weight = np.where(fold[None, :] == np.arange(folds)[:, None], 0.0, w[None, :])
+    heads = fit_stacked_heads(
+        prompt_emb,
+        chosen_emb,
+        rejected_emb,
+        sign=np.ones_like(train_weight),
+        weight=train_weight,
+        config=config,
+    )
+    margins = heads.margins(prompt_emb, chosen_emb, rejected_emb)[fold, np.arange(n)]
+    fold_accuracy = [_weighted_accuracy(margins[fold == k], w[fold == k]) for k in range(folds)]
     result = OutOfFoldResult(
         margins=margins,
         prob_chosen=1.0 / (1.0 + np.exp(-margins.astype(np.float64))),

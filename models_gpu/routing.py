@@ -523,10 +523,7 @@ def mix_reward_accuracies(
     its loss instead of a swap of its embeddings (the same loss), and every head takes the
     epochs that the mix with the most labelled pairs would take.
     """
-    import torch
-    from torch import nn
-
-    from models_gpu.reward import MAX_STEPS_PER_EPOCH, RewardHead, _seeded
+    from models_gpu.reward import fit_stacked_heads
 
     labels = np.sign(np.nan_to_num(np.atleast_2d(np.asarray(mix_labels_, dtype=np.float64))))
     mixes, n = labels.shape
@@ -540,70 +537,13 @@ def mix_reward_accuracies(
     rows = np.flatnonzero(trainable)
     labels = labels[rows]
     reward_config = _reward_config(config, seed, int((labels != 0).sum(axis=1).max()))
-    device = torch.device("cpu")
-    with one_thread(), _seeded(reward_config.seed, device):
-        head = RewardHead(train.prompt.shape[1], reward_config.hidden, reward_config.dropout)
-        stack = len(rows)
-        hidden_width = reward_config.hidden
-
-        def tiled(tensor: torch.Tensor) -> nn.Parameter:
-            # (in, out) -> (in, mixes * out): every head from one init, side by side, so a
-            # layer of all the heads is one matrix product.
-            return nn.Parameter(tensor.detach().T.repeat(1, stack).contiguous())
-
-        w_prompt = tiled(head.prompt_proj.weight)
-        w_response = tiled(head.response_proj.weight)
-        w_inter = tiled(head.interaction_proj.weight)
-        b_prompt = nn.Parameter(head.prompt_proj.bias.detach().repeat(stack).contiguous())
-        w_out = nn.Parameter(head.out.weight.detach().repeat(stack, 1).contiguous())  # (mixes, h)
-        b_out = nn.Parameter(head.out.bias.detach().repeat(stack).contiguous())  # (mixes,)
-        optimizer = torch.optim.AdamW(
-            [w_prompt, w_response, w_inter, b_prompt, w_out, b_out],
-            lr=reward_config.lr,
-            weight_decay=reward_config.weight_decay,
+    with one_thread():
+        heads = fit_stacked_heads(
+            train.prompt, train.a, train.b, sign=labels, weight=np.abs(labels), config=reward_config
         )
-
-        def tensor(array: np.ndarray) -> torch.Tensor:
-            return torch.as_tensor(np.ascontiguousarray(array, dtype=np.float32))
-
-        prompt, a, b = tensor(train.prompt), tensor(train.a), tensor(train.b)
-        sign = tensor(labels)  # (mixes, n): +1 a preferred, -1 b, 0 left out
-        weight = sign.abs()
-        total = weight.sum(dim=1, keepdim=True).clamp_min(1e-12)
-
-        def scores(p, prompt_part, x, mask=None):
-            hidden = prompt_part + x @ w_response + (p * x) @ w_inter
-            hidden = nn.functional.gelu(hidden).view(len(p), stack, hidden_width)
-            if mask is not None:
-                hidden = hidden * mask[:, None, :]
-            return ((hidden * w_out).sum(-1) + b_out).T  # (mixes, batch)
-
-        generator = torch.Generator().manual_seed(reward_config.seed)
-        batch_size = max(reward_config.batch_size, -(-n // MAX_STEPS_PER_EPOCH))
-        keep = 1.0 - reward_config.dropout
-        for _ in range(reward_config.epochs):
-            for batch in torch.randperm(n, generator=generator).split(batch_size):
-                p, xa, xb = prompt[batch], a[batch], b[batch]
-                masks = [
-                    (torch.rand(len(batch), reward_config.hidden) < keep).float() / keep
-                    if reward_config.dropout > 0
-                    else None
-                    for _ in range(2)
-                ]
-                prompt_part = p @ w_prompt + b_prompt
-                margin = scores(p, prompt_part, xa, masks[0]) - scores(p, prompt_part, xb, masks[1])
-                per_pair = -nn.functional.logsigmoid(sign[:, batch] * margin) * weight[:, batch]
-                loss = (per_pair.sum(dim=1, keepdim=True) * (n / total) / len(batch)).sum()
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-        with torch.inference_mode():
-            tp, ta, tb = tensor(test.prompt), tensor(test.a), tensor(test.b)
-            prompt_part = tp @ w_prompt + b_prompt
-            margin = (scores(tp, prompt_part, ta) - scores(tp, prompt_part, tb)).numpy()
-            margin = margin * test_sign
-        counted = test_sign != 0
-        out[rows] = (margin[:, counted] > 0).mean(axis=1)
+        margin = heads.margins(test.prompt, test.a, test.b) * test_sign
+    counted = test_sign != 0
+    out[rows] = (margin[:, counted] > 0).mean(axis=1)
     return out
 
 

@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import models_gpu.reward
 from models_gpu import (
     BradleyTerryReward,
     EmbeddingCache,
@@ -93,7 +94,10 @@ def test_a_rerun_with_other_selection_settings_embeds_and_trains_nothing(
     def no_training(*args: object, **kwargs: object) -> None:
         raise AssertionError("trained again")
 
+    # Out-of-fold margins train their fold heads with fit_stacked_heads; a model of its own
+    # would be a BradleyTerryReward.
     monkeypatch.setattr(BradleyTerryReward, "fit", no_training)
+    monkeypatch.setattr(models_gpu.reward, "fit_stacked_heads", no_training)
     again = score_pairs(
         prompts,
         chosen,
@@ -120,7 +124,10 @@ def test_margins_from_an_outside_model_skip_the_reward_head(
     def no_training(*args: object, **kwargs: object) -> None:
         raise AssertionError("trained")
 
+    # Out-of-fold margins train their fold heads with fit_stacked_heads; a model of its own
+    # would be a BradleyTerryReward.
     monkeypatch.setattr(BradleyTerryReward, "fit", no_training)
+    monkeypatch.setattr(models_gpu.reward, "fit_stacked_heads", no_training)
     scoring = score_pairs(prompts, chosen, rejected, config=tiny_config, margins=margins)
     np.testing.assert_allclose(scoring.margins, margins, rtol=1e-6)
     assert (scoring.reward.fold == -1).all()
