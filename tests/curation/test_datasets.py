@@ -674,7 +674,7 @@ def _export_peak(project) -> tuple[int, dict]:
 
 
 ANNOTATORS = 5
-SMALL_ITEMS, LARGE_ITEMS = 1_000, 5_000
+SMALL_ITEMS, LARGE_ITEMS = 1_000, 3_000
 
 
 @pytest.mark.slow

@@ -11,7 +11,7 @@ A second, stateful test chains operations through the ids responses return
 (links schemathesis infers from the schema): create a project, then work in it.
 
 Bounded: BALLOT_SCHEMATHESIS_EXAMPLES (default 6) examples per operation and mode,
-no shrinking, and a budget of BALLOT_SCHEMATHESIS_SECONDS (default 30): when the
+no shrinking, and a budget of BALLOT_SCHEMATHESIS_SECONDS (default 15): when the
 operations so far ran slower than the budget allows, the rest get fewer examples
 (never fewer than MIN_EXAMPLES), so every operation is still exercised;
 BALLOT_SCHEMATHESIS_SCENARIOS (default 12) stateful scenarios of up to 6 steps.
@@ -44,7 +44,7 @@ from checks import fuzz
 from tests.security.world import seed_world
 
 EXAMPLES = int(os.environ.get("BALLOT_SCHEMATHESIS_EXAMPLES", "6"))
-BUDGET_SECONDS = float(os.environ.get("BALLOT_SCHEMATHESIS_SECONDS", "30"))
+BUDGET_SECONDS = float(os.environ.get("BALLOT_SCHEMATHESIS_SECONDS", "15"))
 MIN_EXAMPLES = 2
 CHECKS = [
     not_a_server_error,
