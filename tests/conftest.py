@@ -20,7 +20,7 @@ from tests.factories import (
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # One torch thread per process (set before torch is first imported; Celery workers and
-# other subprocesses inherit it). The suite runs on two pytest-xdist workers, and the
+# other subprocesses inherit it). The suite runs on three pytest-xdist workers, and the
 # reward heads it trains are so small that a second thread only adds hand-offs: on a
 # loaded two-core machine, two threads made out-of-fold training ten times slower.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
