@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from checks.core import Context, Figure
+from checks.core import Context, Figure, Tally
 from checks.surface import UNSAFE, Client, Markers, Operation, clients, fetch_schema, fill
 from checks.surface import markers as read_markers
 from checks.surface import operations as read_operations
@@ -159,33 +159,6 @@ def _visible(role: str, world) -> set[int]:
     return set()
 
 
-@dataclass
-class Tally:
-    tried: int = 0
-    held: int = 0
-    leaks: int = 0
-    failures: list[str] | None = None
-
-    def __post_init__(self) -> None:
-        self.failures = []
-
-    def note(self, text: str) -> None:
-        if len(self.failures) < 8:
-            self.failures.append(text)
-
-    def figure(self, name: str, detail: str, **metrics) -> Figure:
-        return Figure(
-            SECTION,
-            name,
-            tried=self.tried,
-            held=self.held,
-            lost=self.leaks,
-            detail=detail,
-            metrics=metrics,
-            failures=self.failures,
-        )
-
-
 def _send(client: Client, probe: Probe):
     op = probe.op
     kwargs: dict = {"params": probe.query} if probe.query else {}
@@ -198,12 +171,11 @@ def _send(client: Client, probe: Probe):
 
 
 def _judge(probe: Probe, response, markers: Markers, world, tally: Tally, client: Client) -> None:
+    """One probe's answer: a 5xx, another project's data, or an accepted refusal is a leak."""
     status = response.status_code
     case = f"{probe.role} {probe.op.method} {probe.path} ({probe.variant})"
-    tally.tried += 1
     if status >= 500:
-        tally.leaks += 1
-        tally.note(f"{case} -> {status}")
+        tally.check(False, f"{case} -> {status}")
         return
     if 200 <= status < 300:
         text = response.text
@@ -212,35 +184,32 @@ def _judge(probe: Probe, response, markers: Markers, world, tally: Tally, client
                 continue
             marker = markers.found(text, project_id)
             if marker:
-                tally.leaks += 1
-                tally.note(f"{case} -> {status} with project {project_id}'s {marker!r}")
+                tally.check(False, f"{case} -> {status} with project {project_id}'s {marker!r}")
                 return
     if not probe.refuse:
-        tally.held += 1
+        tally.check(True, case)
         return
     if 200 <= status < 300:
-        tally.leaks += 1
-        tally.note(f"{case} -> {status}: must be refused")
+        tally.check(False, f"{case} -> {status}: must be refused")
         return
     if status == 302 and not probe.op.is_api:
         location = response.headers.get("Location", "")
         if probe.role == "anonymous" and "/login/" in location:
-            tally.held += 1
+            tally.check(True, case)
             return
         if probe.op.method in UNSAFE:
             # A form post that redirects was accepted.
-            tally.leaks += 1
-            tally.note(f"{case} -> 302 to {location}: accepted")
+            tally.check(False, f"{case} -> 302 to {location}: accepted")
             return
     if status in probe.expect:
-        tally.held += 1
+        tally.check(True, case)
         return
     if probe.missing and 400 <= status < 500:
         twin = _send(client, Probe(probe.op, probe.role, "missing", probe.missing, refuse=True))
         if twin.status_code == status:
-            tally.held += 1
+            tally.check(True, case)
             return
-    tally.note(f"{case} -> {status}, expected {sorted(probe.expect)}")
+    tally.check(False, f"{case} -> {status}, expected {sorted(probe.expect)}", lost=False)
 
 
 def _query_probes(ops: list[Operation], world) -> Iterator[Probe]:
@@ -300,7 +269,7 @@ def run(ctx: Context) -> list[Figure]:
     signed_in = clients(ctx.base_url, world)
     markers = read_markers(world)
 
-    writes, reads, cross, query = Tally(), Tally(), Tally(), Tally()
+    writes, reads, cross, query = (Tally(SECTION) for _ in range(4))
     # Writes first, all of them by callers that must be refused: nothing may change.
     before = ctx.fingerprint()
     for op in ops:

@@ -23,11 +23,10 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
 
 import requests
 
-from checks.core import Context, Figure
+from checks.core import Context, Figure, Tally
 from checks.surface import Client, clients, fetch_schema, fill
 
 SECTION = "bad input"
@@ -73,19 +72,8 @@ def _error_shaped(response: requests.Response) -> bool:
     return isinstance(body, dict) and set(body) >= ERROR_SHAPE
 
 
-class Tally:
-    def __init__(self) -> None:
-        self.tried = self.held = self.lost = 0
-        self.failures: list[str] = []
-
-    def check(self, ok: bool, case: str, *, lost: bool = False) -> None:
-        self.tried += 1
-        if ok:
-            self.held += 1
-            return
-        self.lost += int(lost)
-        if len(self.failures) < 8:
-            self.failures.append(case)
+class AnswerTally(Tally):
+    """A tally that also judges an answer: a 5xx or an accepted bad request is lost."""
 
     def judge(self, response: requests.Response, case: str, *, refuse: bool, api: bool) -> None:
         status = response.status_code
@@ -94,7 +82,9 @@ class Tally:
         elif refuse and not 400 <= status < 500:
             self.check(False, f"{case} -> {status}: accepted", lost=True)
         elif api and 400 <= status < 500 and status != 405 and not _error_shaped(response):
-            self.check(False, f"{case} -> {status}: not the error shape {response.text[:80]!r}")
+            self.check(
+                False, f"{case} -> {status}: not the error shape {response.text[:80]!r}", lost=False
+            )
         else:
             self.check(True, case)
 
@@ -103,8 +93,8 @@ def _short(text: str) -> str:
     return text if len(text) < 30 else f"{text[:12]}…({len(text)} chars)"
 
 
-def _hostile_json(ctx: Context, admin: Client, schema: dict, kinds: set[str]) -> Tally:
-    tally = Tally()
+def _hostile_json(ctx: Context, admin: Client, schema: dict, kinds: set[str]) -> AnswerTally:
+    tally = AnswerTally(SECTION)
     rows = ctx.world.rows_a
     for method, path, props in _json_targets(schema):
         url = fill(path, rows)
@@ -145,9 +135,9 @@ def _multipart(boundary: str, cut: int | None) -> bytes:
     return body if cut is None else body[:cut]
 
 
-def _framing(ctx: Context, admin: Client, schema: dict) -> Tally:
+def _framing(ctx: Context, admin: Client, schema: dict) -> AnswerTally:
     """Invalid UTF-8, wrong content types and truncated multipart uploads."""
-    tally = Tally()
+    tally = AnswerTally(SECTION)
     rows = ctx.world.rows_a
     targets = _json_targets(schema)
     if ctx.quick:
@@ -303,10 +293,9 @@ def run(ctx: Context) -> list[Figure]:
     hostile_seconds = time.monotonic() - started
     seconds = float(ctx.options.get("schemathesis_seconds", 10 if ctx.quick else 60))
     figures = [
-        _figure(refused, "deep nesting, non-finite numbers", "refused, in the error shape"),
-        _figure(survived, "NUL bytes, huge integers", "no 5xx; 4xx in the error shape"),
-        _figure(
-            framing,
+        refused.figure("deep nesting, non-finite numbers", "refused, in the error shape"),
+        survived.figure("NUL bytes, huge integers", "no 5xx; 4xx in the error shape"),
+        framing.figure(
             "encodings, content types, truncated uploads",
             f"refused; tables changed: {', '.join(changed) or 'none'} "
             f"({hostile_seconds:.0f} s with the JSON above)",
@@ -314,9 +303,3 @@ def run(ctx: Context) -> list[Figure]:
         _schemathesis(ctx, seconds),
     ]
     return figures
-
-
-def _figure(tally: Tally, name: str, detail: str, **metrics: Any) -> Figure:
-    return Figure(
-        SECTION, name, tally.tried, tally.held, tally.lost, detail, metrics, tally.failures
-    )

@@ -49,6 +49,40 @@ class Figure:
 
 
 @dataclass
+class Tally:
+    """The counts behind one figure of ``section``: every case checked either held or
+    failed, and a failure that must never happen (a leak, a 5xx, a row lost or doubled)
+    is counted as lost too. A few failures are kept as examples."""
+
+    section: str
+    tried: int = 0
+    held: int = 0
+    lost: int = 0
+    failures: list[str] = field(default_factory=list)
+
+    def check(self, ok: bool, case: str, *, lost: bool = True) -> None:
+        self.tried += 1
+        if ok:
+            self.held += 1
+            return
+        self.lost += int(lost)
+        if len(self.failures) < 8:
+            self.failures.append(case)
+
+    def figure(self, name: str, detail: str, **metrics: Any) -> Figure:
+        return Figure(
+            self.section,
+            name,
+            self.tried,
+            self.held,
+            self.lost,
+            detail,
+            metrics,
+            list(self.failures),
+        )
+
+
+@dataclass
 class Context:
     """The running app a check aims at.
 

@@ -25,13 +25,12 @@ import socket
 import threading
 import time
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
 from typing import Any
 from unittest import mock
 
 import requests
 
-from checks.core import Context, Figure
+from checks.core import Context, Figure, Tally
 from checks.surface import clients
 
 SECTION = "outbound"
@@ -71,26 +70,6 @@ NAMES = {
     "mixed.check.invalid": [PUBLIC, "192.168.0.10"],
     "mapped.check.invalid": ["::ffff:10.0.0.1"],
 }
-
-
-@dataclass
-class Tally:
-    tried: int = 0
-    held: int = 0
-    lost: int = 0
-    failures: list[str] = field(default_factory=list)
-
-    def check(self, ok: bool, case: str, *, lost: bool = True) -> None:
-        self.tried += 1
-        if ok:
-            self.held += 1
-            return
-        self.lost += int(lost)
-        if len(self.failures) < 8:
-            self.failures.append(case)
-
-    def figure(self, name: str, detail: str) -> Figure:
-        return Figure(SECTION, name, self.tried, self.held, self.lost, detail, {}, self.failures)
 
 
 class Listener:
@@ -184,7 +163,7 @@ def _in_process(ctx: Context) -> Figure:
 
     from curation import outbound
 
-    tally = Tally()
+    tally = Tally(SECTION)
     closed = {
         "BALLOT_WEBHOOK_ALLOW_PRIVATE": False,
         "BALLOT_OUTBOUND_ALLOW_PRIVATE": False,
@@ -277,7 +256,7 @@ def _against_app(ctx: Context) -> Figure:
     world = ctx.world
     admin = clients(ctx.base_url, world)["admin"]
     project = world.project_a
-    tally = Tally()
+    tally = Tally(SECTION)
     with Listener() as listener:
         port = listener.port
         hosts = [
