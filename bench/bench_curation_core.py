@@ -38,6 +38,7 @@ from models_gpu import (  # noqa: E402
     score_pairs,
     text_digests,
 )
+from models_gpu.config import PRECISIONS  # noqa: E402
 
 SEPARATOR = "\n\nAssistant:"
 
@@ -100,7 +101,7 @@ def main() -> None:
     )
     parser.add_argument(
         "--precision",
-        choices=("auto", "float32", "bfloat16"),
+        choices=PRECISIONS,
         default="auto",
         help="the encoder's precision (auto: bfloat16 where the device computes it natively)",
     )

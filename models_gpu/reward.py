@@ -276,8 +276,9 @@ def fit_stacked_heads(
 
     Head ``k`` learns that ``a`` beats ``b`` on pair ``i`` when ``sign[k, i]`` is +1 and the
     reverse when it is −1, with loss weight ``weight[k, i]`` (0 leaves the pair out of that
-    head). A head this small costs per-step overhead, not arithmetic, so one stacked step
-    costs about what one head's step does. AdamW and weight decay act element by element,
+    head). One stacked step costs less than one step per head (five out-of-fold heads on
+    384-dimensional embeddings: 1.2–1.35x faster in all on one core; routing's many small
+    heads gain more), since the per-step overhead is paid once. AdamW and weight decay act element by element,
     so each head's update is what it would be alone; the heads share their initialisation
     (the one :class:`BradleyTerryReward` draws for ``config.seed``), their shuffling and
     their dropout masks (common random numbers: they differ by their labels and weights).

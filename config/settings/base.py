@@ -8,6 +8,8 @@ from pathlib import Path
 
 import dj_database_url
 
+from models_gpu.config import PRECISIONS as EMBEDDING_PRECISIONS
+
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 
@@ -164,7 +166,7 @@ BALLOT_EMBEDDING_MODEL = os.environ.get("BALLOT_EMBEDDING_MODEL", "")
 # The encoder's precision (models_gpu.EmbeddingConfig.precision): auto takes bfloat16 where
 # the GPU or CPU computes it natively, float32 elsewhere; float32 forces the exact vectors.
 BALLOT_EMBEDDING_PRECISION = os.environ.get("BALLOT_EMBEDDING_PRECISION", "auto")
-if BALLOT_EMBEDDING_PRECISION not in ("auto", "float32", "bfloat16"):
+if BALLOT_EMBEDDING_PRECISION not in EMBEDDING_PRECISIONS:
     from django.core.exceptions import ImproperlyConfigured
 
     raise ImproperlyConfigured(
