@@ -29,6 +29,12 @@ run: install
 # machine, with the cores 4% idle. TEST_WORKERS=0 runs in one process.
 TEST_WORKERS ?= 3
 
+# The suite starts many Python processes (three workers, a Celery worker per integration
+# test, subprocesses that check settings); with PYTHONDONTWRITEBYTECODE set in the
+# environment each compiled the project's modules anew. Their bytecode goes to
+# __pycache__ folders, which git ignores.
+test check: export PYTHONDONTWRITEBYTECODE :=
+
 test: install
 	$(PY) -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 

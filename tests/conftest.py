@@ -72,6 +72,33 @@ if os.environ.get("DATABASE_URL", "").startswith(("postgres", "postgresql")):
     DatabaseOperations.sql_flush = _delete_flush
 
 
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(
+    django_db_modify_db_settings_parallel_suffix, django_db_blocker
+) -> None:
+    """On PostgreSQL under pytest-xdist, each worker's test database copies one template.
+
+    The template is migrated once per set of migrations (tests/template_db.py) instead of
+    once per worker; ``BALLOT_TEST_TEMPLATE=0`` migrates each test database as before.
+    """
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    if (
+        db["ENGINE"] != "django.db.backends.postgresql"
+        or "PYTEST_XDIST_WORKER" not in os.environ
+        or os.environ.get("BALLOT_TEST_TEMPLATE", "1") == "0"
+    ):
+        return
+    from tests.template_db import ensure_template
+
+    test = db.setdefault("TEST", {})
+    # The xdist suffix is already on the test name ("test_ballot_gw0"); the template is shared.
+    base = f"test_{db['NAME']}"
+    with django_db_blocker.unblock():
+        test["TEMPLATE"] = ensure_template(db, base)
+
+
 # Test modules that share an expensive session fixture run on one pytest-xdist worker,
 # which builds it once per run instead of once per worker. Keyed by the fixture. A test
 # module using it but missing here still passes, with a warning (the fixture is then
