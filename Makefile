@@ -26,7 +26,7 @@ run: install
 # that share an expensive session fixture run on one of them (ONE_WORKER in
 # tests/conftest.py). Three on two cores, because browser, live-server and Celery tests
 # wait on other processes: 7 min 33 s against 8 min 49 s for two on a quiet two-core
-# machine, with the cores 4% idle. TEST_WORKERS=0 runs in one process.
+# machine (5 min 16-22 s now, with four no faster). TEST_WORKERS=0 runs in one process.
 TEST_WORKERS ?= 3
 
 # The suite starts many Python processes (three workers, a Celery worker per integration
