@@ -38,7 +38,8 @@ def migrations_digest() -> str:
     return digest.hexdigest()[:12]
 
 
-def _database_url(settings_dict: dict, name: str) -> str:
+def database_url(settings_dict: dict, name: str) -> str:
+    """A ``postgres://`` URL for database ``name`` on the server of ``settings_dict``."""
     user = settings_dict.get("USER") or ""
     if settings_dict.get("PASSWORD"):
         user += f":{settings_dict['PASSWORD']}"
@@ -71,7 +72,7 @@ def ensure_template(settings_dict: dict, base_name: str) -> str:
                 with contextlib.suppress(Exception):
                     cursor.execute(f'DROP DATABASE "{stale}"')
             cursor.execute(f'CREATE DATABASE "{name}"')
-        env = dict(os.environ, DATABASE_URL=_database_url(settings_dict, name))
+        env = dict(os.environ, DATABASE_URL=database_url(settings_dict, name))
         env["DJANGO_SETTINGS_MODULE"] = "config.settings.test"
         migrated = subprocess.run(
             [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],

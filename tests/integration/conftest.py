@@ -23,6 +23,7 @@ from django.db import connection
 
 # The tiny encoder of the curation tests, so worker jobs need not load MiniLM.
 from tests.curation.conftest import tiny_model_root  # noqa: F401
+from tests.template_db import database_url
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CELERY_BIN = Path(sys.executable).with_name("celery")
@@ -63,13 +64,7 @@ def _unavailable(reason: str) -> None:
 
 def _database_url() -> str:
     """A URL for the test database of this session (test_ballot, not ballot)."""
-    db = connection.settings_dict
-    credentials = db["USER"] or ""
-    if db.get("PASSWORD"):
-        credentials += f":{db['PASSWORD']}"
-    host = db["HOST"] or "127.0.0.1"
-    port = f":{db['PORT']}" if db.get("PORT") else ""
-    return f"postgres://{credentials}{'@' if credentials else ''}{host}{port}/{db['NAME']}"
+    return database_url(connection.settings_dict, connection.settings_dict["NAME"])
 
 
 @pytest.fixture
