@@ -60,6 +60,7 @@ def ensure_template(settings_dict: dict, base_name: str) -> str:
     with lock_path.open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
         creation = connections["default"].creation
+        quoted = connections["default"].ops.quote_name
         with creation._nodb_cursor() as cursor:
             cursor.execute(
                 "SELECT datname FROM pg_database WHERE datname LIKE %s", [f"{base_name}_tpl_%"]
@@ -70,8 +71,8 @@ def ensure_template(settings_dict: dict, base_name: str) -> str:
             for stale in existing:
                 # Another run may still copy an old one: then it stays, for its last user.
                 with contextlib.suppress(Exception):
-                    cursor.execute(f'DROP DATABASE "{stale}"')
-            cursor.execute(f'CREATE DATABASE "{name}"')
+                    cursor.execute(f"DROP DATABASE {quoted(stale)}")
+            cursor.execute(f"CREATE DATABASE {quoted(name)}")
         env = dict(os.environ, DATABASE_URL=database_url(settings_dict, name))
         env["DJANGO_SETTINGS_MODULE"] = "config.settings.test"
         migrated = subprocess.run(
@@ -83,10 +84,10 @@ def ensure_template(settings_dict: dict, base_name: str) -> str:
         )
         with creation._nodb_cursor() as cursor:
             if migrated.returncode != 0:
-                cursor.execute(f'DROP DATABASE "{name}"')
+                cursor.execute(f"DROP DATABASE {quoted(name)}")
                 raise RuntimeError(
                     f"migrating the test template {name} failed:\n{migrated.stdout}{migrated.stderr}"
                 )
             # No session may connect to it: a connected session makes every copy fail.
-            cursor.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
+            cursor.execute(f"ALTER DATABASE {quoted(name)} WITH ALLOW_CONNECTIONS false")
     return name
