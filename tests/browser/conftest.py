@@ -36,15 +36,20 @@ def wait_for_other_sessions_to_close(timeout: float = 10.0) -> None:
     if connection.vendor != "postgresql":
         return
     deadline = time.monotonic() + timeout
-    with connection.cursor() as cursor:
-        while time.monotonic() < deadline:
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
-            if cursor.fetchone()[0] == 0:
-                return
-            time.sleep(0.05)
+    try:
+        with connection.cursor() as cursor:
+            while time.monotonic() < deadline:
+                cursor.execute(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+                if cursor.fetchone()[0] == 0:
+                    return
+                time.sleep(0.05)
+    finally:
+        # This connection is a session too: Django's teardown does not close it (it
+        # was opened here, after the tests), and the database could not be dropped.
+        connection.close()
 
 
 @pytest.fixture

@@ -95,6 +95,9 @@ def test_a_bad_parameter_is_shown_next_to_its_field_and_nothing_is_published(
     page.check("input[name=profile_fields][value=gender]")
     page.fill("input[name=min_agreement]", "")
     page.click("#publish-form button[type=submit]")
+    # The click only starts the form's post: wait for the page it answers with.
+    page.wait_for_selector("[data-error-for=profile_fields]")
+    assert page.locator("[data-error-for=min_agreement]").count() == 0
     assert page.locator("[data-error-for=profile_fields]").count() == 1
     assert not DatasetVersion.objects.filter(project=project).exists()
 

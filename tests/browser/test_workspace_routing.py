@@ -92,6 +92,8 @@ def test_a_curator_reads_the_curve_and_the_routes_at_every_width(
     assert "orders disagree" in first.inner_text()
     page.select_option("#route-select", "ai")
     page.click("#route-filter button")
+    # The old page is ready too: wait for the filtered one's address first.
+    page.wait_for_url("**route=ai**")
     page.wait_for_selector("#routing[data-ready='1']")
     assert page.locator("#routes-table tbody tr").count() == 27
     assert page.locator("#routes-table tbody tr[data-route='human']").count() == 0
