@@ -104,7 +104,8 @@ def test_an_admin_creates_a_project_with_two_questions_sees_the_preview_and_edit
         ".question.kind-rating .question-title:has-text('Rate each response')"
     ).wait_for()
     page.click("#save-setup")
-    page.wait_for_selector(".flash")
+    # The page already shows "Project created.": wait for this save's own message.
+    page.wait_for_selector(".flash:has-text('Project saved.')")
     rows = list(Question.objects.filter(project=project).order_by("position"))
     assert [(q.name, q.position, q.prompt) for q in rows] == [
         ("quality", 0, "Rate each response"),
@@ -227,7 +228,8 @@ def test_an_admin_adds_a_member_by_e_mail_and_changes_the_role(
     assert "erin@example.org" in row.inner_text()
     row.locator("select.member-role").select_option("curator")
     row.locator(".member-role-form button").click()
-    page.wait_for_selector(".flash")
+    # The page already shows the first message: wait for this change's own.
+    page.wait_for_selector(".flash:has-text('is now curator')")
     membership.refresh_from_db()
     assert membership.role == Role.CURATOR
 
