@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from urllib.parse import quote
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,9 +41,10 @@ def migrations_digest() -> str:
 
 def database_url(settings_dict: dict, name: str) -> str:
     """A ``postgres://`` URL for database ``name`` on the server of ``settings_dict``."""
-    user = settings_dict.get("USER") or ""
+    # Quoted: dj_database_url unquotes them, and a password may hold "@", ":" or "/".
+    user = quote(settings_dict.get("USER") or "", safe="")
     if settings_dict.get("PASSWORD"):
-        user += f":{settings_dict['PASSWORD']}"
+        user += f":{quote(settings_dict['PASSWORD'], safe='')}"
     host = settings_dict.get("HOST") or ""
     port = f":{settings_dict['PORT']}" if settings_dict.get("PORT") else ""
     at = "@" if user else ""

@@ -9,7 +9,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from tests.template_db import migrations_digest
+from tests.template_db import database_url, migrations_digest
 
 
 def test_the_digest_covers_every_migration_file(monkeypatch) -> None:
@@ -39,3 +39,17 @@ def test_a_workers_database_is_a_copy_of_a_template_nobody_can_connect_to() -> N
         # Django's own migrate found nothing left to apply on the copy.
         cursor.execute("SELECT count(*) FROM django_migrations")
         assert cursor.fetchone()[0] > 0
+
+
+def test_the_url_carries_a_password_with_reserved_characters_intact() -> None:
+    import dj_database_url
+
+    db = {"USER": "ballot", "PASSWORD": "p@ss:w/rd", "HOST": "db.local", "PORT": "5433"}
+    parsed = dj_database_url.parse(database_url(db, "test_ballot_tpl_x"))
+    assert (parsed["USER"], parsed["PASSWORD"], parsed["HOST"], parsed["PORT"]) == (
+        "ballot",
+        "p@ss:w/rd",
+        "db.local",
+        5433,
+    )
+    assert parsed["NAME"] == "test_ballot_tpl_x"
