@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import timedelta
+from pathlib import Path
 
+import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -13,7 +18,9 @@ from annotation import authentication
 from annotation.models import ApiToken, Assignment, Item
 from annotation.selectors import assignment_responses_prefetch
 from annotation.serializers import AssignmentOut, assignment_out
-from annotation.services import assignment_claim_next, token_create
+from annotation.services import assignment_claim_next, assignment_skip, token_create
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _client(user) -> tuple[APIClient, ApiToken]:
@@ -89,3 +96,51 @@ def test_a_claim_passes_over_a_full_item_and_a_second_call_takes_no_second_slot(
     # A second call returns the same live lease, taking no second slot.
     assert assignment_claim_next(project=project, annotator=bob).pk == claimed.pk
     assert Item.objects.get(pk=free.pk).slots_taken == 1
+
+
+@pytest.mark.postgres
+def test_the_claim_is_planned_once_per_connection_not_once_per_request(project, bob):
+    # Prepared statements (settings: DATABASE_PREPARED_STATEMENTS): psycopg prepares a
+    # statement its connection has run five times, so PostgreSQL plans the claim once.
+    for index in range(8):
+        Item.objects.create(project=project, external_id=f"prepared-{index}")
+    with connection.cursor() as cursor:
+        cursor.execute("DEALLOCATE ALL")
+    claimed = []
+    for _ in range(7):
+        assignment = assignment_claim_next(project=project, annotator=bob)
+        assert assignment is not None
+        claimed.append(assignment.item_id)
+        assignment_skip(assignment=assignment)
+    assert len(set(claimed)) == 7  # each a new lease, through the one-statement claim
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [row[0] for row in cursor.fetchall()]
+    assert any("candidate AS MATERIALIZED" in text for text in prepared), prepared
+
+
+def test_prepared_statements_can_be_turned_off_for_a_pooler_without_them():
+    code = (
+        "from django.conf import settings; o = settings.DATABASES['default'].get('OPTIONS', {}); "
+        "print(o.get('server_side_binding'), o.get('prepare_threshold'))"
+    )
+    url = "postgres://postgres@127.0.0.1:5432/unused"  # settings only: nothing connects
+    seen = {}
+    for value in ("1", "0"):
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "config.settings.local",
+            "DATABASE_URL": url,
+            "DATABASE_PREPARED_STATEMENTS": value,
+        }
+        done = subprocess.run(
+            [sys.executable, "-c", f"import django; django.setup(); {code}"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        seen[value] = done.stdout.split()
+    assert seen == {"1": ["True", "5"], "0": ["None", "None"]}
