@@ -397,13 +397,18 @@ class SubmitApi(APIView):
         # Checked before anything is written: a bad flag must not leave a stored submission.
         with_next = _flag(request.query_params.get("next"), "next")
         data = validated(serializers.SubmitIn, request.data)
-        annotation, created = services.annotation_submit(
+        submit = dict(
             assignment_id=selectors._int(assignment_id),
             user=request.user,
             answers=data["answers"],
             time_spent_ms=data.get("time_spent_ms"),
             idempotency_key=request.headers.get("Idempotency-Key"),
         )
+        if with_next:
+            # A live lease comes back as it is, so a replayed submit returns the same next item.
+            annotation, created, following = services.annotation_submit_and_claim_next(**submit)
+        else:
+            annotation, created = services.annotation_submit(**submit)
         body = {
             "annotation": annotation.id,
             "assignment": annotation.assignment_id,
@@ -414,8 +419,6 @@ class SubmitApi(APIView):
         if item.is_gold and item.project.show_gold_feedback:
             body["gold_answer"] = item.gold_answer
         if with_next:
-            # A live lease comes back as it is, so a replayed submit returns the same next item.
-            following = services.assignment_claim_next(project=item.project, annotator=request.user)
             body["next"] = (
                 serializers.assignment_out(
                     selectors.assignment_responses_prefetch(assignment=following)

@@ -29,6 +29,7 @@ from annotation.services.quality import item_quality_record, quality_summaries_r
 from annotation.services.submissions import (
     annotation_ai_store,
     annotation_submit,
+    annotation_submit_and_claim_next,
     answers_validate,
 )
 
@@ -36,6 +37,7 @@ __all__ = [
     "ImportResult",
     "annotation_ai_store",
     "annotation_submit",
+    "annotation_submit_and_claim_next",
     "answers_validate",
     "assignment_claim_next",
     "assignment_skip",

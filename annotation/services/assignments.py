@@ -203,6 +203,26 @@ def assignment_claim_next(
         return _claim_new(project=project, annotator=annotator, now=now)
 
 
+def assignment_claim_quick(
+    *, project: Project, annotator: AbstractBaseUser, now: datetime
+) -> Assignment | None:
+    """The claim's common case inside the caller's transaction, or ``None``.
+
+    Precondition: PostgreSQL, inside a transaction that holds no lock a claim of this
+    annotator could wait for (``annotation_submit_and_claim_next``: its submitted item
+    and assignment are this annotator's own, which no claim of theirs touches). Takes
+    the per-annotator lock, then runs the one statement; it never waits for a row lock.
+    ``None`` when that leased nothing or a sweep of expired leases is due: the caller
+    then runs ``assignment_claim_next`` after its commit, whose general path may wait
+    for rows and sweeps (``_sweep_due`` is not consumed here).
+    """
+    last = _last_sweep.get(project.id)
+    if last is None or (now - last).total_seconds() >= SWEEP_EVERY_SECONDS:
+        return None
+    _hold_claim_lock(project=project, annotator=annotator)
+    return _claim_in_one_statement(project=project, annotator=annotator, now=now)
+
+
 # The claim as one statement (PostgreSQL). Its snapshot is taken after the caller's
 # per-annotator lock, so ``live`` sees every lease an earlier claimant of this annotator
 # committed. ``candidate`` locks the head of the queue with SKIP LOCKED (and is materialised,

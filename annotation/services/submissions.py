@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from annotation.errors import Conflict, LeaseLost, NotFound, Unprocessable, ValidationFailed
@@ -37,7 +37,11 @@ from annotation.models import (
 )
 from annotation.parsers import json_check
 from annotation.pseudonyms import pseudonym
-from annotation.services.assignments import assignment_reacquire
+from annotation.services.assignments import (
+    assignment_claim_next,
+    assignment_claim_quick,
+    assignment_reacquire,
+)
 from annotation.services.gold import GoldCheck, given_from_specs, gold_compare
 from annotation.services.item_submission import (
     item_submission_record,
@@ -521,101 +525,191 @@ def annotation_submit(
     rows, the item's votes, and the summaries' and assignment's writes together.
     """
     now = now or timezone.now()
+    key, time_spent, digest = _request_checked(idempotency_key, answers, time_spent_ms)
+    try:
+        with transaction.atomic():
+            return _submit_in_transaction(
+                assignment_id=assignment_id,
+                user=user,
+                answers=answers,
+                time_spent=time_spent,
+                key=key,
+                digest=digest,
+                now=now,
+            )
+    except IntegrityError:
+        return _race_settle(assignment_id=assignment_id, user=user, key=key, digest=digest)
+
+
+def annotation_submit_and_claim_next(
+    *,
+    assignment_id: int,
+    user: AbstractBaseUser,
+    answers: Any,
+    time_spent_ms: Any = None,
+    idempotency_key: str | None = None,
+    now: datetime | None = None,
+) -> tuple[Annotation, bool, Assignment | None]:
+    """``annotation_submit``, then the annotator's next lease in the same project.
+
+    Returns ``(annotation, created, next)``; ``next`` is what ``assignment_claim_next``
+    returns (the live lease, a new one, or ``None`` when nothing is left), so a replayed
+    submit returns the lease its first run took. On PostgreSQL both run in one
+    transaction when the claim's one statement leases an item (the common case): one
+    commit per item instead of two. A claim that needs more (the queue's end, a sweep of
+    expired leases, a conflict) runs on its own after the submit commits, where it may
+    wait for rows that others hold without holding the submitted item's locks.
+    """
+    now = now or timezone.now()
+    if connection.vendor == "postgresql":
+        key, time_spent, digest = _request_checked(idempotency_key, answers, time_spent_ms)
+        try:
+            with transaction.atomic():
+                annotation, created = _submit_in_transaction(
+                    assignment_id=assignment_id,
+                    user=user,
+                    answers=answers,
+                    time_spent=time_spent,
+                    key=key,
+                    digest=digest,
+                    now=now,
+                )
+                following = assignment_claim_quick(
+                    project=annotation.project, annotator=user, now=now
+                )
+        except IntegrityError:
+            # A racing retry of this submit, or a lease made outside the claim lock: all
+            # of it rolled back, and the separate steps below sort either out.
+            pass
+        else:
+            if following is None:
+                following = assignment_claim_next(project=annotation.project, annotator=user)
+            return annotation, created, following
+    annotation, created = annotation_submit(
+        assignment_id=assignment_id,
+        user=user,
+        answers=answers,
+        time_spent_ms=time_spent_ms,
+        idempotency_key=idempotency_key,
+        now=now,
+    )
+    following = assignment_claim_next(project=annotation.project, annotator=user)
+    return annotation, created, following
+
+
+def _request_checked(
+    idempotency_key: str | None, answers: Any, time_spent_ms: Any
+) -> tuple[str | None, int | None, str]:
     key = _validate_key(idempotency_key)
     time_spent = _validate_time(time_spent_ms)
     digest = request_hash(answers=answers, time_spent_ms=time_spent) if key else ""
-    try:
-        with transaction.atomic():
-            locked = submission_lock(assignment_id=assignment_id, user_id=user.pk)
-            if locked is None:
-                raise NotFound("No such assignment.")
-            assignment = locked.assignment
-            specs = answers_validate(
-                questions=locked.questions, responses=locked.response_texts, answers=answers
+    return key, time_spent, digest
+
+
+def _submit_in_transaction(
+    *,
+    assignment_id: int,
+    user: AbstractBaseUser,
+    answers: Any,
+    time_spent: int | None,
+    key: str | None,
+    digest: str,
+    now: datetime,
+) -> tuple[Annotation, bool]:
+    """The submit's reads and writes; precondition: inside the caller's transaction."""
+    locked = submission_lock(assignment_id=assignment_id, user_id=user.pk)
+    if locked is None:
+        raise NotFound("No such assignment.")
+    assignment = locked.assignment
+    specs = answers_validate(
+        questions=locked.questions, responses=locked.response_texts, answers=answers
+    )
+    gold = _gold_check(locked=locked, specs=specs)
+    if assignment.status == AssignmentStatus.SUBMITTED:
+        # A replay is caught here, under the lock (same key, already submitted),
+        # which keeps the common path free of a look-up of the key.
+        previous = Annotation.objects.filter(assignment=assignment).first()
+        if key and previous is not None and previous.idempotency_key == key:
+            _same_request(previous, digest)
+            previous.item, previous.project = assignment.item, assignment.project
+            return previous, False
+        raise Conflict("This assignment was already submitted.")
+    if assignment.status == AssignmentStatus.SKIPPED:
+        raise Conflict("This assignment was skipped; ask for the next item.")
+    if assignment.status == AssignmentStatus.EXPIRED and not assignment_reacquire(
+        assignment=assignment, now=now
+    ):
+        raise LeaseLost(
+            "Your lease on this item expired and others have taken it. Ask for the next item."
+        )
+    annotation = Annotation(
+        project_id=assignment.project_id,
+        item_id=assignment.item_id,
+        assignment_id=assignment.pk,
+        annotator_id=user.pk,
+        source=Source.HUMAN,
+        time_spent_ms=time_spent,
+        idempotency_key=key,
+        request_hash=digest,
+        created_at=timezone.now(),
+    )
+    identity = {rid: rid for rid in locked.response_texts}
+    answer_rows = answer_rows_build(annotation_id=None, specs=specs, response_ids=identity)
+    # The item's votes are read in the statement that inserts the answers: after the
+    # lock's statement, as item_submission_record's own read would be.
+    read = item_submission_votes_statement(
+        project=assignment.project, item=assignment.item, questions=locked.questions
+    )
+    rows = annotation_insert(annotation=annotation, answers=answer_rows, read=read)
+    new_annotation = NewAnnotation(annotation.id, user.pk, time_spent)
+    item_votes = (
+        item_submission_votes_after(
+            project=assignment.project,
+            item=assignment.item,
+            rows=rows,
+            annotation=new_annotation,
+            created_at=annotation.created_at,
+            answers=answer_rows,
+        )
+        if read is not None
+        else None
+    )
+    assignment.status = AssignmentStatus.SUBMITTED
+    assignment.finished_at = now
+    # Under the item's lock, in the same transaction as the answers: the quality
+    # summaries, the item's agreement and, with adaptive overlap, one more vote
+    # when the votes disagree; one read of the item's votes serves all three, and
+    # the assignment's own update goes out with their writes.
+    item_submission_record(
+        project=assignment.project,
+        item=assignment.item,
+        questions=locked.questions,
+        annotation=new_annotation,
+        item_votes=item_votes,
+        then=[
+            (
+                f"UPDATE {Assignment._meta.db_table} "
+                "SET status = %s, finished_at = %s, leased_until = %s WHERE id = %s",
+                [assignment.status, now, assignment.leased_until, assignment.pk],
             )
-            gold = _gold_check(locked=locked, specs=specs)
-            if assignment.status == AssignmentStatus.SUBMITTED:
-                # A replay is caught here, under the lock (same key, already submitted),
-                # which keeps the common path free of a look-up of the key.
-                previous = Annotation.objects.filter(assignment=assignment).first()
-                if key and previous is not None and previous.idempotency_key == key:
-                    _same_request(previous, digest)
-                    previous.item, previous.project = assignment.item, assignment.project
-                    return previous, False
-                raise Conflict("This assignment was already submitted.")
-            if assignment.status == AssignmentStatus.SKIPPED:
-                raise Conflict("This assignment was skipped; ask for the next item.")
-            if assignment.status == AssignmentStatus.EXPIRED and not assignment_reacquire(
-                assignment=assignment, now=now
-            ):
-                raise LeaseLost(
-                    "Your lease on this item expired and others have taken it. Ask for the next item."
-                )
-            annotation = Annotation(
-                project_id=assignment.project_id,
-                item_id=assignment.item_id,
-                assignment_id=assignment.pk,
-                annotator_id=user.pk,
-                source=Source.HUMAN,
-                time_spent_ms=time_spent,
-                idempotency_key=key,
-                request_hash=digest,
-                created_at=timezone.now(),
-            )
-            identity = {rid: rid for rid in locked.response_texts}
-            answer_rows = answer_rows_build(annotation_id=None, specs=specs, response_ids=identity)
-            # The item's votes are read in the statement that inserts the answers: after the
-            # lock's statement, as item_submission_record's own read would be.
-            read = item_submission_votes_statement(
-                project=assignment.project, item=assignment.item, questions=locked.questions
-            )
-            rows = annotation_insert(annotation=annotation, answers=answer_rows, read=read)
-            new_annotation = NewAnnotation(annotation.id, user.pk, time_spent)
-            item_votes = (
-                item_submission_votes_after(
-                    project=assignment.project,
-                    item=assignment.item,
-                    rows=rows,
-                    annotation=new_annotation,
-                    created_at=annotation.created_at,
-                    answers=answer_rows,
-                )
-                if read is not None
-                else None
-            )
-            assignment.status = AssignmentStatus.SUBMITTED
-            assignment.finished_at = now
-            # Under the item's lock, in the same transaction as the answers: the quality
-            # summaries, the item's agreement and, with adaptive overlap, one more vote
-            # when the votes disagree; one read of the item's votes serves all three, and
-            # the assignment's own update goes out with their writes.
-            item_submission_record(
-                project=assignment.project,
-                item=assignment.item,
-                questions=locked.questions,
-                annotation=new_annotation,
-                item_votes=item_votes,
-                then=[
-                    (
-                        f"UPDATE {Assignment._meta.db_table} "
-                        "SET status = %s, finished_at = %s, leased_until = %s WHERE id = %s",
-                        [assignment.status, now, assignment.leased_until, assignment.pk],
-                    )
-                ],
-            )
-            annotation.item, annotation.project = assignment.item, assignment.project
-            annotation_created_publish(annotation=annotation)
-            if gold is not None and gold.matched is False:
-                gold_failed_publish(annotation=annotation, check=gold)
-            return annotation, True
-    except IntegrityError:
-        # A concurrent retry with the same key won the race: answer with its result.
-        if key:
-            replay = _replay(key=key, assignment_id=int(assignment_id), user=user, digest=digest)
-            if replay is not None:
-                replay.item, replay.project = assignment.item, assignment.project
-                return replay, False
-        raise Conflict("This item already has a submission from you.")
+        ],
+    )
+    annotation.item, annotation.project = assignment.item, assignment.project
+    annotation_created_publish(annotation=annotation)
+    if gold is not None and gold.matched is False:
+        gold_failed_publish(annotation=annotation, check=gold)
+    return annotation, True
+
+
+def _race_settle(
+    *, assignment_id: int, user: AbstractBaseUser, key: str | None, digest: str
+) -> tuple[Annotation, bool]:
+    """After a unique violation: a concurrent retry with the same key won the race."""
+    if key:
+        replay = _replay(key=key, assignment_id=int(assignment_id), user=user, digest=digest)
+        if replay is not None:
+            return replay, False
+    raise Conflict("This item already has a submission from you.")
 
 
 def annotation_ai_store(

@@ -77,3 +77,50 @@ def test_a_bad_flag_is_a_400_naming_it_and_writes_nothing(two_items, bob, api, v
     assert response.json()["field"] == "next"
     assert not Annotation.objects.exists()
     assert Assignment.objects.get(pk=first["id"]).status == AssignmentStatus.ACTIVE
+
+
+def _writer(table: str, pk: int) -> str:
+    # The id of the transaction that last wrote the row (PostgreSQL's xmin).
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT xmin::text FROM {table} WHERE id = %s", [pk])
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_the_answer_and_the_next_lease_commit_together_unless_a_sweep_is_due(alice, bob, api):
+    from annotation.models import Role
+    from annotation.services import assignments
+    from tests.factories import MembershipFactory, make_questions
+
+    project = ProjectFactory(name="One commit per item", created_by=alice, overlap=1)
+    MembershipFactory(user=bob, project=project, role=Role.ANNOTATOR)
+    make_questions(project, [{"kind": "pairwise", "name": "preference"}])
+    for _ in range(3):
+        ItemFactory(project=project, responses=["First answer.", "Second answer."])
+    client = api(bob)
+    assignments._last_sweep.pop(project.id, None)
+    first = client.get(f"/api/v1/projects/{project.id}/next/").json()  # sweeps, so none is due
+    response = client.post(
+        f"/api/v1/assignments/{first['id']}/submit/?next=1", _answer(first), format="json"
+    )
+    assert response.status_code == 201, response.content
+    second = response.json()["next"]
+    table = Assignment._meta.db_table
+    # One transaction wrote the submitted assignment and leased the next: one commit.
+    assert _writer(table, first["id"]) == _writer(table, second["id"])
+    assert Assignment.objects.get(pk=first["id"]).status == AssignmentStatus.SUBMITTED
+
+    # With a sweep of expired leases due, the claim runs after the submit's commit.
+    assignments._last_sweep.pop(project.id, None)
+    response = client.post(
+        f"/api/v1/assignments/{second['id']}/submit/?next=1", _answer(second), format="json"
+    )
+    assert response.status_code == 201, response.content
+    third = response.json()["next"]
+    assert third["item"]["id"] not in {first["item"]["id"], second["item"]["id"]}
+    assert _writer(table, second["id"]) != _writer(table, third["id"])
+    assert project.id in assignments._last_sweep
+    assert Annotation.objects.filter(annotator=bob).count() == 2
