@@ -7,6 +7,8 @@ database, one annotator on a fresh project of two-response pairwise items, and p
 - CPU milliseconds per request (``time.process_time``: this process only, so the figure
   holds on a busy machine where wall-clock time does not);
 - database statements per request;
+- the PostgreSQL backend's CPU milliseconds per request (from ``/proc``, so only when the
+  server runs on this machine): planning and running the statements, and the commits;
 - with pyinstrument installed, the top frames of a profile of each endpoint
   (``--profile``), or the full text tree into ``--profile-dir``.
 
@@ -34,6 +36,7 @@ import django  # noqa: E402
 
 django.setup()
 
+from bench_import import backend_cpu_seconds  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.test import Client  # noqa: E402
@@ -118,6 +121,8 @@ STEPS = (
     "project_get_for",
     "assignment_claim_next",
     "annotation_submit",
+    "annotation_submit_and_claim_next",
+    "assignment_claim_quick",
     "answers_validate",
     "validated",
     "Serializer.data",
@@ -178,6 +183,7 @@ def measure(loop: Loop, requests: int, profiler_cls=None, profile_dir: Path | No
             return execute(sql, params, many, context)
 
         profiler = profiler_cls(interval=0.0005) if profiler_cls else None
+        db_cpu = 0.0
         for _ in range(requests):
             if name == "next":
                 request = loop.next
@@ -189,6 +195,7 @@ def measure(loop: Loop, requests: int, profiler_cls=None, profile_dir: Path | No
                     if name == "submit?next=1"
                     else loop.submit
                 )
+            db_before = backend_cpu_seconds()
             with connection.execute_wrapper(count):
                 t0 = time.process_time()
                 if profiler:
@@ -197,11 +204,15 @@ def measure(loop: Loop, requests: int, profiler_cls=None, profile_dir: Path | No
                 if profiler:
                     profiler.stop()
                 cpu += time.process_time() - t0
+            db_after = backend_cpu_seconds()
+            if db_before is not None and db_after is not None:
+                db_cpu += db_after - db_before
             if name == "next":
                 loop.submit()
         out[name] = {
             "cpu_ms": round(cpu * 1000 / requests, 2),
             "statements": round(statements[0] / requests, 2),
+            "postgres_cpu_ms": round(db_cpu * 1000 / requests, 2) if db_cpu else None,
         }
         if profiler:
             text = profiler.output_text(unicode=False, color=False, show_all=False)
@@ -228,9 +239,10 @@ def main(argv: list[str] | None = None) -> int:
         profiler_cls = Profiler
     project_id, token = world(items=4 * args.requests + 100)
     figures = measure(Loop(project_id, token), args.requests, profiler_cls, args.profile_dir)
-    print(f"{'endpoint':<16} {'CPU ms/request':>15} {'statements':>11}")
+    print(f"{'endpoint':<16} {'CPU ms/request':>15} {'statements':>11} {'PostgreSQL CPU ms':>18}")
     for name, row in figures.items():
-        print(f"{name:<16} {row['cpu_ms']:>15.2f} {row['statements']:>11.1f}")
+        db = "-" if row["postgres_cpu_ms"] is None else f"{row['postgres_cpu_ms']:.2f}"
+        print(f"{name:<16} {row['cpu_ms']:>15.2f} {row['statements']:>11.1f} {db:>18}")
     for name, row in figures.items():
         if "summary" in row:
             print(f"\n--- {name}: share of profiled time ---")

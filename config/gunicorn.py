@@ -26,11 +26,14 @@ def _int(name: str, default: int) -> int:
 bind = os.environ.get("GUNICORN_BIND") or f"0.0.0.0:{_int('PORT', 8000)}"
 
 # Chosen by measurement (issue 16: bench/bench_api.py --server-pid on 2 shared cores; the
-# README's "Scaling out" has the table). At 32 clients 3 x 8 threads served 75/s at
-# 13.7 ms of web CPU per submission, 2 x 8 63/s at 12.5 ms, the old 2 x cores + 1 = 5 x 4
-# 48/s at 20.1 ms: processes beyond the cores trade the GIL for context switches. One
-# spare process evens out keep-alive connections, which gunicorn hands to whichever
-# process accepts first. sync workers cost 18-21 ms (a new connection per request).
+# README's "Scaling out" has the table). On a quiet 2-core machine (2026-11-30, prepared
+# statements, one commit per item) 3 x 8 threads served 407/s at 8 annotators with
+# submit/?next=1 (3.1 ms of web CPU per submission) and 293/s with next/ + submit/;
+# 2 x 8 403 and 255/s, 2 x 16 349 and 262/s, 4 x 4 377 and 287/s. One spare process
+# evens out keep-alive connections, which gunicorn hands to whichever process accepts
+# first. sync x 5 matched it (394 and 277/s, and a narrower tail at 32 clients) but
+# holds one request per process with no keep-alive: a few slow clients stall it, so it
+# only suits a buffering proxy in front. granian (Rust, WSGI) 3 x 8: 392 and 300/s.
 workers = _int("WEB_CONCURRENCY", min(multiprocessing.cpu_count() + 1, 12))
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "").strip() or "gthread"
 threads = _int("GUNICORN_THREADS", 8)
