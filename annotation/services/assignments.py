@@ -22,7 +22,7 @@ import math
 from datetime import datetime, timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import Case, Count, F, Q, Value, When
 from django.utils import timezone
 
@@ -36,6 +36,11 @@ from annotation.models import (
 )
 
 CLAIM_ATTEMPTS = 8
+
+
+def deadlock_detected(exc: OperationalError) -> bool:
+    """PostgreSQL broke a lock cycle by rolling this transaction back (SQLSTATE 40P01)."""
+    return getattr(exc.__cause__, "sqlstate", None) == "40P01"
 
 
 def _locking(qs):
@@ -189,6 +194,14 @@ def assignment_claim_next(
             # Unique (item, annotator) from a lease made outside the claim lock (an admin,
             # a script): the general path below sorts it out.
             pass
+        except OperationalError as exc:
+            # This claim's sweep waited on an item that the annotator's own submit (another
+            # tab) holds while that submit waits for this claim's lock; PostgreSQL rolled
+            # this side back, its sweep too. The general path below retries in a new
+            # transaction, and sweeps again.
+            if not deadlock_detected(exc):
+                raise
+            _last_sweep.pop(project.id, None)
     # Read without a lock first: a reload or a submit with a lease ahead (the
     # common case) costs one query. Only a claim pays for the lock.
     current = _live_lease(project=project, annotator=annotator, now=now)

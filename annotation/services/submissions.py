@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from annotation.errors import Conflict, LeaseLost, NotFound, Unprocessable, ValidationFailed
@@ -41,6 +41,7 @@ from annotation.services.assignments import (
     assignment_claim_next,
     assignment_claim_quick,
     assignment_reacquire,
+    deadlock_detected,
 )
 from annotation.services.gold import GoldCheck, given_from_specs, gold_compare
 from annotation.services.item_submission import (
@@ -581,6 +582,13 @@ def annotation_submit_and_claim_next(
             # A racing retry of this submit, or a lease made outside the claim lock: all
             # of it rolled back, and the separate steps below sort either out.
             pass
+        except OperationalError as exc:
+            # The annotator's own lock waited on their other request (another tab), whose
+            # sweep of expired leases waited on this submit's item: PostgreSQL broke the
+            # cycle by rolling this transaction back. The separate steps hold no lock while
+            # they wait for the annotator's.
+            if not deadlock_detected(exc):
+                raise
         else:
             if following is None:
                 following = assignment_claim_next(project=annotation.project, annotator=user)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
+from django.utils import timezone
 
 from annotation.models import Annotation, Assignment, AssignmentStatus
 from tests.factories import ItemFactory, ProjectFactory
@@ -124,3 +128,150 @@ def test_the_answer_and_the_next_lease_commit_together_unless_a_sweep_is_due(ali
     assert _writer(table, second["id"]) != _writer(table, third["id"])
     assert project.id in assignments._last_sweep
     assert Annotation.objects.filter(annotator=bob).count() == 2
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_deadlock_with_the_annotators_other_request_falls_back_to_separate_steps(alice, bob):
+    """The cycle: this submit holds its item and waits for the annotator's claim lock, which
+    their other request holds while it waits for that item (a sweep freeing a slot on it)."""
+    from django.db import connection, connections, transaction
+
+    from annotation.models import Role
+    from annotation.services import (
+        annotation_submit_and_claim_next,
+        assignment_claim_next,
+        assignments,
+    )
+    from tests.factories import MembershipFactory, make_questions
+
+    project = ProjectFactory(name="Two tabs", created_by=alice, overlap=1)
+    MembershipFactory(user=bob, project=project, role=Role.ANNOTATOR)
+    make_questions(project, [{"kind": "pairwise", "name": "preference"}])
+    for _ in range(3):
+        ItemFactory(project=project, responses=["First answer.", "Second answer."])
+    first = assignment_claim_next(project=project, annotator=bob)
+    responses = sorted(r.id for r in first.item.responses.all())
+    assignments._last_sweep[project.id] = timezone.now()  # no sweep due: the quick claim runs
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        submitter = cursor.fetchone()[0]
+    key = assignments.CLAIM_LOCK_KEY_SPACE
+    holding, outcome = threading.Event(), {}
+
+    def other_request() -> None:
+        try:
+            with transaction.atomic(), connections["default"].cursor() as cursor:
+                # Never this side's deadlock check first: the submit (1 s) is the one rolled back.
+                cursor.execute("SET LOCAL deadlock_timeout = '20s'")
+                cursor.execute(
+                    "SELECT pg_advisory_xact_lock(%s, %s)", [project.pk % key, bob.pk % key]
+                )
+                holding.set()
+                deadline = time.monotonic() + 20
+                while time.monotonic() < deadline:
+                    cursor.execute(
+                        "SELECT wait_event FROM pg_stat_activity WHERE pid = %s", [submitter]
+                    )
+                    if cursor.fetchone()[0] == "advisory":
+                        break
+                    time.sleep(0.02)
+                else:
+                    outcome["error"] = "the submit never waited for the claim lock"
+                    return
+                cursor.execute(
+                    "UPDATE annotation_item SET slots_taken = slots_taken WHERE id = %s",
+                    [first.item_id],
+                )
+                outcome["updated"] = True
+        except Exception as exc:  # noqa: BLE001 - reported below
+            outcome["error"] = repr(exc)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=other_request)
+    thread.start()
+    assert holding.wait(20)
+    annotation, created, following = annotation_submit_and_claim_next(
+        assignment_id=first.pk,
+        user=bob,
+        answers=[{"question": "preference", "chosen": responses[0], "rejected": responses[1]}],
+    )
+    thread.join(30)
+    assert outcome == {"updated": True}
+    assert created and annotation.assignment_id == first.pk
+    assert following is not None and following.item_id != first.item_id
+    assert Annotation.objects.filter(annotator=bob).count() == 1
+    assert Assignment.objects.get(pk=first.pk).status == AssignmentStatus.SUBMITTED
+    assert Assignment.objects.filter(annotator=bob, status=AssignmentStatus.ACTIVE).count() == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_claim_rolled_back_by_a_deadlock_claims_again_in_a_new_transaction(alice, bob):
+    """The same cycle seen from the claim: its sweep waits on an item that the annotator's
+    other request holds while that request waits for the claim lock this claim holds."""
+    from datetime import timedelta
+
+    from django.db import connection, connections, transaction
+
+    from annotation.models import Role
+    from annotation.services import assignment_claim_next, assignments
+    from tests.factories import MembershipFactory, UserFactory, make_questions
+
+    project = ProjectFactory(name="Two tabs, the claim's side", created_by=alice, overlap=1)
+    carol = UserFactory(username="carol")
+    for user in (bob, carol):
+        MembershipFactory(user=user, project=project, role=Role.ANNOTATOR)
+    make_questions(project, [{"kind": "pairwise", "name": "preference"}])
+    for _ in range(3):
+        ItemFactory(project=project, responses=["First answer.", "Second answer."])
+    stale = assignment_claim_next(project=project, annotator=carol)
+    Assignment.objects.filter(pk=stale.pk).update(
+        leased_until=timezone.now() - timedelta(minutes=1)
+    )
+    assignments._last_sweep.pop(project.id, None)  # bob's claim sweeps, and frees that slot
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        claimer = cursor.fetchone()[0]
+    key = assignments.CLAIM_LOCK_KEY_SPACE
+    holding, outcome = threading.Event(), {}
+
+    def other_request() -> None:
+        try:
+            with transaction.atomic(), connections["default"].cursor() as cursor:
+                cursor.execute("SET LOCAL deadlock_timeout = '20s'")
+                cursor.execute(
+                    "SELECT 1 FROM annotation_item WHERE id = %s FOR NO KEY UPDATE",
+                    [stale.item_id],
+                )
+                holding.set()
+                deadline = time.monotonic() + 20
+                while time.monotonic() < deadline:
+                    cursor.execute(
+                        "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", [claimer]
+                    )
+                    if cursor.fetchone()[0] == "Lock":
+                        break
+                    time.sleep(0.02)
+                else:
+                    outcome["error"] = "the claim never waited for the item"
+                    return
+                cursor.execute(
+                    "SELECT pg_advisory_xact_lock(%s, %s)", [project.pk % key, bob.pk % key]
+                )
+                outcome["locked"] = True
+        except Exception as exc:  # noqa: BLE001 - reported below
+            outcome["error"] = repr(exc)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=other_request)
+    thread.start()
+    assert holding.wait(20)
+    claimed = assignment_claim_next(project=project, annotator=bob)
+    thread.join(30)
+    assert outcome == {"locked": True}
+    assert claimed is not None and claimed.status == AssignmentStatus.ACTIVE
+    assert Assignment.objects.filter(annotator=bob, status=AssignmentStatus.ACTIVE).count() == 1
+    assert Assignment.objects.get(pk=stale.pk).status == AssignmentStatus.EXPIRED
