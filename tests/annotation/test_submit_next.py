@@ -130,75 +130,97 @@ def test_the_answer_and_the_next_lease_commit_together_unless_a_sweep_is_due(ali
     assert Annotation.objects.filter(annotator=bob).count() == 2
 
 
+def _three_items(alice, *annotators, name: str):
+    from annotation.models import Role
+    from tests.factories import MembershipFactory, make_questions
+
+    project = ProjectFactory(name=name, created_by=alice, overlap=1)
+    for user in annotators:
+        MembershipFactory(user=user, project=project, role=Role.ANNOTATOR)
+    make_questions(project, [{"kind": "pairwise", "name": "preference"}])
+    for _ in range(3):
+        ItemFactory(project=project, responses=["First answer.", "Second answer."])
+    return project
+
+
+class OtherTab(threading.Thread):
+    """The annotator's other request, on a connection of its own: takes ``first`` (a lock),
+    waits until this test's connection waits for a lock (``waits_on``: the wait event),
+    then runs ``then``, which waits for a lock this test's connection holds. PostgreSQL
+    sees the cycle; this side checks for deadlocks after 20 s, the test's side after the
+    default 1 s, so the test's transaction is the one rolled back."""
+
+    def __init__(self, first: tuple[str, list], waits_on: str, then: tuple[str, list]) -> None:
+        super().__init__()
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            self.blocked_pid = cursor.fetchone()[0]
+        self.first, self.waits_on, self.then = first, waits_on, then
+        self.holding, self.outcome = threading.Event(), ""
+
+    def run(self) -> None:
+        from django.db import connections, transaction
+
+        try:
+            with transaction.atomic(), connections["default"].cursor() as cursor:
+                cursor.execute("SET LOCAL deadlock_timeout = '20s'")
+                cursor.execute(*self.first)
+                self.holding.set()
+                deadline = time.monotonic() + 20
+                while time.monotonic() < deadline:
+                    cursor.execute(
+                        "SELECT wait_event_type, wait_event FROM pg_stat_activity WHERE pid = %s",
+                        [self.blocked_pid],
+                    )
+                    if self.waits_on in cursor.fetchone():
+                        break
+                    time.sleep(0.02)
+                else:
+                    self.outcome = f"the other side never waited ({self.waits_on})"
+                    return
+                cursor.execute(*self.then)
+                self.outcome = "done"
+        except Exception as exc:  # noqa: BLE001 - the test asserts on it
+            self.outcome = repr(exc)
+        finally:
+            connections.close_all()
+
+
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_a_deadlock_with_the_annotators_other_request_falls_back_to_separate_steps(alice, bob):
     """The cycle: this submit holds its item and waits for the annotator's claim lock, which
     their other request holds while it waits for that item (a sweep freeing a slot on it)."""
-    from django.db import connection, connections, transaction
-
-    from annotation.models import Role
     from annotation.services import (
         annotation_submit_and_claim_next,
         assignment_claim_next,
         assignments,
     )
-    from tests.factories import MembershipFactory, make_questions
 
-    project = ProjectFactory(name="Two tabs", created_by=alice, overlap=1)
-    MembershipFactory(user=bob, project=project, role=Role.ANNOTATOR)
-    make_questions(project, [{"kind": "pairwise", "name": "preference"}])
-    for _ in range(3):
-        ItemFactory(project=project, responses=["First answer.", "Second answer."])
+    project = _three_items(alice, bob, name="Two tabs")
     first = assignment_claim_next(project=project, annotator=bob)
     responses = sorted(r.id for r in first.item.responses.all())
     assignments._last_sweep[project.id] = timezone.now()  # no sweep due: the quick claim runs
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_backend_pid()")
-        submitter = cursor.fetchone()[0]
     key = assignments.CLAIM_LOCK_KEY_SPACE
-    holding, outcome = threading.Event(), {}
-
-    def other_request() -> None:
-        try:
-            with transaction.atomic(), connections["default"].cursor() as cursor:
-                # Never this side's deadlock check first: the submit (1 s) is the one rolled back.
-                cursor.execute("SET LOCAL deadlock_timeout = '20s'")
-                cursor.execute(
-                    "SELECT pg_advisory_xact_lock(%s, %s)", [project.pk % key, bob.pk % key]
-                )
-                holding.set()
-                deadline = time.monotonic() + 20
-                while time.monotonic() < deadline:
-                    cursor.execute(
-                        "SELECT wait_event FROM pg_stat_activity WHERE pid = %s", [submitter]
-                    )
-                    if cursor.fetchone()[0] == "advisory":
-                        break
-                    time.sleep(0.02)
-                else:
-                    outcome["error"] = "the submit never waited for the claim lock"
-                    return
-                cursor.execute(
-                    "UPDATE annotation_item SET slots_taken = slots_taken WHERE id = %s",
-                    [first.item_id],
-                )
-                outcome["updated"] = True
-        except Exception as exc:  # noqa: BLE001 - reported below
-            outcome["error"] = repr(exc)
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=other_request)
-    thread.start()
-    assert holding.wait(20)
+    other = OtherTab(
+        first=("SELECT pg_advisory_xact_lock(%s, %s)", [project.pk % key, bob.pk % key]),
+        waits_on="advisory",
+        then=(
+            "UPDATE annotation_item SET slots_taken = slots_taken WHERE id = %s",
+            [first.item_id],
+        ),
+    )
+    other.start()
+    assert other.holding.wait(20)
     annotation, created, following = annotation_submit_and_claim_next(
         assignment_id=first.pk,
         user=bob,
         answers=[{"question": "preference", "chosen": responses[0], "rejected": responses[1]}],
     )
-    thread.join(30)
-    assert outcome == {"updated": True}
+    other.join(30)
+    assert other.outcome == "done"
     assert created and annotation.assignment_id == first.pk
     assert following is not None and following.item_id != first.item_id
     assert Annotation.objects.filter(annotator=bob).count() == 1
@@ -213,65 +235,27 @@ def test_a_claim_rolled_back_by_a_deadlock_claims_again_in_a_new_transaction(ali
     other request holds while that request waits for the claim lock this claim holds."""
     from datetime import timedelta
 
-    from django.db import connection, connections, transaction
-
-    from annotation.models import Role
     from annotation.services import assignment_claim_next, assignments
-    from tests.factories import MembershipFactory, UserFactory, make_questions
+    from tests.factories import UserFactory
 
-    project = ProjectFactory(name="Two tabs, the claim's side", created_by=alice, overlap=1)
     carol = UserFactory(username="carol")
-    for user in (bob, carol):
-        MembershipFactory(user=user, project=project, role=Role.ANNOTATOR)
-    make_questions(project, [{"kind": "pairwise", "name": "preference"}])
-    for _ in range(3):
-        ItemFactory(project=project, responses=["First answer.", "Second answer."])
+    project = _three_items(alice, bob, carol, name="Two tabs, the claim's side")
     stale = assignment_claim_next(project=project, annotator=carol)
     Assignment.objects.filter(pk=stale.pk).update(
         leased_until=timezone.now() - timedelta(minutes=1)
     )
     assignments._last_sweep.pop(project.id, None)  # bob's claim sweeps, and frees that slot
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_backend_pid()")
-        claimer = cursor.fetchone()[0]
     key = assignments.CLAIM_LOCK_KEY_SPACE
-    holding, outcome = threading.Event(), {}
-
-    def other_request() -> None:
-        try:
-            with transaction.atomic(), connections["default"].cursor() as cursor:
-                cursor.execute("SET LOCAL deadlock_timeout = '20s'")
-                cursor.execute(
-                    "SELECT 1 FROM annotation_item WHERE id = %s FOR NO KEY UPDATE",
-                    [stale.item_id],
-                )
-                holding.set()
-                deadline = time.monotonic() + 20
-                while time.monotonic() < deadline:
-                    cursor.execute(
-                        "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", [claimer]
-                    )
-                    if cursor.fetchone()[0] == "Lock":
-                        break
-                    time.sleep(0.02)
-                else:
-                    outcome["error"] = "the claim never waited for the item"
-                    return
-                cursor.execute(
-                    "SELECT pg_advisory_xact_lock(%s, %s)", [project.pk % key, bob.pk % key]
-                )
-                outcome["locked"] = True
-        except Exception as exc:  # noqa: BLE001 - reported below
-            outcome["error"] = repr(exc)
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=other_request)
-    thread.start()
-    assert holding.wait(20)
+    other = OtherTab(
+        first=("SELECT 1 FROM annotation_item WHERE id = %s FOR NO KEY UPDATE", [stale.item_id]),
+        waits_on="Lock",
+        then=("SELECT pg_advisory_xact_lock(%s, %s)", [project.pk % key, bob.pk % key]),
+    )
+    other.start()
+    assert other.holding.wait(20)
     claimed = assignment_claim_next(project=project, annotator=bob)
-    thread.join(30)
-    assert outcome == {"locked": True}
+    other.join(30)
+    assert other.outcome == "done"
     assert claimed is not None and claimed.status == AssignmentStatus.ACTIVE
     assert Assignment.objects.filter(annotator=bob, status=AssignmentStatus.ACTIVE).count() == 1
     assert Assignment.objects.get(pk=stale.pk).status == AssignmentStatus.EXPIRED
