@@ -106,11 +106,16 @@ def slots_free(*, item_id: int, count: int = 1) -> None:
 SWEEP_EVERY_SECONDS = 5
 
 
-def _sweep_due(project_id: int, now: datetime) -> bool:
+def _sweep_is_due(project_id: int, now: datetime) -> bool:
     # Sweeping costs a transaction; once every few seconds per process is plenty,
     # and a claim that finds the pool empty always sweeps before giving up.
     last = _last_sweep.get(project_id)
-    if last is not None and (now - last).total_seconds() < SWEEP_EVERY_SECONDS:
+    return last is None or (now - last).total_seconds() >= SWEEP_EVERY_SECONDS
+
+
+def _sweep_due(project_id: int, now: datetime) -> bool:
+    """``_sweep_is_due``, and if so the sweep is counted as done from ``now``."""
+    if not _sweep_is_due(project_id, now):
         return False
     _last_sweep[project_id] = now
     return True
@@ -227,10 +232,9 @@ def assignment_claim_quick(
     the per-annotator lock, then runs the one statement; it never waits for a row lock.
     ``None`` when that leased nothing or a sweep of expired leases is due: the caller
     then runs ``assignment_claim_next`` after its commit, whose general path may wait
-    for rows and sweeps (``_sweep_due`` is not consumed here).
+    for rows and sweeps (so the sweep is left due here).
     """
-    last = _last_sweep.get(project.id)
-    if last is None or (now - last).total_seconds() >= SWEEP_EVERY_SECONDS:
+    if _sweep_is_due(project.id, now):
         return None
     _hold_claim_lock(project=project, annotator=annotator)
     return _claim_in_one_statement(project=project, annotator=annotator, now=now)
